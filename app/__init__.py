@@ -1,0 +1,83 @@
+"""Tessera: the app factory."""
+from pathlib import Path
+
+from flask import Flask, request
+from flask_login import current_user
+from redis import Redis
+from rq import Queue
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from app.config import Config
+from app.extensions import csrf, db, login_manager, migrate
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Endpoints a visitor may reach without an account; everything else needs a login.
+PUBLIC_ENDPOINTS = {"auth.login", "auth.setup", "static", "health"}
+
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
+)
+
+
+def create_app(overrides: dict | None = None) -> Flask:
+    app = Flask(
+        __name__,
+        template_folder=str(ROOT / "templates"),
+        static_folder=str(ROOT / "static"),
+    )
+    app.config.from_object(Config())
+    if overrides:
+        app.config.update(overrides)
+    Path(app.config["DATA_DIR"]).mkdir(parents=True, exist_ok=True)
+
+    if app.config["PROXY_FIX"]:
+        counts = dict(part.split("=") for part in app.config["PROXY_FIX"].split(","))
+        app.wsgi_app = ProxyFix(app.wsgi_app, **{k.strip(): int(v) for k, v in counts.items()})
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True)
+    csrf.init_app(app)
+    login_manager.init_app(app)
+    login_manager.login_view = "auth.login"
+    login_manager.login_message = "Please log in to continue."
+
+    app.redis = Redis.from_url(app.config["REDIS_URL"])
+    app.task_queue = Queue(app.config["QUEUE_NAME"], connection=app.redis)
+
+    from app import models  # noqa: F401  (registers the tables)
+    from app.auth import bp as auth_bp
+    from app.jobs import bp as jobs_bp
+    from app.generate import bp as generate_bp
+
+    app.register_blueprint(auth_bp)
+    app.register_blueprint(jobs_bp, url_prefix="/jobs")
+    app.register_blueprint(generate_bp)
+
+    @app.context_processor
+    def navigation():
+        def nav_items():
+            items = [("generate.index", "Generate"), ("generate.gallery", "Gallery"), ("canvas.index", "Canvas"),
+                     ("datasets.index", "Datasets"), ("jobs.index", "Jobs")]
+            return [(endpoint, label) for endpoint, label in items if endpoint in app.view_functions]
+        return {"nav_items": nav_items}
+
+    @app.get("/health")
+    def health():
+        return {"status": "ok"}
+
+    @app.before_request
+    def require_login():
+        if request.endpoint not in PUBLIC_ENDPOINTS and not current_user.is_authenticated:
+            return login_manager.unauthorized()
+
+    @app.after_request
+    def security_headers(response):
+        response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        return response
+
+    return app

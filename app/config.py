@@ -1,0 +1,80 @@
+"""Settings, all from the environment, so scaling out changes settings and not code."""
+import os
+import secrets
+from pathlib import Path
+
+
+def _default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "tessera"
+
+
+def data_dir_from_env() -> Path:
+    return Path(os.environ.get("TESSERA_DATA_DIR") or _default_data_dir()).expanduser().resolve()
+
+
+def redis_url_from_env(data_dir: Path) -> str:
+    """REDIS_URL, else the Unix socket of the private Redis `tessera up` starts in the data folder."""
+    return os.environ.get("REDIS_URL") or f"unix://{data_dir / 'run' / 'redis.sock'}"
+
+
+def _secret_key(data_dir: Path) -> str:
+    """SECRET_KEY, else one generated once and kept in the data folder so sessions survive restarts."""
+    if os.environ.get("SECRET_KEY"):
+        return os.environ["SECRET_KEY"]
+    path = data_dir / "secret_key"
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(32))
+        # link, not rename: two processes starting at once must agree on one key
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        tmp.unlink(missing_ok=True)
+    return path.read_text().strip()
+
+
+def _env_list(name: str) -> list[str]:
+    return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
+
+
+class Config:
+    """Read once per app; tests pass overrides to create_app()."""
+
+    def __init__(self) -> None:
+        data_dir = data_dir_from_env()
+        self.DATA_DIR = data_dir
+        self.SECRET_KEY = _secret_key(data_dir)
+        self.SQLALCHEMY_DATABASE_URI = os.environ.get("DATABASE_URL") or f"sqlite:///{data_dir / 'tessera.db'}"
+        if self.SQLALCHEMY_DATABASE_URI.startswith("postgres://"):
+            self.SQLALCHEMY_DATABASE_URI = "postgresql+psycopg://" + self.SQLALCHEMY_DATABASE_URI[len("postgres://"):]
+        elif self.SQLALCHEMY_DATABASE_URI.startswith("postgresql://"):
+            self.SQLALCHEMY_DATABASE_URI = "postgresql+psycopg://" + self.SQLALCHEMY_DATABASE_URI[len("postgresql://"):]
+        self.REDIS_URL = redis_url_from_env(data_dir)
+        self.QUEUE_NAME = os.environ.get("TESSERA_QUEUE", "tessera")
+        self.REPLICATE_API_TOKEN = os.environ.get("REPLICATE_API_TOKEN", "")
+        self.REPLICATE_API_BASE = os.environ.get("REPLICATE_API_BASE", "https://api.replicate.com/v1")
+        # Output files are fetched only from these hosts, over HTTPS (see app.replicate.client).
+        self.REPLICATE_DOWNLOAD_HOSTS = _env_list("TESSERA_DOWNLOAD_HOSTS") or [
+            "replicate.delivery", "pbxt.replicate.delivery", "api.replicate.com",
+        ]
+        self.REPLICATE_ALLOW_HTTP_DOWNLOADS = os.environ.get("TESSERA_ALLOW_HTTP_DOWNLOADS") == "1"
+        self.DATASET_ROOTS = [Path(p).expanduser().resolve() for p in _env_list("TESSERA_DATASET_ROOTS")] or [
+            data_dir / "datasets"
+        ]
+        # Whole-request cap (zip uploads are the largest); per-image limits are checked where images enter.
+        self.MAX_CONTENT_LENGTH = int(os.environ.get("TESSERA_MAX_UPLOAD_MB", "2048")) * 1024 * 1024
+        self.MAX_IMAGE_UPLOAD_BYTES = int(os.environ.get("TESSERA_MAX_IMAGE_MB", "50")) * 1024 * 1024
+        # Set when nginx serves files: a prefix of an `internal` location that maps to DATA_DIR.
+        self.ACCEL_REDIRECT_PREFIX = os.environ.get("TESSERA_ACCEL_REDIRECT_PREFIX", "")
+        self.PROXY_FIX = os.environ.get("TESSERA_PROXY_FIX", "")  # e.g. "x_for=1,x_proto=1,x_host=1"
+        self.SESSION_COOKIE_HTTPONLY = True
+        self.SESSION_COOKIE_SAMESITE = "Lax"
+        self.SESSION_COOKIE_SECURE = os.environ.get("TESSERA_SECURE_COOKIES") == "1"
+        self.REMEMBER_COOKIE_SECURE = self.SESSION_COOKIE_SECURE
+        self.WTF_CSRF_TIME_LIMIT = None  # the token lives as long as the session
+        self.SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}

@@ -1,0 +1,100 @@
+"""Which models a user can pick, and the input schema of each (cached, refreshed from Replicate)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from flask import current_app
+
+from app.extensions import db
+from app.generate.models import ModelEntry
+from app.models import utcnow
+from app.replicate.client import ReplicateError, parse_model_ref
+from app.replicate.presets import PRESETS, preset_for
+
+SCHEMA_MAX_AGE = timedelta(days=1)
+
+
+@dataclass
+class ModelChoice:
+    ref: str
+    label: str
+    kind: str
+    preset: bool
+
+
+def available_models(user_id: int, kind: str | None = None) -> list[ModelChoice]:
+    choices = [ModelChoice(p.ref, p.label, p.kind, True) for p in PRESETS]
+    entries = db.session.scalars(db.select(ModelEntry).where(ModelEntry.user_id == user_id).order_by(ModelEntry.label))
+    choices += [ModelChoice(e.ref, e.label, e.kind, False) for e in entries]
+    return [c for c in choices if kind is None or c.kind == kind]
+
+
+def is_available(user_id: int, ref: str) -> bool:
+    return any(c.ref == ref for c in available_models(user_id))
+
+
+def model_schema(user_id: int, ref: str) -> tuple[dict, str | None]:
+    """The model's openapi schema and, when it could not be refreshed, a note saying why."""
+    entry = _entry(user_id, ref)
+    fresh = entry is not None and entry.openapi_schema and entry.schema_fetched_at and (
+        utcnow() - entry.schema_fetched_at < SCHEMA_MAX_AGE)
+    if fresh:
+        return entry.openapi_schema, None
+    note = None
+    if current_app.config["REPLICATE_API_TOKEN"]:
+        try:
+            return _refresh(user_id, ref, entry), None
+        except ReplicateError as exc:
+            note = f"Could not refresh the model's options from Replicate ({exc.message}); showing the last known ones."
+    if entry is not None and entry.openapi_schema:
+        return entry.openapi_schema, note
+    preset = preset_for(ref)
+    if preset is not None:
+        return preset.openapi_schema, note
+    raise LookupError(note or f"No options are known for {ref} yet: set REPLICATE_API_TOKEN so they can be fetched.")
+
+
+def add_model(user_id: int, ref: str, kind: str) -> ModelEntry:
+    """Add owner/name or owner/name:version to the user's picker; fetches its schema now."""
+    ref = ref.strip()
+    parse_model_ref(ref)  # ValueError with a clear message
+    entry = _entry(user_id, ref)
+    if entry is None or entry.user_id is None:
+        entry = ModelEntry(user_id=user_id, ref=ref, label=ref, kind=kind)
+        db.session.add(entry)
+    entry.kind = kind
+    _refresh(user_id, ref, entry)
+    return entry
+
+
+def mask_polarity(user_id: int, ref: str) -> str:
+    entry = _entry(user_id, ref)
+    if entry is not None and entry.mask_polarity:
+        return entry.mask_polarity
+    preset = preset_for(ref)
+    return (preset.mask_polarity if preset else None) or "white-repaints"
+
+
+def _entry(user_id: int, ref: str) -> ModelEntry | None:
+    return db.session.scalar(
+        db.select(ModelEntry).where(ModelEntry.ref == ref, (ModelEntry.user_id == user_id) | ModelEntry.user_id.is_(None))
+        .order_by(ModelEntry.user_id.is_(None))  # the user's own entry wins over the shared cache
+    )
+
+
+def _refresh(user_id: int, ref: str, entry: ModelEntry | None) -> dict:
+    from app.jobs.predictions import client_from_config
+
+    with client_from_config() as client:
+        info = client.get_model(ref)
+    if entry is None:
+        preset = preset_for(ref)
+        entry = ModelEntry(user_id=None, ref=ref, label=preset.label if preset else ref,
+                           kind=preset.kind if preset else "text-to-image")
+        db.session.add(entry)
+    entry.openapi_schema, entry.schema_fetched_at = info.openapi_schema, utcnow()
+    if info.description and entry.label == ref:
+        entry.label = f"{ref}"
+    db.session.commit()
+    return info.openapi_schema

@@ -1,0 +1,64 @@
+"""Storing generated images as PNGs that carry their parameters (the `parameters` text chunk)."""
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+from PIL import Image, PngImagePlugin
+
+# Labels in the order A1111-style tools write them, so other tools read our PNGs.
+PARAMETER_LABELS = [
+    ("num_inference_steps", "Steps"), ("steps", "Steps"), ("scheduler", "Sampler"),
+    ("guidance", "CFG scale"), ("guidance_scale", "CFG scale"), ("seed", "Seed"),
+    ("prompt_strength", "Denoising strength"), ("strength", "Denoising strength"),
+]
+
+
+def parameters_text(model_ref: str, model_input: dict, size: tuple[int, int]) -> str:
+    """The ecosystem's convention: prompt, then 'Negative prompt: …', then 'Key: value, …'."""
+    lines = [str(model_input.get("prompt", ""))]
+    if model_input.get("negative_prompt"):
+        lines.append(f"Negative prompt: {model_input['negative_prompt']}")
+    pairs, seen = [], set()
+    for key, label in PARAMETER_LABELS:
+        if key in model_input and label not in seen:
+            pairs.append(f"{label}: {model_input[key]}")
+            seen.add(label)
+    pairs.append(f"Size: {size[0]}x{size[1]}")
+    pairs.append(f"Model: {model_ref}")
+    for key, value in model_input.items():
+        if key not in {"prompt", "negative_prompt"} | {k for k, _ in PARAMETER_LABELS} and _is_plain(value):
+            pairs.append(f"{key}: {value}")
+    lines.append(", ".join(pairs))
+    return "\n".join(lines)
+
+
+def _is_plain(value) -> bool:
+    # File inputs (data URIs, URLs) would bloat the chunk and leak upload URLs.
+    return isinstance(value, (int, float, bool)) or (isinstance(value, str) and len(value) < 200
+                                                      and not value.startswith(("data:", "http")))
+
+
+def save_png(data: bytes, dest: Path, parameters: Callable[[tuple[int, int]], str]) -> tuple[int, int]:
+    """Write the image as PNG with the parameters text made for its size, atomically; returns its size."""
+    with Image.open(io.BytesIO(data)) as image:
+        image.load()
+        if image.mode not in ("RGB", "RGBA"):
+            image = image.convert("RGBA" if "A" in image.getbands() else "RGB")
+        info = PngImagePlugin.PngInfo()
+        info.add_text("parameters", parameters(image.size))  # tEXt when Latin-1, iTXt otherwise, as A1111 does
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".tmp-", suffix=".png")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                image.save(fh, "PNG", pnginfo=info)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, dest)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return image.size

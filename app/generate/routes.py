@@ -1,0 +1,172 @@
+import random
+
+from flask import abort, current_app, make_response, render_template, request, url_for
+from flask_login import current_user
+
+from app.extensions import db
+from app.files import send_data_file
+from app.generate import bp
+from app.generate.catalog import add_model, available_models, is_available, model_schema
+from app.generate.models import Generation
+from app.jobs.runner import QueueUnavailable, enqueue_job
+from app.replicate.client import ReplicateError
+from app.replicate.schema import field_by_name, input_fields, validate_input
+from app.uploads import UploadRejected, read_image_upload, store_upload
+
+DEFAULT_MODEL = "black-forest-labs/flux-schnell"
+GALLERY_PAGE_SIZE = 24
+SEED_MAX = 2**31 - 1
+
+
+def _form_context(ref: str, values: dict | None = None, errors: dict | None = None, note: str | None = None):
+    try:
+        schema, schema_note = model_schema(current_user.id, ref)
+        fields = input_fields(schema)
+    except LookupError as exc:
+        fields, schema_note = [], str(exc)
+    return {
+        "models": available_models(current_user.id),
+        "model_ref": ref,
+        "fields": fields,
+        "values": values or {},
+        "errors": errors or {},
+        "note": note or schema_note,
+        "token_missing": not current_app.config["REPLICATE_API_TOKEN"],
+    }
+
+
+def _chosen_model(ref: str | None) -> str:
+    ref = ref or DEFAULT_MODEL
+    if not is_available(current_user.id, ref):
+        abort(404, f"Unknown model {ref}: add it first.")
+    return ref
+
+
+@bp.get("/")
+def index():
+    values, ref = {}, request.args.get("model")
+    source = request.args.get("from", type=int)
+    if source:
+        generation = _owned_generation(source)
+        values, ref = dict(generation.params), generation.model_ref
+        if generation.seed is not None:
+            values["seed"] = generation.seed
+    context = _form_context(_chosen_model(ref), values)
+    recent = db.session.scalars(
+        db.select(Generation).where(Generation.user_id == current_user.id, Generation.in_gallery)
+        .order_by(Generation.id.desc()).limit(8)).all()
+    return render_template("generate/index.html", recent=recent, **context)
+
+
+@bp.get("/generate/form")
+def form():
+    return render_template("generate/_form.html", **_form_context(_chosen_model(request.args.get("model"))))
+
+
+@bp.post("/generate")
+def submit():
+    ref = _chosen_model(request.form.get("model"))
+    context = _form_context(ref, request.form.to_dict())
+    if context["token_missing"]:
+        return _form_error(context)
+    fields = context["fields"]
+    files, upload_errors, placeholders = {}, {}, {}
+    for field in fields:
+        if field.kind != "file":
+            continue
+        storage = request.files.get(field.name)
+        if storage is None or not storage.filename:
+            continue
+        try:
+            data, image_format = read_image_upload(storage, current_app.config["MAX_IMAGE_UPLOAD_BYTES"])
+        except UploadRejected as exc:
+            upload_errors[field.name] = str(exc)
+            continue
+        files[field.name] = store_upload(current_app.config["DATA_DIR"], data, image_format)
+        placeholders[field.name] = "upload"
+    values, errors = validate_input(fields, request.form, files=placeholders)
+    errors.update(upload_errors)
+    if errors:
+        context["errors"] = errors
+        return _form_error(context)
+    for name in files:
+        values.pop(name, None)
+    if field_by_name(fields, "seed") is not None and values.get("seed") is None:
+        # Pick the seed ourselves so every image can be made again.
+        values["seed"] = random.randint(0, SEED_MAX)
+    try:
+        job = enqueue_job(user_id=current_user.id, kind="generate", task="app.generate.tasks.run_generation",
+                          title=_title(values.get("prompt", ""), ref),
+                          params={"model": ref, "input": values, "files": files})
+    except QueueUnavailable as exc:
+        context["note"] = str(exc)
+        return _form_error(context, status=503)
+    return render_template("jobs/_status.html", job=job)
+
+
+def _form_error(context, status: int = 422):
+    response = make_response(render_template("generate/_form.html", **context), status)
+    # The error belongs in the form, not in the job list the form normally targets.
+    response.headers["HX-Retarget"] = "#generate-form"
+    response.headers["HX-Reswap"] = "outerHTML"
+    return response
+
+
+def _title(prompt: str, ref: str) -> str:
+    prompt = " ".join(str(prompt).split())
+    return (prompt[:60] + "…" if len(prompt) > 60 else prompt) or ref
+
+
+@bp.post("/models")
+def add():
+    ref = request.form.get("ref", "")
+    kind = request.form.get("kind", "text-to-image")
+    if kind not in ("text-to-image", "inpaint", "caption"):
+        abort(400, "Unknown model kind.")
+    try:
+        if not current_app.config["REPLICATE_API_TOKEN"]:
+            raise ValueError("Set REPLICATE_API_TOKEN first: the model's options are read from Replicate.")
+        add_model(current_user.id, ref, kind)
+    except (ValueError, ReplicateError) as exc:
+        db.session.rollback()
+        context = _form_context(DEFAULT_MODEL)
+        context["add_error"], context["add_ref"] = getattr(exc, "message", None) or str(exc), ref
+        return _form_error(context)
+    return render_template("generate/_form.html", **_form_context(ref.strip()))
+
+
+@bp.get("/gallery")
+def gallery():
+    page = max(request.args.get("page", 1, type=int), 1)
+    query = (db.select(Generation).where(Generation.user_id == current_user.id, Generation.in_gallery)
+             .order_by(Generation.id.desc()))
+    items = db.session.scalars(query.offset((page - 1) * GALLERY_PAGE_SIZE).limit(GALLERY_PAGE_SIZE + 1)).all()
+    return render_template("generate/gallery.html", items=items[:GALLERY_PAGE_SIZE], page=page,
+                           has_next=len(items) > GALLERY_PAGE_SIZE)
+
+
+@bp.get("/generations/<int:generation_id>.png")
+def image(generation_id):
+    generation = _owned_generation(generation_id)
+    download = f"tessera-{generation.id}-seed{generation.seed}.png" if request.args.get("download") else None
+    return send_data_file(generation.path, mimetype="image/png", download_name=download, immutable=True)
+
+
+def _owned_generation(generation_id: int) -> Generation:
+    generation = db.session.get(Generation, generation_id)
+    if generation is None or generation.user_id != current_user.id:
+        abort(404)
+    return generation
+
+
+@bp.app_template_global()
+def generation_url(generation: Generation, download: bool = False) -> str:
+    return url_for("generate.image", generation_id=generation.id, download=1 if download else None)
+
+
+@bp.app_template_global()
+def generations_by_id(ids: list[int]) -> list[Generation]:
+    if not ids:
+        return []
+    rows = db.session.scalars(db.select(Generation).where(Generation.id.in_(ids))).all()
+    return sorted(rows, key=lambda g: ids.index(g.id))

@@ -1,0 +1,64 @@
+"""Tables shared by every area: accounts and background jobs."""
+from datetime import datetime, timezone
+
+from flask_login import UserMixin
+from sqlalchemy import JSON, ForeignKey, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from app.extensions import db, login_manager
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+class User(UserMixin, db.Model):
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(256))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    def set_password(self, password: str) -> None:
+        self.password_hash = generate_password_hash(password)
+
+    def check_password(self, password: str) -> bool:
+        return check_password_hash(self.password_hash, password)
+
+
+@login_manager.user_loader
+def load_user(user_id: str):
+    return db.session.get(User, int(user_id))
+
+
+class Job(db.Model):
+    """One background job; the primary key is the RQ job id, so a retry re-enqueues the same id."""
+
+    QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELED = "queued", "running", "succeeded", "failed", "canceled"
+    ENDED = (SUCCEEDED, FAILED, CANCELED)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(32))  # generate, canvas, caption, export, …
+    task: Mapped[str] = mapped_column(String(200))  # dotted path of the job function, for Retry
+    title: Mapped[str] = mapped_column(String(200), default="")
+    status: Mapped[str] = mapped_column(String(16), default=QUEUED, index=True)
+    progress: Mapped[int] = mapped_column(default=0)  # 0–100
+    message: Mapped[str] = mapped_column(Text, default="")
+    error: Mapped[str | None] = mapped_column(Text)
+    params: Mapped[dict] = mapped_column(JSON, default=dict)
+    # Links to what the job produced, e.g. {"generations": [ids]} or {"download": "exports/x.zip"}.
+    result: Mapped[dict] = mapped_column(JSON, default=dict)
+    # Stored the moment Replicate answers, so a retry polls the same prediction instead of paying twice.
+    prediction_id: Mapped[str | None] = mapped_column(String(64))
+    cancel_requested: Mapped[bool] = mapped_column(default=False)
+    attempts: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    # Touched by the worker while it works; a stale heartbeat reveals a worker that died.
+    heartbeat_at: Mapped[datetime | None]
+
+    @property
+    def ended(self) -> bool:
+        return self.status in self.ENDED

@@ -1,0 +1,4 @@
+"""Entry point for WSGI servers: `gunicorn app.wsgi:app`."""
+from app import create_app
+
+app = create_app()

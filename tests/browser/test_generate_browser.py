@@ -1,0 +1,31 @@
+"""A user generates an image through the page and sees it appear."""
+
+
+def test_generate_through_the_ui(logged_in, live_server, fake_replicate):
+    page = logged_in
+    page.get_by_label("Model", exact=True).select_option("black-forest-labs/flux-schnell")
+    page.get_by_label("Prompt", exact=True).fill("a lighthouse at dusk")
+    page.get_by_label("Num Outputs", exact=True).fill("2")
+    page.get_by_role("button", name="Generate").click()
+    page.locator(".job .status", has_text="running").or_(page.locator(".job .status", has_text="succeeded")).first.wait_for()
+    images = page.locator(".results img")
+    images.nth(1).wait_for(timeout=30_000)
+    assert images.count() == 2
+    assert page.evaluate("() => [...document.querySelectorAll('.results img')].every(i => i.complete && i.naturalWidth > 0)")
+    assert page.locator(".job progress").count() == 0  # the status partial stopped polling and dropped its bar
+    create = [r for r in fake_replicate.requests if r.method == "POST" and r.path.endswith("/predictions")]
+    assert create[0].json["input"]["prompt"] == "a lighthouse at dusk"
+
+
+def test_invalid_value_is_shown_by_the_field(logged_in):
+    page = logged_in
+    page.get_by_label("Model", exact=True).select_option("black-forest-labs/flux-schnell")
+    page.get_by_label("Prompt", exact=True).fill("x")
+    # Bypass the browser's own min/max check to see the server's message by the field.
+    page.evaluate("() => document.getElementById('in-num_outputs').removeAttribute('max')")
+    page.get_by_label("Num Outputs", exact=True).fill("7")
+    page.get_by_role("button", name="Generate").click()
+    error = page.locator("#in-num_outputs-error")
+    error.wait_for()
+    assert "4" in error.inner_text()
+    assert page.locator(".job").count() == 0

@@ -1,0 +1,172 @@
+"""The generate page: schema-driven form, validation before queueing, a job end to end."""
+import io
+import re
+
+from PIL import Image
+
+from app.extensions import db
+from app.generate.models import Generation
+from app.models import Job, User
+
+FLUX_DEV = "black-forest-labs/flux-dev"
+
+
+def creates(fake):
+    return [r for r in fake.requests if r.method == "POST" and r.path.endswith("/predictions")]
+
+
+def test_form_is_rendered_from_the_model_schema(client):
+    page = client.get(f"/?model={FLUX_DEV}").get_data(as_text=True)
+    for name in ("prompt", "aspect_ratio", "num_outputs", "num_inference_steps", "guidance", "seed", "output_format"):
+        assert f'name="{name}"' in page
+        assert f'for="in-{name}"' in page  # every control has a visible label
+    assert 'max="50"' in page  # num_inference_steps' range comes from the schema
+    assert "<summary>Advanced" in page
+
+
+def test_switching_model_swaps_the_form(client):
+    partial = client.get("/generate/form?model=black-forest-labs/flux-schnell").get_data(as_text=True)
+    assert partial.startswith("<form") or 'id="generate-form"' in partial
+    assert 'name="guidance"' not in partial  # schnell has no guidance input
+
+
+def test_invalid_value_is_rejected_before_anything_is_queued(client, fake_replicate):
+    response = client.post("/generate", data={"model": FLUX_DEV, "prompt": "a fox", "num_outputs": "9"})
+    assert response.status_code == 422
+    assert response.headers["HX-Retarget"] == "#generate-form"
+    page = response.get_data(as_text=True)
+    assert re.search(r'id="in-num_outputs-error"[^>]*>[^<]*4', page)
+    assert 'value="a fox"' in page or ">a fox<" in page  # nothing the user typed is lost
+    assert db.session.scalar(db.select(db.func.count(Job.id))) == 0
+    assert creates(fake_replicate) == []
+
+
+def test_without_a_token_the_page_says_how_to_set_one_and_queues_nothing(client, app, fake_replicate):
+    app.config["REPLICATE_API_TOKEN"] = ""
+    page = client.get("/").get_data(as_text=True)
+    assert "REPLICATE_API_TOKEN" in page
+    response = client.post("/generate", data={"model": FLUX_DEV, "prompt": "a fox"})
+    assert response.status_code == 422
+    assert db.session.scalar(db.select(db.func.count(Job.id))) == 0
+    assert fake_replicate.requests == []
+
+
+def test_generate_end_to_end(client, run_jobs, fake_replicate, app):
+    response = client.post("/generate", data={"model": FLUX_DEV, "prompt": "a red fox", "num_outputs": "2",
+                                              "guidance": "3.5", "seed": "1234"})
+    assert response.status_code == 200
+    partial = response.get_data(as_text=True)
+    assert 'hx-trigger="every 1s"' in partial  # polls while queued
+    job = db.session.scalar(db.select(Job))
+    assert job.status == Job.QUEUED and job.params["input"]["seed"] == 1234
+
+    run_jobs()
+
+    status = client.get(f"/jobs/{job.id}/status").get_data(as_text=True)
+    assert "succeeded" in status
+    assert "hx-trigger" not in status  # polling stops by itself once the job ended
+    generations = db.session.scalars(db.select(Generation).order_by(Generation.output_index)).all()
+    assert [g.output_index for g in generations] == [0, 1]
+    assert all(f"/generations/{g.id}.png" in status for g in generations)
+    [create] = creates(fake_replicate)
+    assert create.path == f"/v1/models/{FLUX_DEV}/predictions"
+    assert create.json["input"]["guidance"] == 3.5 and create.json["input"]["num_outputs"] == 2
+
+    image_response = client.get(f"/generations/{generations[0].id}.png?download=1")
+    assert image_response.status_code == 200
+    assert "attachment" in image_response.headers["Content-Disposition"]
+    with Image.open(io.BytesIO(image_response.data)) as image:
+        assert image.format == "PNG"
+        parameters = image.text["parameters"]
+    assert parameters.startswith("a red fox\n")
+    assert "Seed: 1234" in parameters and f"Model: {FLUX_DEV}" in parameters and "CFG scale: 3.5" in parameters
+
+    gallery = client.get("/gallery").get_data(as_text=True)
+    assert gallery.count('class="muted">') >= 2 and "seed 1234" in gallery
+    again = client.get(f"/?from={generations[0].id}").get_data(as_text=True)
+    assert 'name="seed" value="1234"' in again and "a red fox" in again
+
+
+def test_an_empty_seed_is_chosen_by_tessera_so_the_image_can_be_made_again(client, run_jobs):
+    client.post("/generate", data={"model": FLUX_DEV, "prompt": "a fox"})
+    run_jobs()
+    generation = db.session.scalar(db.select(Generation))
+    assert isinstance(generation.seed, int)
+    assert generation.params["seed"] == generation.seed
+
+
+def test_a_failed_prediction_shows_the_models_error_and_can_be_retried(client, run_jobs, fake_replicate):
+    fake_replicate.next_outcome = "failed"
+    client.post("/generate", data={"model": FLUX_DEV, "prompt": "a fox"})
+    run_jobs()
+    job = db.session.scalar(db.select(Job))
+    assert job.status == Job.FAILED and "The model failed on Replicate" in job.error
+    status = client.get(f"/jobs/{job.id}/status").get_data(as_text=True)
+    assert "Retry" in status and job.error in status
+
+    fake_replicate.next_outcome = "succeeded"
+    assert client.post(f"/jobs/{job.id}/retry").status_code == 200
+    run_jobs()
+    db.session.refresh(job)
+    assert job.status == Job.SUCCEEDED
+    assert len(creates(fake_replicate)) == 2  # the failed prediction could not be reused
+
+
+def test_a_retried_job_polls_its_stored_prediction_instead_of_creating_another(client, run_jobs, fake_replicate, app):
+    from app.jobs.predictions import client_from_config
+
+    client.post("/generate", data={"model": FLUX_DEV, "prompt": "a fox"})
+    job = db.session.scalar(db.select(Job))
+    with client_from_config() as replicate:
+        prediction = replicate.create_prediction(FLUX_DEV, {"prompt": "a fox"})
+    job.prediction_id = prediction.id  # as if a worker had created it, then died
+    db.session.commit()
+    run_jobs()
+    db.session.refresh(job)
+    assert job.status == Job.SUCCEEDED
+    assert len(creates(fake_replicate)) == 1
+
+
+def test_canceling_a_queued_job_drops_it_before_any_request(client, run_jobs, fake_replicate):
+    client.post("/generate", data={"model": FLUX_DEV, "prompt": "a fox"})
+    job = db.session.scalar(db.select(Job))
+    status = client.post(f"/jobs/{job.id}/cancel").get_data(as_text=True)
+    assert "canceled" in status and "hx-trigger" not in status
+    run_jobs()
+    db.session.refresh(job)
+    assert job.status == Job.CANCELED
+    assert creates(fake_replicate) == []
+
+
+def test_another_users_job_and_images_are_not_found(client, run_jobs, app):
+    client.post("/generate", data={"model": FLUX_DEV, "prompt": "a fox"})
+    run_jobs()
+    job = db.session.scalar(db.select(Job))
+    generation = db.session.scalar(db.select(Generation))
+    other = User(username="eve")
+    other.set_password("x" * 12)
+    db.session.add(other)
+    db.session.commit()
+    intruder = app.test_client()
+    with intruder.session_transaction() as session:
+        session["_user_id"] = str(other.id)
+    assert intruder.get(f"/jobs/{job.id}/status").status_code == 404
+    assert intruder.post(f"/jobs/{job.id}/cancel").status_code == 404
+    assert intruder.get(f"/generations/{generation.id}.png").status_code == 404
+    assert "a fox" not in intruder.get("/gallery").get_data(as_text=True)
+
+
+def test_pages_require_a_login(app):
+    anonymous = app.test_client()
+    for url in ("/", "/gallery", "/jobs/", "/generations/1.png"):
+        response = anonymous.get(url)
+        assert response.status_code == 302 and "/login" in response.headers["Location"]
+
+
+def test_an_uploaded_non_image_is_refused_with_a_message(client, fake_replicate):
+    response = client.post("/generate", data={"model": FLUX_DEV, "prompt": "a fox",
+                                              "image": (io.BytesIO(b"not an image"), "x.png")},
+                           content_type="multipart/form-data")
+    assert response.status_code == 422
+    assert "not a readable image" in response.get_data(as_text=True)
+    assert creates(fake_replicate) == []

@@ -1,0 +1,112 @@
+"""Job lifecycle: progress from logs, cancel mid-run, a worker that dies, the jobs page."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from app.extensions import db
+from app.jobs.predictions import client_from_config, follow_prediction
+from app.jobs.runner import JobCanceled, JobRun, WORKER_LOST_MESSAGE, enqueue_job, job_run
+from app.models import Job
+
+FLUX = "black-forest-labs/flux-schnell"
+
+
+def _job(user, **params):
+    return enqueue_job(user_id=user.id, kind="generate", title="t", task="app.generate.tasks.run_generation",
+                       params={"model": FLUX, "input": {"prompt": "p"}, **params})
+
+
+def test_progress_comes_from_the_models_log_lines(app, user, fake_replicate):
+    fake_replicate.polls_per_state = 4
+    job = _job(user)
+    seen = []
+    with job_run(job.id) as run, client_from_config() as replicate:
+        follow_prediction(replicate, run, FLUX, {"prompt": "p"},
+                          sleep=lambda _s: seen.append((run.job.progress, run.job.message)))
+    percents = [p for p, _ in seen]
+    assert percents == sorted(percents)
+    assert any("Running on Replicate: " in m and 5 < p < 90 for p, m in seen)  # a real percentage, mid-way
+    assert db.session.get(Job, job.id).status == Job.SUCCEEDED
+
+
+def test_cancel_while_running_cancels_the_prediction(app, user, fake_replicate):
+    fake_replicate.polls_per_state = 50
+    job = _job(user)
+
+    def user_clicks_cancel(_seconds):
+        db.session.execute(db.update(Job).where(Job.id == job.id).values(cancel_requested=True))
+        db.session.commit()
+
+    with job_run(job.id) as run, client_from_config() as replicate:
+        follow_prediction(replicate, run, FLUX, {"prompt": "p"}, sleep=user_clicks_cancel)
+    assert db.session.get(Job, job.id).status == Job.CANCELED
+    assert any(r.method == "POST" and r.path.endswith("/cancel") for r in fake_replicate.requests)
+
+
+def test_job_run_turns_exceptions_into_a_failed_job(app, user):
+    job = _job(user)
+    try:
+        with job_run(job.id):
+            raise RuntimeError("disk full")
+    except RuntimeError:
+        pass
+    job = db.session.get(Job, job.id)
+    assert job.status == Job.FAILED and "disk full" in job.error and job.finished_at
+
+
+def test_a_worker_that_dies_mid_job_leaves_a_failed_job_that_retry_finishes(client, app, app_env, fake_replicate, run_jobs):
+    fake_replicate.polls_per_state = 10_000  # the prediction never finishes while the worker lives
+    client.post("/generate", data={"model": FLUX, "prompt": "a fox"})
+    job = db.session.scalar(db.select(Job))
+    worker = subprocess.Popen([sys.executable, "-m", "app.cli", "worker"], env={**os.environ, **app_env},
+                              start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            db.session.expire_all()
+            if db.session.get(Job, job.id).prediction_id:
+                break
+            time.sleep(0.2)
+        job = db.session.get(Job, job.id)
+        assert job.status == Job.RUNNING and job.prediction_id
+    finally:
+        os.killpg(worker.pid, signal.SIGKILL)  # the worker and its work-horse die at once
+        worker.wait()
+
+    app.config["JOB_STALE_SECONDS"] = 1
+    time.sleep(1.5)
+    status = client.get(f"/jobs/{job.id}/status").get_data(as_text=True)
+    assert "failed" in status and WORKER_LOST_MESSAGE.split(" (")[0] in status
+
+    fake_replicate.polls_per_state = 1
+    client.post(f"/jobs/{job.id}/retry")
+    run_jobs()
+    db.session.refresh(job)
+    assert job.status == Job.SUCCEEDED
+    creates = [r for r in fake_replicate.requests if r.method == "POST" and r.path.endswith("/predictions")]
+    assert len(creates) == 1  # the retry polled the prediction the dead worker had started
+
+
+def test_jobs_page_lists_the_users_jobs(client, user, app):
+    job = _job(user)
+    page = client.get("/jobs/").get_data(as_text=True)
+    assert job.title in page and "queued" in page
+
+
+def test_enqueue_without_redis_fails_clearly_and_keeps_the_row(app, user, monkeypatch):
+    from redis import Redis
+    from rq import Queue
+
+    from app.jobs.runner import QueueUnavailable
+
+    app.task_queue = Queue("x", connection=Redis(unix_socket_path="/nonexistent/redis.sock"))
+    try:
+        _job(user)
+    except QueueUnavailable as exc:
+        assert "not reachable" in str(exc)
+    else:
+        raise AssertionError("expected QueueUnavailable")
+    job = db.session.scalar(db.select(Job))
+    assert job.status == Job.FAILED
