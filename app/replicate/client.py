@@ -1,0 +1,522 @@
+"""An HTTP client for the parts of Replicate's API Tessera uses.
+
+Every failure surfaces as a ReplicateError subclass whose ``message`` is a sentence a user can act
+on. Reads are retried with backoff; a prediction create is repeated only when the server provably
+did not act on it, because every repeated create is a paid prediction.
+"""
+from __future__ import annotations
+
+import base64
+import importlib.metadata
+import io
+import random
+import re
+import time
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from typing import Any, Callable
+from urllib.parse import quote, urlsplit
+
+import httpx
+from PIL import Image
+
+DONE_STATUSES = frozenset({"succeeded", "failed", "canceled"})
+
+AUTH_MESSAGE = (
+    "Replicate rejected the API token. Set REPLICATE_API_TOKEN to a valid token "
+    "(replicate.com/account/api-tokens)."
+)
+BILLING_MESSAGE = (
+    "Replicate needs billing set up for this account (402): add a payment method or credit at "
+    "replicate.com/account/billing."
+)
+
+_VERSION_ID = re.compile(r"[0-9a-f]{64}")
+_MODEL_REF = re.compile(r"([A-Za-z0-9][A-Za-z0-9_.-]*)/([A-Za-z0-9][A-Za-z0-9_.-]*)(?::(.*))?")
+# tqdm draws " 40%|████      | 10/25 [...]"; the bar after the percentage keeps "50% of VRAM" out.
+_TQDM_PERCENT = re.compile(r"(\d{1,3})%\|")
+_RESETS_IN = re.compile(r"resets in ~?\s*(\d+(?:\.\d+)?)\s*s", re.IGNORECASE)
+_DETAIL_FIELD = re.compile(r"^-\s*(?:input\.)?([\w.-]+):\s*(.+)$", re.MULTILINE)
+
+# Failures that happen before a request reaches the server: repeating even a create is safe.
+_UNSENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+# Failures after which the server may or may not have acted on the request.
+_TRANSPORT_ERRORS = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
+
+
+def _user_agent() -> str:
+    try:
+        version = importlib.metadata.version("tessera")
+    except importlib.metadata.PackageNotFoundError:  # running from a checkout that is not installed
+        version = "dev"
+    return f"tessera/{version}"
+
+
+class ReplicateError(Exception):
+    """A failure talking to Replicate; ``message`` is meant to be shown to the user as is."""
+
+    def __init__(self, message: str, *, status: int | None = None, fields: dict[str, str] | None = None,
+                 retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.fields = fields or {}
+        self.retry_after = retry_after
+
+
+class AuthenticationError(ReplicateError):
+    """401: the token is missing, mistyped or revoked."""
+
+
+class BillingError(ReplicateError):
+    """402: the account has no payment method or has run out of credit."""
+
+
+class InputError(ReplicateError):
+    """422: an input value or the model version was rejected; ``fields`` maps input name -> reason."""
+
+
+class NotFoundError(ReplicateError):
+    """404: unknown (or invisible to this token) model, version or prediction."""
+
+
+class ThrottledError(ReplicateError):
+    """429 that outlasted the retries; ``retry_after`` says when Replicate expects to accept again."""
+
+
+class TransientError(ReplicateError):
+    """Server errors, timeouts and unreachable hosts that outlasted the retries, or hit a create that
+    must not be repeated."""
+
+
+class OutputError(ReplicateError):
+    """An output file that cannot or must not be downloaded, or is not what it should be."""
+
+
+@dataclass
+class Prediction:
+    id: str
+    status: str
+    output: Any
+    logs: str
+    error: str | None
+    urls: dict[str, str]
+    model: str | None
+    version: str | None
+    input: dict[str, Any]
+    metrics: dict[str, Any]
+    data_removed: bool
+    raw: dict[str, Any] = field(repr=False)
+
+    @classmethod
+    def from_api(cls, data: dict[str, Any]) -> Prediction:
+        error = data.get("error")
+        return cls(
+            id=str(data.get("id", "")),
+            status=str(data.get("status", "")),
+            output=data.get("output"),
+            logs=data.get("logs") or "",
+            error=None if error is None else str(error),
+            urls=data.get("urls") or {},
+            model=data.get("model"),
+            version=data.get("version"),
+            input=data.get("input") or {},
+            metrics=data.get("metrics") or {},
+            data_removed=bool(data.get("data_removed")),
+            raw=data,
+        )
+
+    @property
+    def done(self) -> bool:
+        return self.status in DONE_STATUSES
+
+    @property
+    def progress(self) -> int | None:
+        return parse_progress(self.logs)
+
+
+@dataclass
+class ModelInfo:
+    ref: str
+    owner: str
+    name: str
+    description: str
+    version_id: str | None
+    openapi_schema: dict[str, Any]
+
+    @property
+    def input_schema(self) -> dict[str, Any]:
+        return self.openapi_schema.get("components", {}).get("schemas", {}).get("Input", {})
+
+
+def parse_progress(logs: str | None) -> int | None:
+    """The last tqdm percentage in a prediction's logs, or None when no progress bar was printed."""
+    if not logs:
+        return None
+    percentages = _TQDM_PERCENT.findall(logs)  # \r- and \n-separated updates alike
+    if not percentages:
+        return None
+    return min(int(percentages[-1]), 100)
+
+
+def output_urls(output: Any) -> list[str]:
+    """The file URLs in a prediction's output: a list of them, one URL, or none for text output."""
+    items = output if isinstance(output, list) else [output]
+    return [item for item in items if isinstance(item, str) and item.startswith(("https://", "http://", "data:"))]
+
+
+def parse_model_ref(ref: str) -> tuple[str | None, str | None, str | None]:
+    """(owner, name, version) of "owner/name", "owner/name:<version id>" or a bare version id."""
+    text = (ref or "").strip()
+    if _VERSION_ID.fullmatch(text):
+        return None, None, text
+    match = _MODEL_REF.fullmatch(text)
+    if match is None:
+        raise ValueError(
+            f"{text!r} is not a Replicate model: write owner/name (e.g. black-forest-labs/flux-schnell), "
+            "owner/name:<version id>, or a 64-character version id."
+        )
+    owner, name, version = match.groups()
+    if version is not None and not _VERSION_ID.fullmatch(version):
+        raise ValueError(
+            f"{text!r} has the version {version!r}, but a Replicate version id is 64 lowercase hexadecimal characters."
+        )
+    return owner, name, version
+
+
+def _format_number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+def _format_bytes(count: int) -> str:
+    return f"{_format_number(round(count / (1024 * 1024), 2))} MB"
+
+
+def _problem(response: httpx.Response) -> dict[str, Any]:
+    """The problem+json body of an error response, or {} when it is not JSON."""
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _retry_hint(response: httpx.Response) -> float | None:
+    """Seconds the server asks us to wait: the Retry-After header, else the "resets in ~30s" detail."""
+    header = response.headers.get("retry-after")
+    if header:
+        try:
+            return max(float(header), 0.0)
+        except ValueError:
+            try:
+                return max(parsedate_to_datetime(header).timestamp() - time.time(), 0.0)
+            except (TypeError, ValueError):
+                pass
+    match = _RESETS_IN.search(str(_problem(response).get("detail") or ""))
+    return float(match.group(1)) if match else None
+
+
+def _invalid_fields(problem: dict[str, Any]) -> dict[str, str]:
+    """Input name (without "input.") -> reason, from invalid_fields or, failing that, the detail lines."""
+    fields: dict[str, str] = {}
+    for item in problem.get("invalid_fields") or []:
+        if isinstance(item, dict) and item.get("field"):
+            name = str(item["field"]).removeprefix("input.")
+            fields[name] = str(item.get("description") or item.get("type") or "invalid")
+    if not fields:
+        for name, reason in _DETAIL_FIELD.findall(str(problem.get("detail") or "")):
+            fields[name] = reason.strip()
+    return fields
+
+
+class ReplicateClient:
+    """Talks to one Replicate account. Thread-safe; close() it (or use ``with``) when done."""
+
+    def __init__(self, token: str, base_url: str = "https://api.replicate.com/v1", *, timeout: float = 30.0,
+                 max_retries: int = 4, backoff: float = 0.5, max_backoff: float = 30.0,
+                 max_download_bytes: int = 64 * 1024 * 1024, download_hosts: set[str] | None = None,
+                 allow_http_downloads: bool = False, data_uri_limit: int = 256 * 1024,
+                 sleep: Callable[[float], None] = time.sleep, transport: httpx.BaseTransport | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.max_download_bytes = max_download_bytes
+        self.download_hosts = {host.lower() for host in download_hosts} if download_hosts else None
+        self.allow_http_downloads = allow_http_downloads
+        self.data_uri_limit = data_uri_limit
+        self._sleep = sleep
+        self._models: dict[tuple[str, str, str | None], ModelInfo] = {}
+        user_agent = _user_agent()
+        tls = httpx.create_ssl_context()  # loading CA certificates is the slow part of making a client
+        self._api = httpx.Client(
+            base_url=self.base_url + "/", timeout=timeout, transport=transport, follow_redirects=False, verify=tls,
+            headers={"Authorization": f"Bearer {token}", "User-Agent": user_agent, "Accept": "application/json"},
+        )
+        # Output hosts get no token; redirects are not followed so the host check cannot be sidestepped.
+        self._downloads = httpx.Client(timeout=timeout, transport=transport, follow_redirects=False, verify=tls,
+                                       headers={"User-Agent": user_agent})
+
+    def close(self) -> None:
+        self._api.close()
+        self._downloads.close()
+
+    def __enter__(self) -> ReplicateClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # Predictions
+
+    def create_prediction(self, model_ref: str, input: dict[str, Any], *, webhook: str | None = None,
+                          webhook_events_filter: list[str] | None = None, wait: int | None = None) -> Prediction:
+        owner, name, version = parse_model_ref(model_ref)
+        body: dict[str, Any] = {"input": input}
+        if version is None:
+            path = f"models/{owner}/{name}/predictions"
+        else:
+            path, body["version"] = "predictions", version
+        if webhook is not None:
+            body["webhook"] = webhook
+        if webhook_events_filter is not None:
+            body["webhook_events_filter"] = list(webhook_events_filter)
+        headers, timeout = {}, None
+        if wait is not None:
+            if not 1 <= wait <= 60:
+                raise ValueError("wait must be between 1 and 60 seconds.")
+            headers["Prefer"] = f"wait={wait}"
+            # The server holds the request up to `wait` seconds; don't time out before it answers.
+            timeout = httpx.Timeout(self.timeout, read=self.timeout + wait)
+        response = self._call("POST", path, json=body, headers=headers, timeout=timeout, repeatable=False,
+                              not_found=self._model_not_found(owner, name, version))
+        return Prediction.from_api(self._json(response))
+
+    def get_prediction(self, prediction_id: str) -> Prediction:
+        response = self._call("GET", f"predictions/{quote(prediction_id, safe='')}", repeatable=True,
+                              not_found=self._prediction_not_found(prediction_id))
+        return Prediction.from_api(self._json(response))
+
+    def cancel_prediction(self, prediction_id: str) -> Prediction:
+        # Canceling twice is harmless on the server, so it is retried like a read.
+        response = self._call("POST", f"predictions/{quote(prediction_id, safe='')}/cancel", repeatable=True,
+                              not_found=self._prediction_not_found(prediction_id))
+        return Prediction.from_api(self._json(response))
+
+    # Models
+
+    def get_model(self, ref: str) -> ModelInfo:
+        owner, name, version = parse_model_ref(ref)
+        if owner is None or name is None:
+            raise ValueError("A bare version id cannot be looked up: write it as owner/name:<version id>.")
+        key = (owner, name, version)
+        if key in self._models:
+            return self._models[key]
+        not_found = self._model_not_found(owner, name, version)
+        if version is None:
+            data = self._json(self._call("GET", f"models/{owner}/{name}", repeatable=True, not_found=not_found))
+            latest = data.get("latest_version") or {}
+            info = ModelInfo(ref=f"{owner}/{name}", owner=owner, name=name,
+                             description=data.get("description") or "", version_id=latest.get("id"),
+                             openapi_schema=latest.get("openapi_schema") or {})
+        else:
+            data = self._json(self._call("GET", f"models/{owner}/{name}/versions/{version}", repeatable=True,
+                                         not_found=not_found))
+            info = ModelInfo(ref=f"{owner}/{name}:{version}", owner=owner, name=name, description="",
+                             version_id=data.get("id") or version, openapi_schema=data.get("openapi_schema") or {})
+        self._models[key] = info
+        return info
+
+    # Files as inputs
+
+    def upload_file(self, data: bytes, filename: str, content_type: str) -> str:
+        """Upload through the files API; returns the URL to pass as an input value."""
+        # A repeated upload only leaves an unused file that expires, so uploads are retried like reads.
+        response = self._call("POST", "files", files={"content": (filename, data, content_type)}, repeatable=True,
+                              not_found="Replicate's files API is not available at this address.")
+        url = (self._json(response).get("urls") or {}).get("get")
+        if not url:
+            raise ReplicateError("Replicate accepted the upload but did not say where the file is.",
+                                 status=response.status_code)
+        return url
+
+    def file_input(self, data: bytes, content_type: str, filename: str = "input.png") -> str:
+        """An input value for a file: an inline data URI when small, else an uploaded file's URL."""
+        if len(data) <= self.data_uri_limit:
+            return f"data:{content_type};base64,{base64.b64encode(data).decode('ascii')}"
+        return self.upload_file(data, filename, content_type)
+
+    # Outputs
+
+    def download(self, url: str) -> bytes:
+        """The bytes of an output file, from an allowed host, at most max_download_bytes of them."""
+        self._check_download_url(url)
+        response = self._with_retries(lambda: self._download_once(url), repeatable=True)
+        status = response.status_code
+        if response.is_success:
+            return response.content
+        if 300 <= status < 400:
+            raise OutputError(f"The output at {url} redirects elsewhere ({status}); Tessera does not follow "
+                              "redirects for downloads.", status=status)
+        if status in (404, 410):
+            raise OutputError(f"The output at {url} is gone ({status}). Replicate deletes outputs about an hour "
+                              "after a prediction finishes.", status=status)
+        if status == 429:
+            raise ThrottledError(f"The file host is throttling downloads of {url}; try again shortly.",
+                                 status=status, retry_after=_retry_hint(response))
+        if status >= 500:
+            raise TransientError(f"The file host failed ({status}) while sending {url}, even after "
+                                 f"{self.max_retries + 1} tries; try again shortly.", status=status)
+        raise OutputError(f"Downloading {url} failed ({status}).", status=status)
+
+    def download_image(self, url: str) -> tuple[bytes, str]:
+        """An output image's bytes and its Pillow format name (e.g. "PNG"), checked to really be an image."""
+        data = self.download(url)
+        try:
+            with Image.open(io.BytesIO(data)) as image:
+                image_format = image.format
+                image.verify()
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+            raise OutputError(f"The output at {url} is not an image Tessera can read.") from exc
+        if image_format is None:
+            raise OutputError(f"The output at {url} is not an image Tessera can read.")
+        return data, image_format
+
+    def _check_download_url(self, url: str) -> None:
+        parts = urlsplit(url)
+        scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
+        if scheme not in ("https", "http") or not host:
+            raise OutputError(f"Refusing to download {url!r}: only https URLs are downloaded.")
+        if scheme == "http" and not self.allow_http_downloads:
+            raise OutputError(f"Refusing to download {url}: it is not https, and plain http downloads are off.")
+        if self.download_hosts is not None and host not in self.download_hosts:
+            raise OutputError(f"Refusing to download {url}: {host} is not one of the allowed download hosts "
+                              f"({', '.join(sorted(self.download_hosts))}).")
+
+    def _download_once(self, url: str) -> httpx.Response:
+        """One GET, reading at most max_download_bytes; the body is read fully so it can be retried."""
+        with self._downloads.stream("GET", url) as streamed:
+            chunks, total = [], 0
+            for chunk in streamed.iter_bytes():
+                total += len(chunk)
+                if total > self.max_download_bytes:
+                    raise OutputError(f"The output at {url} is larger than {_format_bytes(self.max_download_bytes)}; "
+                                      "Tessera does not download files that big.", status=streamed.status_code)
+                chunks.append(chunk)
+            return httpx.Response(streamed.status_code, headers=streamed.headers, content=b"".join(chunks),
+                                  request=streamed.request)
+
+    # Transport
+
+    def _call(self, method: str, path: str, *, repeatable: bool, not_found: str, json: Any = None,
+              files: Any = None, headers: dict[str, str] | None = None,
+              timeout: httpx.Timeout | None = None) -> httpx.Response:
+        """One API request, retried as far as it is safe; returns a 2xx response or raises."""
+        def send() -> httpx.Response:
+            extra = {"timeout": timeout} if timeout is not None else {}
+            return self._api.request(method, path, json=json, files=files, headers=headers, **extra)
+
+        response = self._with_retries(send, repeatable=repeatable)
+        if response.is_success:
+            return response
+        raise self._error(response, not_found=not_found, repeatable=repeatable)
+
+    def _with_retries(self, send: Callable[[], httpx.Response], *, repeatable: bool) -> httpx.Response:
+        """The first response not worth retrying. 429s and unsent requests are always retried; 5xx and
+        timeouts only when ``repeatable``, because a create the server may have acted on must not be repeated."""
+        attempt = 0
+        while True:
+            last_try = attempt >= self.max_retries
+            try:
+                response = send()
+            except _UNSENT_ERRORS as exc:
+                if last_try:
+                    raise TransientError(f"Could not connect to {self._host_of(exc)} ({type(exc).__name__}) "
+                                         f"after {attempt + 1} tries; check the network and try again.") from exc
+                delay = self._backoff_delay(attempt)
+            except _TRANSPORT_ERRORS as exc:
+                if not repeatable:
+                    raise TransientError(
+                        f"The connection to Replicate failed ({type(exc).__name__}) while creating the prediction. "
+                        "It may have been created anyway: check replicate.com/predictions before trying again."
+                    ) from exc
+                if last_try:
+                    raise TransientError(f"{self._host_of(exc)} did not answer ({type(exc).__name__}) after "
+                                         f"{attempt + 1} tries; try again shortly.") from exc
+                delay = self._backoff_delay(attempt)
+            else:
+                status = response.status_code
+                if last_try or not (status == 429 or (status >= 500 and repeatable)):
+                    return response
+                hint = _retry_hint(response)
+                delay = min(hint, self.max_backoff) if hint is not None else self._backoff_delay(attempt)
+            self._sleep(delay)
+            attempt += 1
+
+    def _backoff_delay(self, attempt: int) -> float:
+        # Exponential, with jitter so that many workers throttled at once do not come back in step.
+        return min(self.max_backoff, self.backoff * 2 ** attempt) * random.uniform(0.5, 1.0)
+
+    @staticmethod
+    def _host_of(exc: httpx.HTTPError) -> str:
+        try:
+            return exc.request.url.host or "the server"
+        except RuntimeError:  # the exception was raised without a request attached
+            return "the server"
+
+    def _error(self, response: httpx.Response, *, not_found: str, repeatable: bool) -> ReplicateError:
+        status = response.status_code
+        problem = _problem(response)
+        detail = str(problem.get("detail") or problem.get("title") or response.reason_phrase or "").strip()
+        if status == 401:
+            return AuthenticationError(AUTH_MESSAGE, status=status)
+        if status == 402:
+            return BillingError(BILLING_MESSAGE, status=status)
+        if status == 404:
+            return NotFoundError(not_found, status=status)
+        if status == 422:
+            fields = _invalid_fields(problem)
+            if fields:
+                reasons = "; ".join(f"{name}: {reason}" for name, reason in fields.items())
+                return InputError(f"Replicate rejected {reasons}", status=status, fields=fields)
+            title = str(problem.get("title") or "")
+            subject = "the model version" if "version" in title.lower() else "the request"
+            return InputError(f"Replicate rejected {subject}: {detail}", status=status)
+        if status == 429:
+            hint = _retry_hint(response)
+            when = f"in about {_format_number(round(hint))} seconds" if hint is not None else "in a minute"
+            return ThrottledError(
+                f"Replicate is throttling requests from this account (429); try again {when}. Accounts without "
+                "a payment method have much lower rate limits.", status=status, retry_after=hint)
+        if status >= 500:
+            if not repeatable:
+                return TransientError(
+                    f"Replicate had a server error ({status}) while creating the prediction. It may have been "
+                    "created anyway: check replicate.com/predictions before trying again.", status=status)
+            return TransientError(f"Replicate had a server error ({status}) and still failed after "
+                                  f"{self.max_retries + 1} tries; try again shortly.", status=status)
+        return ReplicateError(f"Replicate refused the request ({status}): {detail}", status=status)
+
+    @staticmethod
+    def _json(response: httpx.Response) -> dict[str, Any]:
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            raise ReplicateError(f"Replicate answered with something that is not a JSON object "
+                                 f"(HTTP {response.status_code}).", status=response.status_code)
+        return body
+
+    @staticmethod
+    def _model_not_found(owner: str | None, name: str | None, version: str | None) -> str:
+        if owner is None:
+            return f"Replicate has no model version {version} (or your token cannot see it)."
+        if version is None:
+            return f"Replicate has no model {owner}/{name} (or your token cannot see it)."
+        return f"Replicate has no version {version} of {owner}/{name} (or your token cannot see it)."
+
+    @staticmethod
+    def _prediction_not_found(prediction_id: str) -> str:
+        return f"Replicate has no prediction {prediction_id} (or your token cannot see it)."
