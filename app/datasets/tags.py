@@ -1,0 +1,225 @@
+"""Tag-level views of a caption and the dataset-wide edits made on them.
+
+A caption is either a comma-separated tag list (SD/SDXL anime datasets) or natural language
+(FLUX). Every edit here is a pure function `caption -> caption` that returns the very same string
+when it changes nothing, so a dataset-wide edit only writes the files it really alters.
+
+Edits work line by line: kohya trains on the first line, and with its wildcard option every line
+is an alternative caption, so each line is edited as its own tag list and the others are kept.
+"""
+import re
+from collections.abc import Callable, Iterable
+
+TRIGGER_PLACEHOLDER = "[trigger]"
+
+_UNESCAPED_PAREN = re.compile(r"(?<!\\)([()])")
+_ESCAPED_PAREN = re.compile(r"\\([()])")
+_SENTENCE_END = re.compile(r"[^\W_][.!?](\s|$)")
+
+
+def split_tags(caption: str) -> list[str]:
+    """All tags of a caption, every line included, stripped, empties dropped."""
+    return [tag for line in caption.split("\n") for tag in _line_tags(line)]
+
+
+def join_tags(tags: Iterable[str]) -> str:
+    return ", ".join(tags)
+
+
+def _line_tags(line: str) -> list[str]:
+    return [tag for tag in (part.strip() for part in line.split(",")) if tag]
+
+
+def _edit_lines(caption: str, edit: Callable[[list[str]], list[str]]) -> str:
+    """Apply `edit` to the tag list of every non-empty line (or to the empty caption itself)."""
+    lines = caption.split("\n")
+    targets = [i for i, line in enumerate(lines) if line.strip()] or [0]
+    changed = False
+    for i in targets:
+        tags = _line_tags(lines[i])
+        new_tags = edit(tags)
+        if new_tags != tags:
+            lines[i] = join_tags(new_tags)
+            changed = True
+    return "\n".join(lines) if changed else caption
+
+
+def is_tag_caption(text: str) -> bool:
+    """Guess whether `text` is a tag list (True) or natural language (False).
+
+    Tags are short comma-separated phrases; sentences have long clauses or end with a full stop
+    after a word ("..." or "!?" alone are real booru tags, so punctuation alone does not count).
+    """
+    first = next((line for line in text.split("\n") if line.strip()), "")
+    segments = _line_tags(first)
+    if not segments:
+        return True
+    words = sum(len(segment.split()) for segment in segments)
+    if _SENTENCE_END.search(first) and words >= 4:
+        return False
+    return words / len(segments) <= 3
+
+
+def _tag_underscores_to_spaces(tag: str) -> str:
+    # kohya's WD14 rule: short tags are kaomoji like ^_^ and keep their underscores.
+    return tag.replace("_", " ") if len(tag) > 3 else tag
+
+
+def underscores_to_spaces(caption: str) -> str:
+    """`long_hair` -> `long hair`, leaving tags of 3 characters or fewer (`^_^`) alone."""
+    return _edit_lines(caption, lambda tags: [_tag_underscores_to_spaces(t) for t in tags])
+
+
+def spaces_to_underscores(caption: str) -> str:
+    """`long hair` -> `long_hair` (booru style); inner runs of spaces become one underscore."""
+    return _edit_lines(caption, lambda tags: ["_".join(t.split()) for t in tags])
+
+
+def escape_parens(caption: str) -> str:
+    """`star (symbol)` -> `star \\(symbol\\)`, so A1111-style UIs do not read it as weighting."""
+    return _edit_lines(caption, lambda tags: [_UNESCAPED_PAREN.sub(r"\\\1", t) for t in tags])
+
+
+def unescape_parens(caption: str) -> str:
+    """`star \\(symbol\\)` -> `star (symbol)`, for trainers that take captions literally."""
+    return _edit_lines(caption, lambda tags: [_ESCAPED_PAREN.sub(r"\1", t) for t in tags])
+
+
+def _dedupe_tags(tags: list[str], case_insensitive: bool) -> list[str]:
+    seen: set[str] = set()
+    out = []
+    for tag in tags:
+        key = tag.casefold() if case_insensitive else tag
+        if key not in seen:
+            seen.add(key)
+            out.append(tag)
+    return out
+
+
+def dedupe(caption: str, *, case_insensitive: bool = False) -> str:
+    """Drop repeated tags, keeping the first occurrence and the order."""
+    return _edit_lines(caption, lambda tags: _dedupe_tags(tags, case_insensitive))
+
+
+def trim(caption: str) -> str:
+    """Normalise spacing: `a ,b,,  c  d` -> `a, b, c d`; drops empty tags and blank trailing text."""
+    lines = caption.split("\n")
+    new_lines = [join_tags(" ".join(tag.split()) for tag in _line_tags(line)) for line in lines]
+    while len(new_lines) > 1 and not new_lines[-1]:
+        new_lines.pop()
+    new = "\n".join(new_lines)
+    return caption if new == caption else new
+
+
+def _starts_with_word(text: str, word: str) -> bool:
+    if not text.casefold().startswith(word.casefold()):
+        return False
+    rest = text[len(word):]
+    return not rest or not (rest[0].isalnum() or rest[0] == "_")
+
+
+def _trigger_line(line: str, trigger: str) -> str:
+    had_placeholder = TRIGGER_PLACEHOLDER in line
+    line = line.replace(TRIGGER_PLACEHOLDER, trigger)
+    if not line.strip():
+        return trigger
+    if is_tag_caption(line):
+        tags = _line_tags(line)
+        if not tags:
+            return trigger
+        others = [t for t in tags if t.casefold() != trigger.casefold()]
+        if _starts_with_word(tags[0], trigger) and tags[0].casefold() != trigger.casefold():
+            # "mychar woman" already leads with the trigger; keep_tokens keeps it in place.
+            new_tags = others
+        else:
+            new_tags = [trigger, *others]
+        return line if new_tags == tags else join_tags(new_tags)
+    # Natural language: a placeholder marks where the user wanted the trigger (ai-toolkit keeps
+    # it there); otherwise the trigger is prepended unless the sentence already starts with it.
+    if had_placeholder or _starts_with_word(line.lstrip(), trigger):
+        return line
+    return f"{trigger}, {line.lstrip()}"
+
+
+def apply_trigger(caption: str, trigger: str) -> str:
+    """Put the trigger word first in every line of a caption.
+
+    `[trigger]` placeholders (ai-toolkit) are replaced. In tag captions the trigger tag is moved
+    to (or inserted at) index 0 and duplicates of it dropped; a first tag that starts with the
+    trigger ("mychar woman") counts. Natural-language lines get "trigger, " prepended unless they
+    start with it or placed it with a placeholder. An empty caption becomes the trigger.
+    """
+    trigger = trigger.strip()
+    if not trigger:
+        return caption
+    lines = caption.split("\n")
+    targets = [i for i, line in enumerate(lines) if line.strip()] or [0]
+    for i in targets:
+        lines[i] = _trigger_line(lines[i], trigger)
+    new = "\n".join(lines)
+    return caption if new == caption else new
+
+
+def rename_tag(caption: str, old: str, new: str) -> str:
+    """Rename tag `old` to `new`; if `new` is already there the two merge into one.
+
+    An empty `new` removes the tag.
+    """
+    old, new = old.strip(), new.strip()
+
+    def edit(tags: list[str]) -> list[str]:
+        if old not in tags:
+            return tags
+        renamed = [new if tag == old else tag for tag in tags if new or tag != old]
+        return _dedupe_tags(renamed, case_insensitive=False)
+
+    return _edit_lines(caption, edit)
+
+
+def remove_tag(caption: str, tag: str) -> str:
+    tag = tag.strip()
+    return _edit_lines(caption, lambda tags: [t for t in tags if t != tag])
+
+
+def add_tags(caption: str, tags: Iterable[str], position: str = "end") -> str:
+    """Add tags that are not present yet, at the "end" or the "front" (in the given order).
+
+    "front" puts them before the trigger too; call `apply_trigger` afterwards to restore it.
+    """
+    if position not in ("end", "front"):
+        raise ValueError(f"position must be 'end' or 'front', not {position!r}")
+    wanted = _dedupe_tags([t.strip() for t in tags if t.strip()], case_insensitive=False)
+
+    def edit(current: list[str]) -> list[str]:
+        missing = [t for t in wanted if t not in current]
+        return [*missing, *current] if position == "front" else [*current, *missing]
+
+    return _edit_lines(caption, edit)
+
+
+def move_to_front(caption: str, tag: str) -> str:
+    tag = tag.strip()
+
+    def edit(tags: list[str]) -> list[str]:
+        if tag not in tags:
+            return tags
+        return [tag, *(t for t in tags if t != tag)]
+
+    return _edit_lines(caption, edit)
+
+
+def replace_text(caption: str, find: str, replace: str, regex: bool = False) -> str:
+    """Replace text anywhere in the caption (not tag-aware); `regex` uses Python `re` syntax.
+
+    Raises ValueError with a readable message for an invalid pattern.
+    """
+    if not find:
+        return caption
+    if regex:
+        try:
+            new = re.sub(find, replace, caption)
+        except re.error as exc:
+            raise ValueError(f"Invalid regular expression: {exc}") from exc
+    else:
+        new = caption.replace(find, replace)
+    return caption if new == caption else new

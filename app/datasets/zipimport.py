@@ -1,0 +1,208 @@
+"""Importing a dataset from an uploaded zip, safely.
+
+Refused outright (nothing is left on disk): entry names that would escape the destination
+(absolute, `..`, drive letters — backslashes count as separators, as Windows tools write them),
+more entries or more declared bytes than the limits, data that decompresses past its declared
+size or the total limit (zip bombs; sizes are counted while streaming, not trusted), and corrupt
+data. Skipped with a reason: symlinks, encrypted entries, unsupported file types, oversized
+files, duplicate names. Ignored silently (only counted): OS junk such as `__MACOSX/`, `._*`,
+`.DS_Store`, `Thumbs.db`, and other hidden names, which the folder scan would skip anyway.
+
+Extraction goes to a hidden sibling folder that is renamed into place at the end, so a refused
+or failed import leaves nothing behind and a successful one appears all at once.
+"""
+import os
+import re
+import shutil
+import time
+import uuid
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from app.datasets.captions import CAPTION_EXTS
+from app.datasets.scan import IMAGE_EXTS
+
+METADATA_EXTS = (".json",)  # kohya's metadata file (captions/tags keyed by image)
+GiB = 1 << 30
+MiB = 1 << 20
+_CHUNK = 1 << 20
+_DRIVE = re.compile(r"^[A-Za-z]:")
+_JUNK_NAMES = {"thumbs.db", "desktop.ini"}
+
+
+class ZipRefused(Exception):
+    """The zip as a whole was not imported; `message` is fit to show the user."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+@dataclass
+class ExtractResult:
+    images: list[str] = field(default_factory=list)  # posix paths relative to dest_dir
+    captions: list[str] = field(default_factory=list)
+    metadata_files: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (name in zip, reason)
+    ignored_junk: int = 0
+
+
+def _size_text(size: int) -> str:
+    if size >= GiB:
+        return f"{size / GiB:.1f} GiB"
+    if size >= MiB:
+        return f"{size / MiB:.0f} MiB"
+    return f"{size:,} bytes"
+
+
+def _safe_parts(name: str) -> list[str]:
+    """The path components of an entry name; raises ZipRefused if it could escape."""
+    normalised = name.replace("\\", "/")
+    if normalised.startswith("/") or _DRIVE.match(normalised):
+        raise ZipRefused(f"Zip contains an absolute path: {name!r}")
+    parts = [p for p in normalised.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise ZipRefused(f"Zip contains a path that leaves its folder: {name!r}")
+    if any("\x00" in p for p in parts):
+        raise ZipRefused(f"Zip contains an invalid file name: {name!r}")
+    return parts
+
+
+def _is_junk(parts: list[str]) -> bool:
+    # Hidden names (._x.png resource forks, .DS_Store, .git/) are junk, as the folder scan sees it.
+    return any(p == "__MACOSX" or p.startswith(".") for p in parts) or parts[-1].casefold() in _JUNK_NAMES
+
+
+def _is_symlink(info: zipfile.ZipInfo) -> bool:
+    # Unix zips keep st_mode in the high 16 bits of external_attr.
+    return info.create_system == 3 and (info.external_attr >> 16) & 0o170000 == 0o120000
+
+
+def _zip_mtime(info: zipfile.ZipInfo) -> float | None:
+    try:
+        return time.mktime((*info.date_time, 0, 0, -1))
+    except (OverflowError, ValueError):
+        return None
+
+
+def extract_dataset_zip(
+    zip_path_or_file: str | Path | BinaryIO,
+    dest_dir: Path,
+    *,
+    max_files: int = 20000,
+    max_total_bytes: int = 10 * GiB,
+    max_file_bytes: int = 200 * MiB,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> ExtractResult:
+    """Extract the images, captions and kohya metadata of a zip into `dest_dir`.
+
+    `dest_dir` must not exist or be an empty folder. Sub-folders in the zip are kept (kohya's
+    `img/10_name class/` layout stays intact). Raises `ZipRefused`; on any failure `dest_dir`
+    is left as it was. `on_progress(done, total)` counts entries.
+    """
+    dest_dir = Path(dest_dir)
+    if dest_dir.exists() and (not dest_dir.is_dir() or any(dest_dir.iterdir())):
+        raise ZipRefused(f"Destination already exists and is not empty: {dest_dir}")
+    try:
+        archive = zipfile.ZipFile(zip_path_or_file)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise ZipRefused(f"Not a readable zip file: {exc}") from exc
+
+    with archive:
+        plan, result = _plan(archive, max_files, max_total_bytes, max_file_bytes)
+        dest_dir.parent.mkdir(parents=True, exist_ok=True)
+        staging = dest_dir.parent / f".{dest_dir.name}.import-{uuid.uuid4().hex[:12]}"
+        os.mkdir(staging, 0o777)  # mkdir honours the umask, unlike mkdtemp's 0o700
+        try:
+            total_written = 0
+            for done, (info, parts, kind) in enumerate(plan, start=1):
+                target = staging.joinpath(*parts)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                total_written += _copy_entry(archive, info, target, max_total_bytes - total_written)
+                mtime = _zip_mtime(info)
+                if mtime is not None:
+                    os.utime(target, (mtime, mtime))
+                getattr(result, kind).append("/".join(parts))
+                if on_progress is not None:
+                    on_progress(done, len(plan))
+            if dest_dir.exists():
+                dest_dir.rmdir()
+            os.rename(staging, dest_dir)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+    return result
+
+
+def _plan(
+    archive: zipfile.ZipFile, max_files: int, max_total_bytes: int, max_file_bytes: int
+) -> tuple[list[tuple[zipfile.ZipInfo, list[str], str]], ExtractResult]:
+    """Decide per entry, before writing anything: refuse, skip, ignore or extract (and as what)."""
+    infos = archive.infolist()
+    if len(infos) > max_files:
+        raise ZipRefused(f"Zip has {len(infos):,} entries; the limit is {max_files:,}")
+    result = ExtractResult()
+    plan = []
+    declared_total = 0
+    taken: set[str] = set()
+    for info in infos:
+        parts = _safe_parts(info.filename)
+        if not parts or info.is_dir():
+            continue
+        if _is_junk(parts):
+            result.ignored_junk += 1
+            continue
+        name = info.filename
+        ext = os.path.splitext(parts[-1])[1].lower()
+        if _is_symlink(info):
+            result.skipped.append((name, "symbolic link"))
+        elif info.flag_bits & 0x1:
+            result.skipped.append((name, "encrypted"))
+        elif ext not in IMAGE_EXTS + CAPTION_EXTS + METADATA_EXTS:
+            result.skipped.append((name, f"unsupported file type {ext or '(none)'}"))
+        elif info.file_size > max_file_bytes:
+            result.skipped.append((name, f"larger than the {_size_text(max_file_bytes)} limit per file"))
+        elif "/".join(parts).casefold() in taken:
+            # Case-insensitive: on macOS and Windows A.png and a.png are the same file.
+            result.skipped.append((name, "duplicate name"))
+        else:
+            taken.add("/".join(parts).casefold())
+            declared_total += info.file_size
+            kind = "images" if ext in IMAGE_EXTS else "captions" if ext in CAPTION_EXTS else "metadata_files"
+            plan.append((info, parts, kind))
+    if not any(kind == "images" for _, _, kind in plan):
+        raise ZipRefused("Zip contains no images (png, jpg, jpeg, webp, gif, bmp)")
+    if declared_total > max_total_bytes:
+        raise ZipRefused(
+            f"Zip would unpack to {_size_text(declared_total)}; the limit is {_size_text(max_total_bytes)}"
+        )
+    return plan, result
+
+
+def _copy_entry(archive: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, budget: int) -> int:
+    """Stream one entry to `target`, counting real bytes; returns how many were written.
+
+    zipfile itself stops at the declared size (a lying entry then fails its CRC); the counter
+    keeps the limits true without relying on that.
+    """
+    limit = min(info.file_size, budget)
+    written = 0
+    try:
+        with archive.open(info) as src, open(target, "xb") as dst:
+            while chunk := src.read(_CHUNK):
+                written += len(chunk)
+                if written > limit:
+                    raise ZipRefused(
+                        f"{info.filename!r} unpacks to more than its declared size or the total limit (zip bomb?)"
+                    )
+                dst.write(chunk)
+    except zipfile.BadZipFile as exc:
+        raise ZipRefused(f"Corrupt zip data in {info.filename!r}: {exc}") from exc
+    except NotImplementedError as exc:
+        raise ZipRefused(f"Unsupported compression in {info.filename!r}: {exc}") from exc
+    except (RuntimeError, EOFError, OSError) as exc:
+        raise ZipRefused(f"Cannot extract {info.filename!r}: {exc}") from exc
+    return written

@@ -1,0 +1,211 @@
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from app.datasets.captions import (
+    CaptionConflict,
+    CaptionWriteError,
+    backup_original,
+    find_caption,
+    read_caption,
+    write_caption,
+)
+
+
+def test_find_caption_prefers_txt_then_caption_then_cap(tmp_path: Path) -> None:
+    image = tmp_path / "a.png"
+    image.write_bytes(b"")
+    assert find_caption(image) is None
+    (tmp_path / "a.cap").write_text("cap")
+    assert find_caption(image) == tmp_path / "a.cap"
+    (tmp_path / "a.caption").write_text("caption")
+    assert find_caption(image) == tmp_path / "a.caption"
+    (tmp_path / "a.txt").write_text("txt")
+    assert find_caption(image) == tmp_path / "a.txt"
+
+
+def test_find_caption_keeps_dots_in_stem(tmp_path: Path) -> None:
+    (tmp_path / "v1.2.final.txt").write_text("x")
+    assert find_caption(tmp_path / "v1.2.final.png") == tmp_path / "v1.2.final.txt"
+
+
+def test_bom_and_crlf_are_tolerated_and_reported(tmp_path: Path) -> None:
+    path = tmp_path / "a.txt"
+    path.write_bytes(b"\xef\xbb\xbf1girl, smile\r\nsecond line\r\n")
+    caption = read_caption(path)
+    assert caption.text == "1girl, smile\nsecond line\n"
+    assert caption.had_bom and caption.newline == "\r\n" and caption.encoding == "utf-8"
+    assert caption.warning is None
+    assert caption.lines == 2
+    assert caption.first_line == "1girl, smile"
+
+
+def test_write_normalises_to_utf8_without_bom_and_lf(tmp_path: Path) -> None:
+    path = tmp_path / "a.txt"
+    path.write_bytes(b"\xef\xbb\xbfold\r\n")
+    write_caption(path, "\ufeffcaf\u00e9, star \\(symbol\\)\r\nline two\r\n")
+    assert path.read_bytes() == "café, star \\(symbol\\)\nline two\n".encode()
+
+
+def test_round_trip_keeps_every_line_duplicate_and_escape(tmp_path: Path) -> None:
+    path = tmp_path / "a.caption"
+    original = "tok, 1girl, 1girl, star \\(symbol\\)\n\nalt caption, with comma\n"
+    write_caption(path, original)
+    assert read_caption(path).text == original
+    assert read_caption(path).lines == 3
+    assert read_caption(path).first_line == "tok, 1girl, 1girl, star \\(symbol\\)"
+
+
+def test_empty_caption_round_trips(tmp_path: Path) -> None:
+    path = tmp_path / "a.txt"
+    write_caption(path, "")
+    assert path.read_bytes() == b""
+    caption = read_caption(path)
+    assert caption.text == "" and caption.lines == 0 and caption.first_line == ""
+
+
+def test_windows_1252_is_read_with_warning_not_mangled(tmp_path: Path) -> None:
+    path = tmp_path / "a.txt"
+    path.write_bytes("café, naïve – “quoted”".encode("cp1252"))
+    caption = read_caption(path)
+    assert caption.text == "café, naïve – “quoted”"
+    assert caption.encoding == "cp1252"
+    assert caption.warning == "not UTF-8; read as Windows-1252 — saving will convert it to UTF-8"
+    write_caption(path, caption.text)
+    assert path.read_bytes().decode("utf-8") == "café, naïve – “quoted”"
+
+
+def test_bytes_undefined_in_cp1252_fall_back_to_latin1(tmp_path: Path) -> None:
+    path = tmp_path / "a.txt"
+    path.write_bytes(b"caf\xe9 \x81")  # 0x81 has no Windows-1252 character
+    caption = read_caption(path)
+    assert caption.encoding == "latin-1"
+    assert caption.text == "café \x81"
+    assert "not UTF-8" in caption.warning
+
+
+def test_utf16_from_notepad_is_read_with_warning(tmp_path: Path) -> None:
+    path = tmp_path / "a.txt"
+    path.write_bytes("\ufefflong hair, smile\r\n".encode("utf-16-le"))
+    caption = read_caption(path)
+    assert caption.text == "long hair, smile\n"
+    assert caption.encoding == "utf-16" and "UTF-16" in caption.warning
+
+
+def test_write_keeps_file_mode(tmp_path: Path) -> None:
+    path = tmp_path / "a.txt"
+    path.write_text("old")
+    os.chmod(path, 0o640)
+    write_caption(path, "new")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+    assert path.read_text() == "new"
+
+
+def test_new_file_gets_umask_mode_not_tempfile_mode(tmp_path: Path) -> None:
+    path = tmp_path / "new.txt"
+    old_umask = os.umask(0o022)
+    try:
+        write_caption(path, "x")
+    finally:
+        os.umask(old_umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+def test_write_leaves_no_temp_files(tmp_path: Path) -> None:
+    path = tmp_path / "a.txt"
+    write_caption(path, "one")
+    write_caption(path, "two")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt"]
+
+
+def test_read_only_file_gives_clear_error_and_is_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "a.txt"
+    path.write_text("original")
+    os.chmod(path, 0o444)
+    with pytest.raises(CaptionWriteError, match="read-only"):
+        write_caption(path, "changed")
+    assert path.read_text() == "original"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt"]
+
+
+def test_read_only_folder_gives_clear_error(tmp_path: Path) -> None:
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    os.chmod(folder, 0o555)
+    try:
+        with pytest.raises(CaptionWriteError, match="Folder is read-only"):
+            write_caption(folder / "a.txt", "x")
+        assert list(folder.iterdir()) == []
+    finally:
+        os.chmod(folder, 0o755)
+
+
+def test_conflict_when_another_tab_saved_first(tmp_path: Path) -> None:
+    path = tmp_path / "a.txt"
+    loaded = write_caption(path, "1girl")
+    # Tab B saves right away (same clock tick is likely): its edit must still be detected.
+    write_caption(path, "1girl, smile", expected_mtime_ns=loaded.st_mtime_ns)
+    with pytest.raises(CaptionConflict) as conflict:
+        write_caption(path, "1girl, hat", expected_mtime_ns=loaded.st_mtime_ns)
+    assert conflict.value.current_text == "1girl, smile"
+    assert conflict.value.current_mtime_ns == path.stat().st_mtime_ns
+    assert path.read_text() == "1girl, smile"
+
+
+def test_write_with_current_mtime_succeeds_and_returns_new_version(tmp_path: Path) -> None:
+    path = tmp_path / "a.txt"
+    first = write_caption(path, "a")
+    second = write_caption(path, "b", expected_mtime_ns=first.st_mtime_ns)
+    assert second.st_mtime_ns > first.st_mtime_ns
+    third = write_caption(path, "c", expected_mtime_ns=second.st_mtime_ns)
+    assert path.read_text() == "c" and third.st_mtime_ns == path.stat().st_mtime_ns
+
+
+def test_conflict_when_file_was_deleted(tmp_path: Path) -> None:
+    path = tmp_path / "a.txt"
+    loaded = write_caption(path, "a")
+    path.unlink()
+    with pytest.raises(CaptionConflict) as conflict:
+        write_caption(path, "b", expected_mtime_ns=loaded.st_mtime_ns)
+    assert conflict.value.current_text is None
+    assert not path.exists()
+
+
+def test_write_through_symlink_keeps_the_link(tmp_path: Path) -> None:
+    target = tmp_path / "real.txt"
+    target.write_text("old")
+    link = tmp_path / "link.txt"
+    os.symlink(target, link)
+    write_caption(link, "new")
+    assert link.is_symlink() and target.read_text() == "new"
+
+
+def test_backup_keeps_first_original_only(tmp_path: Path) -> None:
+    path = tmp_path / "data" / "a.txt"
+    path.parent.mkdir()
+    path.write_bytes(b"\xef\xbb\xbforiginal\r\n")
+    backups = tmp_path / "backups"
+    backup = backup_original(path, backups, "char/a.txt")
+    assert backup == backups / "char" / "a.txt"
+    write_caption(path, "edited once")
+    assert backup_original(path, backups, "char/a.txt") == backup
+    write_caption(path, "edited twice")
+    assert backup.read_bytes() == b"\xef\xbb\xbforiginal\r\n"
+    assert [p.name for p in backup.parent.iterdir()] == ["a.txt"]
+
+
+def test_backup_default_location_mirrors_absolute_path(tmp_path: Path) -> None:
+    path = tmp_path / "a.txt"
+    path.write_text("x")
+    backup = backup_original(path, tmp_path / "bk")
+    assert backup.read_text() == "x"
+    assert backup.as_posix().endswith(path.resolve().as_posix())
+
+
+def test_backup_of_missing_file_is_none_and_refuses_escape(tmp_path: Path) -> None:
+    assert backup_original(tmp_path / "missing.txt", tmp_path / "bk") is None
+    (tmp_path / "a.txt").write_text("x")
+    with pytest.raises(ValueError):
+        backup_original(tmp_path / "a.txt", tmp_path / "bk", "../escape.txt")

@@ -1,0 +1,173 @@
+import os
+import struct
+import zlib
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from app.datasets.scan import ScanError, scan_folder
+
+
+def save_image(path: Path, colour: str = "red", size: tuple[int, int] = (64, 48)) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, colour).save(path)
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG whose header claims a size but that has no pixel data (a decompression bomb's shape)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
+
+
+def known_from(records) -> dict[str, tuple[int, int, int | None]]:
+    return {r.relpath: (r.size, r.mtime_ns, r.caption_mtime_ns) for r in records}
+
+
+@pytest.fixture
+def dataset(tmp_path: Path) -> Path:
+    root = tmp_path / "ds"
+    save_image(root / "a.png")
+    (root / "a.txt").write_text("tok, 1girl")
+    save_image(root / "sub" / "b.jpg", "blue")
+    (root / "sub" / "b.caption").write_bytes("caf\xe9".encode("cp1252"))
+    save_image(root / "no_caption.webp", "green")
+    (root / "notes.md").write_text("not an image")
+    (root / "._a.png").write_bytes(b"\x00\x05\x16\x07 apple double")
+    (root / ".hidden").mkdir()
+    save_image(root / ".hidden" / "thumb.png")
+    return root
+
+
+def test_first_scan_reads_everything(dataset: Path) -> None:
+    result = scan_folder(dataset, known={})
+    records = {r.relpath: r for r in result.added}
+    assert sorted(records) == ["a.png", "no_caption.webp", "sub/b.jpg"]
+    a = records["a.png"]
+    assert (a.width, a.height, a.format, a.error) == (64, 48, "PNG", None)
+    assert a.caption_relpath == "a.txt" and a.caption_text == "tok, 1girl"
+    assert len(a.content_hash) == 64 and isinstance(a.phash, int)
+    assert a.size == (dataset / "a.png").stat().st_size
+    b = records["sub/b.jpg"]
+    assert b.caption_relpath == "sub/b.caption" and b.caption_text == "café"
+    assert "Windows-1252" in b.caption_warning
+    assert records["no_caption.webp"].caption_relpath is None
+    assert result.changed == result.removed == result.unchanged == []
+
+
+def test_rescan_only_inspects_changed_files(dataset: Path) -> None:
+    first = scan_folder(dataset, known={})
+    known = known_from(first.added)
+    save_image(dataset / "a.png", "yellow", (80, 80))
+    (dataset / "sub" / "b.jpg").unlink()
+    save_image(dataset / "new.png", "white")
+    progress: list[tuple[int, int]] = []
+    second = scan_folder(dataset, known=known, on_progress=lambda done, total: progress.append((done, total)))
+    assert [r.relpath for r in second.added] == ["new.png"]
+    assert [(r.relpath, r.width) for r in second.changed] == [("a.png", 80)]
+    assert second.removed == ["sub/b.jpg"]
+    assert second.unchanged == ["no_caption.webp"]
+    assert second.captions_changed == []
+    assert progress[-1] == (2, 2)
+
+
+def test_unchanged_image_is_not_reopened(dataset: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    known = known_from(scan_folder(dataset, known={}).added)
+    opened: list[str] = []
+    real_open = Image.open
+    monkeypatch.setattr(Image, "open", lambda fp, *a, **k: opened.append(str(fp)) or real_open(fp, *a, **k))
+    result = scan_folder(dataset, known=known)
+    assert opened == []
+    assert sorted(result.unchanged) == ["a.png", "no_caption.webp", "sub/b.jpg"]
+
+
+def test_caption_edited_elsewhere_is_reported_for_unchanged_image(dataset: Path) -> None:
+    known = known_from(scan_folder(dataset, known={}).added)
+    caption = dataset / "a.txt"
+    caption.write_text("tok, 1girl, edited")
+    os.utime(caption, ns=(0, known["a.png"][2] + 1_000_000))
+    (dataset / "no_caption.txt").write_text("new caption")
+    result = scan_folder(dataset, known=known)
+    changed = {c.image_relpath: c for c in result.captions_changed}
+    assert sorted(changed) == ["a.png", "no_caption.webp"]
+    assert changed["a.png"].caption_text == "tok, 1girl, edited"
+    assert changed["no_caption.webp"].caption_relpath == "no_caption.txt"
+
+
+def test_known_without_caption_state_reports_every_caption(dataset: Path) -> None:
+    first = scan_folder(dataset, known={})
+    known = {r.relpath: (r.size, r.mtime_ns) for r in first.added}
+    result = scan_folder(dataset, known=known)
+    assert sorted(c.image_relpath for c in result.captions_changed) == ["a.png", "no_caption.webp", "sub/b.jpg"]
+
+
+def test_corrupt_and_truncated_images_become_errors(dataset: Path) -> None:
+    (dataset / "garbage.png").write_bytes(b"this is not a png")
+    good = dataset / "a.png"
+    (dataset / "truncated.png").write_bytes(good.read_bytes()[:60])
+    result = scan_folder(dataset, known={})
+    records = {r.relpath: r for r in result.added}
+    assert records["garbage.png"].error.startswith("Cannot read image:")
+    assert records["truncated.png"].error.startswith("Cannot read image:")
+    assert records["garbage.png"].content_hash is not None and records["garbage.png"].phash is None
+    assert records["a.png"].error is None
+
+
+def test_decompression_bomb_is_reported_not_decoded(dataset: Path) -> None:
+    (dataset / "bomb.png").write_bytes(png_header_only(100_000, 100_000))
+    save_image(dataset / "big.png", size=(200, 100))
+    result = scan_folder(dataset, known={}, max_pixels=10_000)
+    records = {r.relpath: r for r in result.added}
+    assert "too large" in records["bomb.png"].error
+    big = records["big.png"]
+    assert big.error == "Image too large to process: 200×100 pixels (limit 10,000)"
+    assert (big.width, big.height, big.phash) == (200, 100, None)
+
+
+def test_symlinks_leaving_root_are_skipped(dataset: Path, tmp_path: Path) -> None:
+    save_image(tmp_path / "outside" / "secret.png")
+    os.symlink(tmp_path / "outside" / "secret.png", dataset / "leak.png")
+    os.symlink(tmp_path / "outside", dataset / "leakdir")
+    os.symlink(dataset / "sub", dataset / "loop")  # inside the root: scanned under its real name
+    os.symlink(dataset, dataset / "sub" / "back")  # a loop back to the root
+    result = scan_folder(dataset, known={})
+    assert sorted(r.relpath for r in result.added) == ["a.png", "no_caption.webp", "sub/b.jpg"]
+    assert sorted(rel for rel, _ in result.skipped) == ["leak.png", "leakdir"]
+
+
+def test_shared_caption_is_flagged(dataset: Path) -> None:
+    save_image(dataset / "a.jpg")
+    records = {r.relpath: r for r in scan_folder(dataset, known={}).added}
+    assert records["a.jpg"].caption_relpath == records["a.png"].caption_relpath == "a.txt"
+    assert "also the caption of a.jpg" in records["a.png"].caption_warning
+
+
+def test_uppercase_extensions_and_threads(dataset: Path) -> None:
+    save_image(dataset / "UP.PNG")
+    (dataset / "UP.TXT").write_text("upper")
+    records = {r.relpath: r for r in scan_folder(dataset, known={}, workers=3).added}
+    assert records["UP.PNG"].caption_text == "upper"
+    assert len(records) == 4
+
+
+def test_missing_root_raises(tmp_path: Path) -> None:
+    with pytest.raises(ScanError):
+        scan_folder(tmp_path / "gone", known={"a.png": (1, 1)})
+
+
+def test_unreadable_subfolder_does_not_count_as_removed(dataset: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    known = known_from(scan_folder(dataset, known={}).added)
+    real_scandir = os.scandir
+
+    def failing_scandir(path):
+        if Path(path).name == "sub":
+            raise PermissionError(13, "Permission denied")
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", failing_scandir)
+    result = scan_folder(dataset, known=known)
+    assert result.removed == []
+    assert "sub/b.jpg" in result.unchanged
+    assert result.skipped == [("sub", "Cannot read folder: Permission denied")]
