@@ -1,0 +1,790 @@
+"""Versioned tile storage for the Canvas: an unbounded RGBA image kept as fixed-size tiles.
+
+On disk a tile is ``root/<canvas_id>/L<level>/<tx>_<ty>/<version>.png`` and is never changed
+once written: a change writes a new file whose version is the number of the revision that made
+it, so a tile URL that carries the version can be cached forever. Fully transparent tiles have no
+file and no row.
+
+In the database (SQLAlchemy Core tables on the shared MetaData):
+
+- ``canvas_tile``: the current version of every stored tile, all levels.
+- ``canvas_revision`` and ``canvas_revision_tile``: one row per change and, for every tile it
+  changed, the version before and after. Undo and redo copy those versions back into
+  ``canvas_tile``; no pixel is read or written.
+- ``canvas_history_head``: the head revision. Every writer updates this row first, which
+  serialises the writers of one canvas (a row lock on PostgreSQL, the write lock on SQLite), so
+  the stale-write check and the revision numbers are race-free.
+
+Revision numbers are never reused: revisions that a new change drops from the redo branch keep
+their numbers, so a revision number names one state of the canvas for good. The revisions kept
+form a single chain in number order.
+
+Level n > 0 tiles (mipmaps) cover tile_size·2^n canvas pixels scaled down to tile_size. A change
+rebuilds only the ancestors of the tiles it changed, each from its four children, and records
+them in its revision like level 0 tiles, so undo and redo restore the levels by index as well.
+"""
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import tempfile
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from PIL import Image
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Engine,
+    Integer,
+    String,
+    Table,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+
+from app.metadata import metadata
+
+# Tile coordinates beyond this are refused: far enough for any real canvas, near enough that
+# pixel coordinates stay well inside 64-bit arithmetic and browser number precision.
+TILE_LIMIT = 2**20
+
+# Level 6 compresses tiles ~12% smaller but takes ~3x as long, and writes sit on the path of
+# every brush stroke.
+PNG_COMPRESS_LEVEL = 3
+
+TileKey = tuple[int, int, int]  # (level, tx, ty)
+
+canvas_history_head = Table(
+    "canvas_history_head",
+    metadata,
+    Column("canvas_id", Integer, primary_key=True, autoincrement=False),
+    Column("head_rev", Integer, nullable=False),
+    Column("next_rev", Integer, nullable=False),
+    # The revision whose state is the oldest one still reachable by undo (0 = the empty canvas).
+    Column("pruned_through", Integer, nullable=False),
+)
+
+canvas_revision = Table(
+    "canvas_revision",
+    metadata,
+    Column("canvas_id", Integer, primary_key=True, autoincrement=False),
+    Column("rev", Integer, primary_key=True, autoincrement=False),
+    Column("description", String(200), nullable=False),
+    Column("created_at", DateTime, nullable=False),  # naive UTC, like the app's other tables
+    Column("tiles_changed", Integer, nullable=False),  # level 0 tiles only
+)
+
+canvas_revision_tile = Table(
+    "canvas_revision_tile",
+    metadata,
+    Column("canvas_id", Integer, primary_key=True, autoincrement=False),
+    Column("rev", Integer, primary_key=True, autoincrement=False),
+    Column("level", Integer, primary_key=True, autoincrement=False),
+    Column("tx", Integer, primary_key=True, autoincrement=False),
+    Column("ty", Integer, primary_key=True, autoincrement=False),
+    Column("old_version", Integer, nullable=True),  # None: the tile was transparent
+    Column("new_version", Integer, nullable=True),
+)
+
+canvas_tile = Table(
+    "canvas_tile",
+    metadata,
+    Column("canvas_id", Integer, primary_key=True, autoincrement=False),
+    Column("level", Integer, primary_key=True, autoincrement=False),
+    Column("tx", Integer, primary_key=True, autoincrement=False),
+    Column("ty", Integer, primary_key=True, autoincrement=False),
+    Column("version", Integer, nullable=False),
+)
+
+
+class TileStoreError(Exception):
+    """Base of the tile store's errors; ``str(error)`` is a message to show the user."""
+
+
+class OutOfRange(TileStoreError):
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"That is too far out: the canvas reaches {limit:,} pixels from its centre in each direction."
+        )
+
+
+class StaleWrite(TileStoreError):
+    def __init__(self) -> None:
+        super().__init__(
+            "Someone else changed this part of the canvas since you loaded it; reload to see their change, "
+            "then try again."
+        )
+
+
+class NotFound(TileStoreError):
+    pass
+
+
+@dataclass(frozen=True)
+class TileRef:
+    level: int
+    tx: int
+    ty: int
+    version: int
+
+
+@dataclass(frozen=True)
+class Revision:
+    rev: int
+    description: str
+    created_at: datetime
+    tiles_changed: int
+    applied: bool  # False for the redo branch: undone, and redo would bring it back
+
+
+@dataclass(frozen=True)
+class _Head:
+    head_rev: int
+    next_rev: int
+    pruned_through: int
+
+
+@dataclass
+class _Plan:
+    """A change computed from the current tiles, ready to be committed."""
+
+    affected: set[tuple[int, int]]  # level 0 tiles the change covers, for the stale-write check
+    inputs: dict[TileKey, int | None] = field(default_factory=dict)  # versions it was computed from
+    changes: dict[TileKey, bytes | None] = field(default_factory=dict)  # new PNG, or None: transparent
+
+
+class TileStore:
+    """Tiles, history and mipmaps of every canvas, in ``engine``'s tables and files under ``root``.
+
+    ``tile_size`` is a store-wide setting: a canvas written with one size must be read with it.
+    """
+
+    def __init__(
+        self, engine: Engine, root: Path, tile_size: int = 512, levels: int = 6, keep_revisions: int = 200
+    ) -> None:
+        if tile_size < 2 or tile_size % 2:
+            raise ValueError("tile_size must be an even number of pixels")
+        if not 0 <= levels <= 16:
+            raise ValueError("levels must be between 0 and 16")
+        if keep_revisions < 1:
+            raise ValueError("keep_revisions must be at least 1")
+        self.engine = engine
+        self.root = Path(root)
+        self.tile_size = tile_size
+        self.levels = levels
+        self.keep_revisions = keep_revisions
+        # Tile files decoded so far: shows what a call cost (tests, metrics).
+        self.tile_reads = 0
+
+    # ---- reading ----------------------------------------------------------------------------
+
+    def head(self, canvas_id: int) -> int:
+        """The current revision: what a client passes back as ``base_revision`` (0 = empty canvas)."""
+        with self.engine.connect() as conn:
+            return self._read_head(conn, canvas_id).head_rev
+
+    def can_undo(self, canvas_id: int) -> bool:
+        with self.engine.connect() as conn:
+            head = self._read_head(conn, canvas_id)
+        return head.head_rev > head.pruned_through
+
+    def can_redo(self, canvas_id: int) -> bool:
+        with self.engine.connect() as conn:
+            head = self._read_head(conn, canvas_id)
+            r = canvas_revision.c
+            later = select(r.rev).where(r.canvas_id == canvas_id, r.rev > head.head_rev).limit(1)
+            return conn.execute(later).first() is not None
+
+    def history(self, canvas_id: int) -> list[Revision]:
+        """Every revision kept, oldest first; those after the head are the redo branch."""
+        r = canvas_revision.c
+        with self.engine.connect() as conn:
+            head = self._read_head(conn, canvas_id)
+            rows = conn.execute(
+                select(r.rev, r.description, r.created_at, r.tiles_changed)
+                .where(r.canvas_id == canvas_id)
+                .order_by(r.rev)
+            ).all()
+        return [Revision(row.rev, row.description, row.created_at, row.tiles_changed, row.rev <= head.head_rev)
+                for row in rows]
+
+    def tiles_in(self, canvas_id: int, level: int, tx0: int, ty0: int, tx1: int, ty1: int) -> list[TileRef]:
+        """The stored tiles of ``level`` with tx0 <= tx < tx1 and ty0 <= ty < ty1, in one query."""
+        self._check_level(level)
+        with self.engine.connect() as conn:
+            return self._tiles_in(conn, canvas_id, level, tx0, ty0, tx1, ty1)
+
+    def tile_path(self, canvas_id: int, level: int, tx: int, ty: int, version: int) -> Path:
+        """The file of one tile version, for serving; any version still in the history exists."""
+        self._check_level(level)
+        path = self._file(canvas_id, level, tx, ty, version)
+        if not path.is_file():
+            raise NotFound("This tile does not exist (any more): reload the canvas.")
+        return path
+
+    def read_region(self, canvas_id: int, x: int, y: int, width: int, height: int) -> Image.Image:
+        """The canvas pixels of a rectangle as an RGBA image; reads only the tiles it overlaps."""
+        _check_size(width, height)
+        out = np.zeros((height, width, 4), np.uint8)
+        with self.engine.connect() as conn:
+            refs = self._tiles_in(conn, canvas_id, 0, *self._tile_span(x, y, width, height))
+        for ref in refs:
+            self._paste_tile(canvas_id, ref, out, x, y)
+        return Image.fromarray(out)
+
+    def known_mask(self, canvas_id: int, x: int, y: int, width: int, height: int) -> Image.Image:
+        """An "L" mask of a rectangle: 255 where the canvas has content (alpha > 0), else 0."""
+        alpha = np.asarray(self.read_region(canvas_id, x, y, width, height))[..., 3]
+        return Image.fromarray(np.where(alpha > 0, 255, 0).astype(np.uint8))
+
+    def iter_rows(self, canvas_id: int, x: int, y: int, width: int, height: int) -> Iterator[np.ndarray]:
+        """The rectangle as consecutive bands of rows, each a (rows, width, 4) uint8 RGBA array.
+
+        Bands follow the tile rows, so every tile is decoded once and a band holds at most
+        tile_size rows: memory stays at width·tile_size·4 bytes however tall the rectangle.
+        The tile list is read in one query, so the bands show one consistent state.
+        """
+        _check_size(width, height)
+        size = self.tile_size
+        with self.engine.connect() as conn:
+            refs = self._tiles_in(conn, canvas_id, 0, *self._tile_span(x, y, width, height))
+        by_row: dict[int, list[TileRef]] = defaultdict(list)
+        for ref in refs:
+            by_row[ref.ty].append(ref)
+        for ty in range(y // size, (y + height - 1) // size + 1):
+            top = max(y, ty * size)
+            band = np.zeros((min(y + height, (ty + 1) * size) - top, width, 4), np.uint8)
+            for ref in by_row.pop(ty, ()):
+                self._paste_tile(canvas_id, ref, band, x, top)
+            yield band
+            del band  # let the band go before the next one is made
+
+    def bounds(self, canvas_id: int) -> tuple[int, int, int, int] | None:
+        """The pixel box (x0, y0, x1, y1), end exclusive, of everything with alpha > 0; None if empty.
+
+        Only the tiles on the outer rows and columns are read: the box lies within them.
+        """
+        t = canvas_tile.c
+        at_level0 = (t.canvas_id == canvas_id, t.level == 0)
+        with self.engine.connect() as conn:
+            min_tx, max_tx, min_ty, max_ty = conn.execute(
+                select(func.min(t.tx), func.max(t.tx), func.min(t.ty), func.max(t.ty)).where(*at_level0)
+            ).one()
+            if min_tx is None:
+                return None
+            edges = conn.execute(
+                select(t.tx, t.ty, t.version).where(
+                    *at_level0, or_(t.tx == min_tx, t.tx == max_tx, t.ty == min_ty, t.ty == max_ty)
+                )
+            ).all()
+        size = self.tile_size
+        x0 = y0 = float("inf")
+        x1 = y1 = float("-inf")
+        for tx, ty, version in edges:
+            alpha = self._read_pixels(canvas_id, 0, tx, ty, version)[..., 3] > 0
+            cols = np.flatnonzero(alpha.any(axis=0))
+            rows = np.flatnonzero(alpha.any(axis=1))
+            if tx == min_tx:
+                x0 = min(x0, tx * size + int(cols[0]))
+            if tx == max_tx:
+                x1 = max(x1, tx * size + int(cols[-1]) + 1)
+            if ty == min_ty:
+                y0 = min(y0, ty * size + int(rows[0]))
+            if ty == max_ty:
+                y1 = max(y1, ty * size + int(rows[-1]) + 1)
+        return int(x0), int(y0), int(x1), int(y1)
+
+    # ---- changing ---------------------------------------------------------------------------
+
+    def write_region(
+        self,
+        canvas_id: int,
+        x: int,
+        y: int,
+        image: Image.Image,
+        *,
+        base_revision: int | None,
+        description: str,
+        mask: Image.Image | None = None,
+        mode: Literal["replace", "over"] = "replace",
+    ) -> int:
+        """Put ``image`` on the canvas with its top left corner at (x, y) as one revision.
+
+        mode "replace" sets the pixels to the image's, transparency included (transparent pixels
+        erase); "over" alpha-composites the image over the canvas (paste, import). An "L" ``mask``
+        of the image's size limits the change: where it is 0 the canvas stays bit-identical, where
+        255 the change is complete, in between it is a linear, premultiplied blend.
+
+        ``base_revision`` is the revision the caller's picture of the canvas came from: if a
+        revision the caller did not see changed a tile this write covers, StaleWrite is raised
+        and nothing is written. None skips the check. Returns the new head; a write that changes
+        no pixel makes no revision and returns the current head.
+        """
+        if mode not in ("replace", "over"):
+            raise ValueError(f"Unknown write mode {mode!r}")
+        src = np.array(image.convert("RGBA"))
+        height, width = src.shape[:2]
+        _check_size(width, height)
+        self._check_range(x, y, width, height)
+        coverage = None
+        if mask is not None:
+            if mask.size != image.size:
+                raise ValueError(f"The mask is {mask.width}×{mask.height}, the image {image.width}×{image.height}")
+            coverage = np.asarray(mask.convert("L"), dtype=np.float32) / 255
+        if mode == "over":
+            # Source-over is a blend towards the opaque colour weighted by the source alpha.
+            alpha = src[..., 3].astype(np.float32) / 255
+            weight: np.ndarray | None = alpha if coverage is None else alpha * coverage
+            src[..., 3] = 255
+        else:
+            weight = coverage
+        _clear_transparent(src)
+        return self._commit(
+            canvas_id,
+            lambda conn: self._plan_write(conn, canvas_id, x, y, src, weight),
+            base_revision,
+            description,
+        )
+
+    def clear(self, canvas_id: int, *, base_revision: int | None, description: str = "Clear canvas") -> int:
+        """Remove every tile as one revision (undo brings them back)."""
+        return self._commit(canvas_id, lambda conn: self._plan_clear(conn, canvas_id), base_revision, description)
+
+    def undo(self, canvas_id: int) -> int | None:
+        """Step the head back one revision; returns the new head, or None if there is nothing to undo."""
+        r = canvas_revision.c
+        with self.engine.begin() as conn:
+            head = self._lock_head(conn, canvas_id)
+            if head.head_rev == head.pruned_through:
+                return None
+            self._set_versions(conn, canvas_id, self._revision_versions(conn, canvas_id, head.head_rev, "old"))
+            previous = conn.execute(
+                select(func.max(r.rev)).where(r.canvas_id == canvas_id, r.rev < head.head_rev)
+            ).scalar()
+            new_head = head.pruned_through if previous is None else previous
+            self._set_head(conn, canvas_id, head_rev=new_head)
+        return new_head
+
+    def redo(self, canvas_id: int) -> int | None:
+        """Re-apply the next undone revision; returns the new head, or None if there is nothing to redo."""
+        r = canvas_revision.c
+        with self.engine.begin() as conn:
+            head = self._lock_head(conn, canvas_id)
+            following = conn.execute(
+                select(func.min(r.rev)).where(r.canvas_id == canvas_id, r.rev > head.head_rev)
+            ).scalar()
+            if following is None:
+                return None
+            self._set_versions(conn, canvas_id, self._revision_versions(conn, canvas_id, following, "new"))
+            self._set_head(conn, canvas_id, head_rev=following)
+        return following
+
+    def delete_canvas(self, canvas_id: int) -> None:
+        """Remove every row and file of a canvas."""
+        with self.engine.begin() as conn:
+            for table in (canvas_history_head, canvas_revision_tile, canvas_revision, canvas_tile):
+                conn.execute(delete(table).where(table.c.canvas_id == canvas_id))
+        shutil.rmtree(self._canvas_dir(canvas_id), ignore_errors=True)
+
+    # ---- planning changes -------------------------------------------------------------------
+
+    def _plan_write(
+        self, conn: Connection, canvas_id: int, x: int, y: int, src: np.ndarray, weight: np.ndarray | None
+    ) -> _Plan:
+        size = self.tile_size
+        height, width = src.shape[:2]
+        tx0, ty0, tx1, ty1 = self._tile_span(x, y, width, height)
+        affected = set()
+        for ty in range(ty0, ty1):
+            for tx in range(tx0, tx1):
+                _, part = _overlap(tx * size, ty * size, size, x, y, width, height)
+                if weight is None or weight[part].any():
+                    affected.add((tx, ty))
+        plan = _Plan(affected)
+        plan.inputs = self._current_versions(conn, canvas_id, [(0, tx, ty) for tx, ty in affected])
+        new_pixels: dict[TileKey, np.ndarray] = {}
+        for key, version in plan.inputs.items():
+            old = self._read_pixels(canvas_id, *key, version)
+            in_tile, part = _overlap(key[1] * size, key[2] * size, size, x, y, width, height)
+            new = old.copy()
+            new[in_tile] = blend_rgba(old[in_tile], src[part], None if weight is None else weight[part])
+            if not np.array_equal(new, old):
+                new_pixels[key] = new
+        self._plan_levels(conn, canvas_id, plan, new_pixels)
+        plan.changes = {key: _encode_png(pixels) if pixels[..., 3].any() else None
+                        for key, pixels in new_pixels.items()}
+        return plan
+
+    def _plan_levels(
+        self, conn: Connection, canvas_id: int, plan: _Plan, new_pixels: dict[TileKey, np.ndarray]
+    ) -> None:
+        """Add to ``new_pixels`` every ancestor tile that the level 0 tiles in it change."""
+        size = self.tile_size
+        changed = set(new_pixels)
+        for level in range(1, self.levels + 1):
+            parents = {(level, tx >> 1, ty >> 1) for _, tx, ty in changed}
+            if not parents:
+                return
+            children = {(level - 1, 2 * px + dx, 2 * py + dy)
+                        for _, px, py in parents for dx in (0, 1) for dy in (0, 1)}
+            unchanged_children = [child for child in children if child not in new_pixels]
+            versions = self._current_versions(conn, canvas_id, [*parents, *unchanged_children])
+            plan.inputs.update(versions)
+            changed = set()
+            for parent in parents:
+                _, px, py = parent
+                block = np.zeros((2 * size, 2 * size, 4), np.uint8)
+                for dy in (0, 1):
+                    for dx in (0, 1):
+                        child = (level - 1, 2 * px + dx, 2 * py + dy)
+                        pixels = new_pixels.get(child)
+                        if pixels is None:
+                            pixels = self._read_pixels(canvas_id, *child, versions[child])
+                        block[dy * size:(dy + 1) * size, dx * size:(dx + 1) * size] = pixels
+                new = _downsample_half(block)
+                # A change too small to show at this level leaves it, and all above it, as they are.
+                if not np.array_equal(new, self._read_pixels(canvas_id, *parent, versions[parent])):
+                    new_pixels[parent] = new
+                    changed.add(parent)
+
+    def _plan_clear(self, conn: Connection, canvas_id: int) -> _Plan:
+        t = canvas_tile.c
+        rows = conn.execute(select(t.level, t.tx, t.ty, t.version).where(t.canvas_id == canvas_id)).all()
+        plan = _Plan({(tx, ty) for level, tx, ty, _ in rows if level == 0})
+        plan.inputs = {(level, tx, ty): version for level, tx, ty, version in rows}
+        plan.changes = dict.fromkeys(plan.inputs)
+        return plan
+
+    # ---- committing changes -----------------------------------------------------------------
+
+    def _commit(
+        self,
+        canvas_id: int,
+        make_plan: Callable[[Connection], _Plan],
+        base_revision: int | None,
+        description: str,
+    ) -> int:
+        # The pixel work and PNG encoding happen before taking the lock, so other writers (on
+        # SQLite: the whole app) wait only for the index update and the file writes.
+        with self.engine.connect() as conn:
+            plan = make_plan(conn)
+        written: list[Path] = []
+        doomed: list[Path] = []
+        try:
+            with self.engine.begin() as conn:
+                head = self._lock_head(conn, canvas_id)
+                self._refuse_stale(conn, canvas_id, head, base_revision, plan.affected)
+                if self._current_versions(conn, canvas_id, plan.inputs) != plan.inputs:
+                    # Another writer changed tiles the plan was built from: build it again under the lock.
+                    plan = make_plan(conn)
+                if not plan.changes:
+                    return head.head_rev
+                rev = head.next_rev
+                doomed += self._drop_redo_branch(conn, canvas_id, head.head_rev)
+                versions: dict[TileKey, int | None] = {}
+                for key, png in plan.changes.items():
+                    versions[key] = None
+                    if png is not None:
+                        path = self._file(canvas_id, *key, rev)
+                        _write_atomic(path, png)
+                        written.append(path)
+                        versions[key] = rev
+                for directory in {path.parent for path in written}:
+                    _fsync_directory(directory)
+                conn.execute(insert(canvas_revision).values(
+                    canvas_id=canvas_id,
+                    rev=rev,
+                    description=description[:200],
+                    created_at=datetime.now(timezone.utc).replace(tzinfo=None),
+                    tiles_changed=sum(1 for level, _, _ in versions if level == 0),
+                ))
+                conn.execute(insert(canvas_revision_tile), [
+                    {"canvas_id": canvas_id, "rev": rev, "level": level, "tx": tx, "ty": ty,
+                     "old_version": plan.inputs[(level, tx, ty)], "new_version": version}
+                    for (level, tx, ty), version in versions.items()
+                ])
+                self._set_versions(conn, canvas_id, versions)
+                pruned_through, pruned_files = self._prune(conn, canvas_id, head.pruned_through)
+                doomed += pruned_files
+                self._set_head(conn, canvas_id, head_rev=rev, next_rev=rev + 1, pruned_through=pruned_through)
+        except BaseException:
+            _remove_files(written)
+            raise
+        _remove_files(doomed)
+        return rev
+
+    def _lock_head(self, conn: Connection, canvas_id: int) -> _Head:
+        """Lock the canvas's head row for this transaction (creating it on first use) and read it."""
+        h = canvas_history_head.c
+        lock = update(canvas_history_head).where(h.canvas_id == canvas_id).values(head_rev=h.head_rev)
+        if conn.execute(lock).rowcount == 0:
+            try:
+                with conn.begin_nested():
+                    conn.execute(insert(canvas_history_head).values(
+                        canvas_id=canvas_id, head_rev=0, next_rev=1, pruned_through=0))
+            except IntegrityError:
+                conn.execute(lock)  # a concurrent first writer created it: wait for its lock
+        return self._read_head(conn, canvas_id)
+
+    def _refuse_stale(
+        self, conn: Connection, canvas_id: int, head: _Head, base_revision: int | None,
+        affected: set[tuple[int, int]],
+    ) -> None:
+        """Raise StaleWrite if the state ``base_revision`` and the head differ in an affected tile."""
+        if base_revision is None or base_revision == head.head_rev:
+            return
+        r = canvas_revision.c
+        known = base_revision == head.pruned_through or conn.execute(
+            select(r.rev).where(r.canvas_id == canvas_id, r.rev == base_revision)
+        ).first() is not None
+        if not known:
+            # Pruned, or on a redo branch since dropped: what it showed can no longer be told.
+            raise StaleWrite()
+        if not affected:
+            return
+        # The kept revisions form one chain in number order, so the two states differ exactly by
+        # the revisions numbered between them (undone ones when the base is after the head).
+        low, high = sorted((base_revision, head.head_rev))
+        rt = canvas_revision_tile.c
+        xs = [tx for tx, _ in affected]
+        ys = [ty for _, ty in affected]
+        changed = conn.execute(select(rt.tx, rt.ty).distinct().where(
+            rt.canvas_id == canvas_id, rt.level == 0, rt.rev > low, rt.rev <= high,
+            rt.tx >= min(xs), rt.tx <= max(xs), rt.ty >= min(ys), rt.ty <= max(ys),
+        )).all()
+        if any((tx, ty) in affected for tx, ty in changed):
+            raise StaleWrite()
+
+    def _drop_redo_branch(self, conn: Connection, canvas_id: int, head_rev: int) -> list[Path]:
+        """Delete the revisions after the head; returns the files only they referenced."""
+        rt = canvas_revision_tile.c
+        rows = conn.execute(select(rt.level, rt.tx, rt.ty, rt.new_version).where(
+            rt.canvas_id == canvas_id, rt.rev > head_rev, rt.new_version.is_not(None))).all()
+        for table in (canvas_revision_tile, canvas_revision):
+            conn.execute(delete(table).where(table.c.canvas_id == canvas_id, table.c.rev > head_rev))
+        return [self._file(canvas_id, *row) for row in rows]
+
+    def _prune(self, conn: Connection, canvas_id: int, pruned_through: int) -> tuple[int, list[Path]]:
+        """Delete the revisions beyond keep_revisions; returns the new pruned_through and dead files.
+
+        Runs right after a new revision, when the head is the newest revision, so only undo steps
+        are pruned. The version a pruned revision replaced is referenced by nothing kept: along
+        the chain a tile's versions never repeat.
+        """
+        r = canvas_revision.c
+        newest_to_prune = conn.execute(
+            select(r.rev).where(r.canvas_id == canvas_id).order_by(r.rev.desc()).limit(1).offset(self.keep_revisions)
+        ).scalar()
+        if newest_to_prune is None:
+            return pruned_through, []
+        rt = canvas_revision_tile.c
+        rows = conn.execute(select(rt.level, rt.tx, rt.ty, rt.old_version).where(
+            rt.canvas_id == canvas_id, rt.rev <= newest_to_prune, rt.old_version.is_not(None))).all()
+        for table in (canvas_revision_tile, canvas_revision):
+            conn.execute(delete(table).where(table.c.canvas_id == canvas_id, table.c.rev <= newest_to_prune))
+        return newest_to_prune, [self._file(canvas_id, *row) for row in rows]
+
+    def _revision_versions(
+        self, conn: Connection, canvas_id: int, rev: int, side: Literal["old", "new"]
+    ) -> dict[TileKey, int | None]:
+        rt = canvas_revision_tile.c
+        version = rt.old_version if side == "old" else rt.new_version
+        rows = conn.execute(select(rt.level, rt.tx, rt.ty, version).where(rt.canvas_id == canvas_id, rt.rev == rev))
+        return {(level, tx, ty): v for level, tx, ty, v in rows}
+
+    def _set_versions(self, conn: Connection, canvas_id: int, versions: dict[TileKey, int | None]) -> None:
+        """Make these the current tile versions; None removes a tile."""
+        if not versions:
+            return
+        t = canvas_tile.c
+        conn.execute(
+            delete(canvas_tile).where(t.canvas_id == bindparam("b_canvas"), t.level == bindparam("b_level"),
+                                      t.tx == bindparam("b_tx"), t.ty == bindparam("b_ty")),
+            [{"b_canvas": canvas_id, "b_level": level, "b_tx": tx, "b_ty": ty} for level, tx, ty in versions],
+        )
+        present = [{"canvas_id": canvas_id, "level": level, "tx": tx, "ty": ty, "version": version}
+                   for (level, tx, ty), version in versions.items() if version is not None]
+        if present:
+            conn.execute(insert(canvas_tile), present)
+
+    def _set_head(self, conn: Connection, canvas_id: int, **values: int) -> None:
+        conn.execute(update(canvas_history_head).where(canvas_history_head.c.canvas_id == canvas_id).values(**values))
+
+    # ---- helpers ----------------------------------------------------------------------------
+
+    def _read_head(self, conn: Connection, canvas_id: int) -> _Head:
+        h = canvas_history_head.c
+        row = conn.execute(
+            select(h.head_rev, h.next_rev, h.pruned_through).where(h.canvas_id == canvas_id)
+        ).first()
+        return _Head(0, 1, 0) if row is None else _Head(*row)
+
+    def _tiles_in(
+        self, conn: Connection, canvas_id: int, level: int, tx0: int, ty0: int, tx1: int, ty1: int
+    ) -> list[TileRef]:
+        t = canvas_tile.c
+        rows = conn.execute(select(t.tx, t.ty, t.version).where(
+            t.canvas_id == canvas_id, t.level == level, t.tx >= tx0, t.tx < tx1, t.ty >= ty0, t.ty < ty1))
+        return [TileRef(level, tx, ty, version) for tx, ty, version in rows]
+
+    def _current_versions(
+        self, conn: Connection, canvas_id: int, keys: Iterable[TileKey]
+    ) -> dict[TileKey, int | None]:
+        """The current version of each key (None: transparent), one query per level."""
+        found: dict[TileKey, int | None] = dict.fromkeys(keys)
+        by_level: dict[int, list[TileKey]] = defaultdict(list)
+        for key in found:
+            by_level[key[0]].append(key)
+        for level, level_keys in by_level.items():
+            xs = [tx for _, tx, _ in level_keys]
+            ys = [ty for _, _, ty in level_keys]
+            for ref in self._tiles_in(conn, canvas_id, level, min(xs), min(ys), max(xs) + 1, max(ys) + 1):
+                key = (level, ref.tx, ref.ty)
+                if key in found:
+                    found[key] = ref.version
+        return found
+
+    def _read_pixels(self, canvas_id: int, level: int, tx: int, ty: int, version: int | None) -> np.ndarray:
+        """A tile's pixels as a (size, size, 4) array; transparent when version is None."""
+        if version is None:
+            return np.zeros((self.tile_size, self.tile_size, 4), np.uint8)
+        self.tile_reads += 1
+        with Image.open(self._file(canvas_id, level, tx, ty, version)) as image:
+            return np.asarray(image.convert("RGBA"))
+
+    def _paste_tile(self, canvas_id: int, ref: TileRef, out: np.ndarray, x: int, y: int) -> None:
+        """Copy the part of a level 0 tile inside ``out`` (whose top left is canvas pixel x, y)."""
+        size = self.tile_size
+        in_tile, in_out = _overlap(ref.tx * size, ref.ty * size, size, x, y, out.shape[1], out.shape[0])
+        out[in_out] = self._read_pixels(canvas_id, 0, ref.tx, ref.ty, ref.version)[in_tile]
+
+    def _tile_span(self, x: int, y: int, width: int, height: int) -> tuple[int, int, int, int]:
+        """The tiles (tx0, ty0, tx1, ty1), end exclusive, that a pixel rectangle overlaps."""
+        size = self.tile_size
+        return x // size, y // size, (x + width - 1) // size + 1, (y + height - 1) // size + 1
+
+    def _check_range(self, x: int, y: int, width: int, height: int) -> None:
+        tx0, ty0, tx1, ty1 = self._tile_span(x, y, width, height)
+        if max(-tx0, -ty0, tx1 - 1, ty1 - 1) > TILE_LIMIT:
+            raise OutOfRange(TILE_LIMIT * self.tile_size)
+
+    def _check_level(self, level: int) -> None:
+        if not 0 <= level <= self.levels:
+            raise NotFound(f"There is no zoom level {level}.")
+
+    def _canvas_dir(self, canvas_id: int) -> Path:
+        return self.root / str(int(canvas_id))
+
+    def _file(self, canvas_id: int, level: int, tx: int, ty: int, version: int) -> Path:
+        return self._canvas_dir(canvas_id) / f"L{int(level)}" / f"{int(tx)}_{int(ty)}" / f"{int(version)}.png"
+
+
+def _downsample_half(block: np.ndarray) -> np.ndarray:
+    """Halve an RGBA image with a 2×2 box filter on premultiplied colour.
+
+    Averaging premultiplied colour keeps transparent neighbours from darkening the edges of
+    content; the result is rounded half up and transparent pixels are stored as (0, 0, 0, 0).
+    """
+    height, width = block.shape[0] // 2, block.shape[1] // 2
+    pixels = block.astype(np.uint32).reshape(height, 2, width, 2, 4)
+    alpha = pixels[..., 3]
+    alpha_sum = alpha.sum(axis=(1, 3))
+    colour_sum = (pixels[..., :3] * alpha[..., None]).sum(axis=(1, 3))
+    out = np.zeros((height, width, 4), np.uint8)
+    out[..., 3] = (alpha_sum + 2) // 4
+    safe = np.maximum(alpha_sum, 1)[..., None]
+    out[..., :3] = (colour_sum + safe // 2) // safe
+    _clear_transparent(out)
+    return out
+
+
+def blend_rgba(old: np.ndarray, src: np.ndarray, weight: np.ndarray | None) -> np.ndarray:
+    """Blend RGBA arrays linearly on premultiplied colour, per pixel ``weight`` in [0, 1].
+
+    Weight 0 keeps ``old`` bit-identical, 1 gives ``src`` exactly, None means 1 everywhere.
+    Transparent results are (0, 0, 0, 0).
+    """
+    if weight is None:
+        return src
+    w = weight[..., None]
+    old_f = old.astype(np.float32)
+    src_f = src.astype(np.float32)
+    old_a = old_f[..., 3:] / 255
+    src_a = src_f[..., 3:] / 255
+    alpha = old_a * (1 - w) + src_a * w
+    premultiplied = old_f[..., :3] * old_a * (1 - w) + src_f[..., :3] * src_a * w
+    colour = np.divide(premultiplied, alpha, out=np.zeros_like(premultiplied), where=alpha > 0)
+    mixed = np.rint(np.concatenate([colour, alpha * 255], axis=-1)).clip(0, 255).astype(np.uint8)
+    out = np.where(w <= 0, old, np.where(w >= 1, src, mixed))
+    _clear_transparent(out)
+    return out
+
+
+def _clear_transparent(pixels: np.ndarray) -> None:
+    """Store transparent pixels as (0, 0, 0, 0), so equal-looking tiles are equal arrays."""
+    pixels[pixels[..., 3] == 0] = 0
+
+
+def _overlap(
+    tile_x: int, tile_y: int, size: int, x: int, y: int, width: int, height: int
+) -> tuple[tuple[slice, slice], tuple[slice, slice]]:
+    """Slices of a tile (top left tile_x, tile_y) and of a rectangle that cover their intersection."""
+    left, top = max(tile_x, x), max(tile_y, y)
+    right, bottom = min(tile_x + size, x + width), min(tile_y + size, y + height)
+    return ((slice(top - tile_y, bottom - tile_y), slice(left - tile_x, right - tile_x)),
+            (slice(top - y, bottom - y), slice(left - x, right - x)))
+
+
+def _check_size(width: int, height: int) -> None:
+    if width < 1 or height < 1:
+        raise ValueError(f"A region must be at least 1×1 pixels, not {width}×{height}")
+
+
+def _encode_png(pixels: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "PNG", compress_level=PNG_COMPRESS_LEVEL)
+    return buffer.getvalue()
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write a file so readers see either nothing or all of it, even after a crash."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make the renames into ``directory`` durable before the database points at the files."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _remove_files(paths: Iterable[Path]) -> None:
+    # Empty tile folders stay: removing one could race a writer that is about to put a file in it.
+    for path in paths:
+        path.unlink(missing_ok=True)
