@@ -76,9 +76,26 @@ def worker(count: int, burst: bool) -> None:
     from app import create_app
 
     app = create_app()
+    _preload_for_jobs()
     with app.app_context():
         name = f"tessera-{socket.gethostname()}-{os.getpid()}"
         Worker([app.task_queue], connection=app.redis, name=name).work(burst=burst, logging_level="WARNING")
+
+
+# Job modules, imported once in the worker so every forked work-horse starts with them loaded.
+TASK_MODULES = ("app.generate.tasks", "app.canvas.tasks", "app.datasets.tasks")
+
+
+def _preload_for_jobs() -> None:
+    import importlib
+    import importlib.util
+
+    from app.replicate.client import shared_tls_context
+
+    for module in TASK_MODULES:
+        if importlib.util.find_spec(module) is not None:
+            importlib.import_module(module)
+    shared_tls_context()
 
 
 @main.group()

@@ -77,4 +77,6 @@ class Config:
         self.SESSION_COOKIE_SECURE = os.environ.get("TESSERA_SECURE_COOKIES") == "1"
         self.REMEMBER_COOKIE_SECURE = self.SESSION_COOKIE_SECURE
         self.WTF_CSRF_TIME_LIMIT = None  # the token lives as long as the session
-        self.SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
+        # A server database can drop idle connections; a local SQLite file cannot, so skip the ping.
+        self.SQLALCHEMY_ENGINE_OPTIONS = {} if self.SQLALCHEMY_DATABASE_URI.startswith("sqlite") else {
+            "pool_pre_ping": True}

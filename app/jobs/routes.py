@@ -4,7 +4,7 @@ from redis.exceptions import RedisError
 
 from app.extensions import db
 from app.jobs import bp
-from app.jobs.runner import QueueUnavailable, cancel_job, reconcile, reconcile_running, retry_job
+from app.jobs.runner import QueueUnavailable, cancel_job, is_stale, reconcile, reconcile_running, retry_job
 from app.models import Job
 
 
@@ -26,8 +26,13 @@ def index():
 
 @bp.get("/<job_id>/status")
 def status(job_id):
-    job = owned_job(job_id)
-    reconcile(job)
+    # Every open page polls this once a second: read a snapshot, load the ORM row only to reconcile.
+    job = Job.snapshot(job_id, current_user.id)
+    if job is None:
+        abort(404)
+    if is_stale(job):
+        job = owned_job(job_id)
+        reconcile(job)
     return render_template("jobs/_status.html", job=job)
 
 

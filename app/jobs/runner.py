@@ -108,29 +108,28 @@ def _end(job: Job, status: str, *, message: str = "", error: str | None = None) 
     db.session.commit()
 
 
-def reconcile(job: Job, stale_after: timedelta | None = None) -> None:
-    """Mark a job failed when the worker that held it is gone, so nothing shows 'running' forever."""
-    if job.ended:
-        return
+def is_stale(job, stale_after: timedelta | None = None) -> bool:
+    """An unfinished job whose worker has not been heard from for too long (works on rows and snapshots)."""
+    if job.status in Job.ENDED:
+        return False
     stale_after = stale_after or timedelta(seconds=current_app.config.get("JOB_STALE_SECONDS", 90))
-    try:
-        rq_job = RQJob.fetch(job.id, connection=current_app.redis)
-        rq_status = rq_job.get_status(refresh=False)
-    except NoSuchJobError:
-        rq_job, rq_status = None, None
-    except RedisError:
-        return  # can't tell; the page shows the last known state
-    if job.status == Job.QUEUED:
-        if rq_job is None:
-            _end(job, Job.FAILED, error="The job was lost from the queue (Redis was reset?). Retry it.")
+    return utcnow() - (job.heartbeat_at or job.started_at or job.created_at) > stale_after
+
+
+def reconcile(job: Job) -> None:
+    """Mark a job failed when the worker that held it is gone, so nothing shows 'running' forever."""
+    if not is_stale(job):
         return
-    # running
-    if rq_status is not None and rq_status.value in ("failed", "stopped", "canceled"):
+    if job.status == Job.RUNNING:
         _end(job, Job.FAILED, error=job.error or WORKER_LOST_MESSAGE)
         return
-    last_sign = job.heartbeat_at or job.started_at or job.created_at
-    if utcnow() - last_sign > stale_after:
-        _end(job, Job.FAILED, error=WORKER_LOST_MESSAGE)
+    # Queued for long is fine while Redis still holds the job; one Redis forgot will never start.
+    try:
+        RQJob.fetch(job.id, connection=current_app.redis)
+    except NoSuchJobError:
+        _end(job, Job.FAILED, error="The job was lost from the queue (Redis was reset?). Retry it.")
+    except RedisError:
+        pass  # can't tell; the page shows the last known state
 
 
 def reconcile_running(user_id: int | None = None) -> None:

@@ -7,10 +7,12 @@ did not act on it, because every repeated create is a paid prediction.
 from __future__ import annotations
 
 import base64
+import functools
 import importlib.metadata
 import io
 import random
 import re
+import ssl
 import time
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
@@ -42,6 +44,13 @@ _DETAIL_FIELD = re.compile(r"^-\s*(?:input\.)?([\w.-]+):\s*(.+)$", re.MULTILINE)
 _UNSENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 # Failures after which the server may or may not have acted on the request.
 _TRANSPORT_ERRORS = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
+
+
+@functools.cache
+def shared_tls_context() -> ssl.SSLContext:
+    """One per process: loading the CA certificates is the slow part (tens of ms) of making a client,
+    and a job makes a client per run. Workers build it before forking, so work-horses inherit it."""
+    return httpx.create_ssl_context()
 
 
 def _user_agent() -> str:
@@ -249,7 +258,7 @@ class ReplicateClient:
         self._sleep = sleep
         self._models: dict[tuple[str, str, str | None], ModelInfo] = {}
         user_agent = _user_agent()
-        tls = httpx.create_ssl_context()  # loading CA certificates is the slow part of making a client
+        tls = shared_tls_context()
         self._api = httpx.Client(
             base_url=self.base_url + "/", timeout=timeout, transport=transport, follow_redirects=False, verify=tls,
             headers={"Authorization": f"Bearer {token}", "User-Agent": user_agent, "Accept": "application/json"},
