@@ -170,3 +170,40 @@ def test_an_uploaded_non_image_is_refused_with_a_message(client, fake_replicate)
     assert response.status_code == 422
     assert "not a readable image" in response.get_data(as_text=True)
     assert creates(fake_replicate) == []
+
+
+def test_a_model_added_by_reference_gets_a_form_from_its_schema(client, fake_replicate):
+    schema = {"components": {"schemas": {"Input": {"type": "object", "required": ["prompt"], "properties": {
+        "prompt": {"type": "string", "title": "Prompt", "x-order": 0},
+        "tile_count": {"type": "integer", "title": "Tile Count", "minimum": 1, "maximum": 9, "default": 3,
+                       "x-order": 1}}}}}}
+    fake_replicate.add_model("someone/tiler", schema)
+    response = client.post("/models", data={"ref": "someone/tiler", "kind": "text-to-image"})
+    assert response.status_code == 200
+    form = response.get_data(as_text=True)
+    assert '<option value="someone/tiler" selected' in form and 'name="tile_count"' in form and 'max="9"' in form
+    # cached: rendering again asks Replicate nothing new
+    before = len(fake_replicate.requests)
+    client.get("/generate/form?model=someone/tiler")
+    assert len(fake_replicate.requests) == before
+
+
+def test_adding_an_unknown_or_malformed_model_says_why(client, fake_replicate):
+    response = client.post("/models", data={"ref": "nobody/nothing", "kind": "text-to-image"})
+    assert response.status_code == 422 and "has no model nobody/nothing" in response.get_data(as_text=True)
+    response = client.post("/models", data={"ref": "not a model", "kind": "text-to-image"})
+    assert response.status_code == 422
+    assert "nobody/nothing" not in client.get("/").get_data(as_text=True).split('id="model"')[1].split("</select>")[0]
+
+
+def test_an_uploaded_input_image_reaches_replicate_as_a_data_uri(client, run_jobs, fake_replicate):
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64), (10, 200, 30)).save(buffer, "PNG")
+    response = client.post("/generate", data={"model": FLUX_DEV, "prompt": "like this",
+                                              "image": (io.BytesIO(buffer.getvalue()), "start.png")},
+                           content_type="multipart/form-data")
+    assert response.status_code == 200
+    run_jobs()
+    [create] = creates(fake_replicate)
+    assert create.json["input"]["image"].startswith("data:image/png;base64,")
+    assert db.session.scalar(db.select(Job)).status == Job.SUCCEEDED

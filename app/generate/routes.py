@@ -129,9 +129,11 @@ def add():
         add_model(current_user.id, ref, kind)
     except (ValueError, ReplicateError) as exc:
         db.session.rollback()
-        context = _form_context(DEFAULT_MODEL)
-        context["add_error"], context["add_ref"] = getattr(exc, "message", None) or str(exc), ref
-        return _form_error(context)
+        response = make_response(render_template(
+            "generate/_add_model.html", add_error=getattr(exc, "message", None) or str(exc), add_ref=ref), 422)
+        response.headers["HX-Retarget"] = "#add-model-form"
+        response.headers["HX-Reswap"] = "outerHTML"
+        return response
     return render_template("generate/_form.html", **_form_context(ref.strip()))
 
 

@@ -1,0 +1,82 @@
+"""`tessera up` runs everything on one machine and Ctrl+C stops all of it; accounts from the CLI."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.browser.conftest import _free_port
+
+
+def _descendants(pid: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_up_runs_redis_web_and_worker_and_ctrl_c_stops_everything(tmp_path, app_env):
+    env = {**os.environ, **app_env, "TESSERA_DATA_DIR": str(tmp_path / "data")}
+    env.pop("REDIS_URL")  # embedded default: a private Redis on a Unix socket
+    port = _free_port()
+    process = subprocess.Popen([sys.executable, "-m", "app.cli", "up", "--port", str(port), "--workers", "2"],
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert process.poll() is None and time.monotonic() < deadline, "tessera up did not start"
+            time.sleep(0.2)
+        assert (tmp_path / "data" / "run" / "redis.sock").is_socket()
+        assert (tmp_path / "data" / "tessera.db").exists()  # migrations applied to SQLite in the data folder
+        time.sleep(1)  # let the workers register
+        children = _descendants(process.pid)
+        commands = " ".join(Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ")
+                            for pid in children if _alive(pid))
+        assert "redis-server" in commands and "gunicorn" in commands and commands.count("app.cli worker") == 2
+    finally:
+        process.send_signal(signal.SIGINT)
+        output = process.communicate(timeout=40)[0]
+    assert process.returncode == 0, output
+    deadline = time.monotonic() + 5
+    while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [pid for pid in children if _alive(pid)], "processes outlived tessera up"
+
+
+def test_user_create_reads_the_password_from_stdin(app_env, tmp_path):
+    env = {**os.environ, **app_env}
+    done = subprocess.run([sys.executable, "-m", "app.cli", "user", "create", "grace"], input="long enough pw\n",
+                          text=True, env=env, capture_output=True)
+    assert done.returncode == 0, done.stderr
+    again = subprocess.run([sys.executable, "-m", "app.cli", "user", "create", "grace"], input="long enough pw\n",
+                           text=True, env=env, capture_output=True)
+    assert again.returncode != 0 and "already a user named grace" in again.stderr
+    short = subprocess.run([sys.executable, "-m", "app.cli", "user", "create", "bob"], input="short\n",
+                           text=True, env=env, capture_output=True)
+    assert short.returncode != 0 and "at least 8 characters" in short.stderr
