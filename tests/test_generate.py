@@ -24,10 +24,12 @@ def test_form_is_rendered_from_the_model_schema(client):
     assert "<summary>Advanced" in page
 
 
-def test_switching_model_swaps_the_form(client):
-    partial = client.get("/generate/form?model=black-forest-labs/flux-schnell").get_data(as_text=True)
-    assert partial.startswith("<form") or 'id="generate-form"' in partial
+def test_switching_model_swaps_the_form_and_keeps_what_was_typed(client):
+    partial = client.get("/generate/form?model=black-forest-labs/flux-schnell&prompt=a+quiet+harbour&guidance=5"
+                         ).get_data(as_text=True)
+    assert 'id="generate-form"' in partial
     assert 'name="guidance"' not in partial  # schnell has no guidance input
+    assert ">a quiet harbour</textarea>" in partial
 
 
 def test_invalid_value_is_rejected_before_anything_is_queued(client, fake_replicate):

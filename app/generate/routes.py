@@ -60,7 +60,10 @@ def index():
 
 @bp.get("/generate/form")
 def form():
-    return render_template("generate/_form.html", **_form_context(_chosen_model(request.args.get("model"))))
+    """The form for another model, keeping what the user already typed into inputs both models share."""
+    values = request.args.to_dict()
+    ref = _chosen_model(values.pop("model", None))
+    return render_template("generate/_form.html", **_form_context(ref, values))
 
 
 @bp.post("/generate")

@@ -3,8 +3,12 @@
 
 def test_generate_through_the_ui(logged_in, live_server, fake_replicate):
     page = logged_in
-    page.get_by_label("Model", exact=True).select_option("black-forest-labs/flux-schnell")
     page.get_by_label("Prompt", exact=True).fill("a lighthouse at dusk")
+    # Switching the model re-renders the form from the new schema and keeps the prompt.
+    with page.expect_response(lambda r: "/generate/form" in r.url):
+        page.get_by_label("Model", exact=True).select_option("black-forest-labs/flux-dev")
+    assert page.get_by_label("Guidance", exact=True).is_visible()
+    assert page.get_by_label("Prompt", exact=True).input_value() == "a lighthouse at dusk"
     page.get_by_label("Num Outputs", exact=True).fill("2")
     page.get_by_role("button", name="Generate").click()
     page.locator(".job .status", has_text="running").or_(page.locator(".job .status", has_text="succeeded")).first.wait_for()
