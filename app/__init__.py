@@ -60,7 +60,11 @@ def create_app(overrides: dict | None = None) -> Flask:
         def nav_items():
             items = [("generate.index", "Generate"), ("generate.gallery", "Gallery"), ("canvas.index", "Canvas"),
                      ("datasets.index", "Datasets"), ("jobs.index", "Jobs")]
-            return [(endpoint, label) for endpoint, label in items if endpoint in app.view_functions]
+            items = [(endpoint, label) for endpoint, label in items if endpoint in app.view_functions]
+            # The page's own item, else the first item of its area (a canvas page marks "Canvas").
+            current = next((e for e, _ in items if e == request.endpoint), None) or next(
+                (e for e, _ in items if e.split(".")[0] == request.blueprint), None)
+            return [(endpoint, label, endpoint == current) for endpoint, label in items]
         return {"nav_items": nav_items}
 
     @app.get("/health")

@@ -30,6 +30,11 @@ def test_switching_model_swaps_the_form_and_keeps_what_was_typed(client):
     assert 'id="generate-form"' in partial
     assert 'name="guidance"' not in partial  # schnell has no guidance input
     assert ">a quiet harbour</textarea>" in partial
+    # the old model's untouched default does not override the new model's own default
+    partial = client.get(f"/generate/form?model={FLUX_DEV}&previous_model=black-forest-labs/flux-schnell"
+                         "&prompt=x&num_inference_steps=4&num_outputs=3").get_data(as_text=True)
+    assert 'name="num_inference_steps" value="28"' in partial
+    assert 'name="num_outputs" value="3"' in partial  # changed by the user: kept
 
 
 def test_invalid_value_is_rejected_before_anything_is_queued(client, fake_replicate):
@@ -209,3 +214,9 @@ def test_an_uploaded_input_image_reaches_replicate_as_a_data_uri(client, run_job
     [create] = creates(fake_replicate)
     assert create.json["input"]["image"].startswith("data:image/png;base64,")
     assert db.session.scalar(db.select(Job)).status == Job.SUCCEEDED
+
+
+def test_the_navigation_marks_only_the_current_page(client):
+    page = client.get("/gallery").get_data(as_text=True)
+    assert page.count('aria-current="page"') == 1
+    assert '<a href="/gallery" aria-current="page">Gallery</a>' in page

@@ -63,7 +63,24 @@ def form():
     """The form for another model, keeping what the user already typed into inputs both models share."""
     values = request.args.to_dict()
     ref = _chosen_model(values.pop("model", None))
+    previous = values.pop("previous_model", None)
+    if previous and is_available(current_user.id, previous):
+        # The old model's defaults are not the user's choices; the new model's own defaults win.
+        try:
+            old_defaults = {f.name: f.default for f in input_fields(model_schema(current_user.id, previous)[0])}
+        except LookupError:
+            old_defaults = {}
+        values = {name: value for name, value in values.items()
+                  if name not in old_defaults or value != _as_form_value(old_defaults[name])}
     return render_template("generate/_form.html", **_form_context(ref, values))
+
+
+def _as_form_value(default) -> str:
+    if default is None:
+        return ""
+    if isinstance(default, bool):
+        return "true" if default else ""
+    return str(default)
 
 
 @bp.post("/generate")
