@@ -82,3 +82,7 @@ class Job(db.Model):
         table = cls.__table__
         return db.session.connection().execute(
             db.select(table).where(table.c.id == job_id, table.c.user_id == user_id)).first()
+
+# The tile store keeps its index as Core tables on the shared metadata; import it so every
+# process (and Alembic) sees them, whichever area loads first.
+import app.canvas.tiles  # noqa: E402,F401

@@ -7,7 +7,7 @@ def test_generate_through_the_ui(logged_in, live_server, fake_replicate):
     # Switching the model re-renders the form from the new schema and keeps the prompt.
     with page.expect_response(lambda r: "/generate/form" in r.url):
         page.get_by_label("Model", exact=True).select_option("black-forest-labs/flux-dev")
-    assert page.get_by_label("Guidance", exact=True).is_visible()
+    page.get_by_label("Guidance", exact=True).wait_for()
     assert page.get_by_label("Prompt", exact=True).input_value() == "a lighthouse at dusk"
     page.get_by_label("Num Outputs", exact=True).fill("2")
     page.get_by_role("button", name="Generate").click()
