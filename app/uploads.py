@@ -7,6 +7,8 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
+from app.atomic import write_atomic
+
 ACCEPTED_FORMATS = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp"}
 
 
@@ -37,7 +39,5 @@ def read_image_upload(storage, max_bytes: int) -> tuple[bytes, str]:
 def store_upload(data_dir: Path, data: bytes, image_format: str) -> str:
     """Keep the upload under a fresh name; returns the path relative to the data folder."""
     relpath = Path("uploads") / f"{uuid.uuid4().hex}{ACCEPTED_FORMATS[image_format]}"
-    dest = data_dir / relpath
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    dest.write_bytes(data)
+    write_atomic(data_dir / relpath, data)
     return relpath.as_posix()

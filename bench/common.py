@@ -3,12 +3,10 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -18,14 +16,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.fake_replicate import FakeReplicate  # noqa: E402
+from tests.live import free_port, wait_until_healthy  # noqa: E402
 
 PASSWORD = "bench password 1"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @contextmanager
@@ -46,7 +39,7 @@ def running_tessera(*, workers: int = 1, web_workers: int = 2, extra_env: dict |
                                    start_new_session=True)
         base = f"http://127.0.0.1:{port}"
         try:
-            wait_until_up(base, process)
+            wait_until_healthy(base, process)
             yield base, fake, env
         finally:
             process.send_signal(2)
@@ -54,20 +47,6 @@ def running_tessera(*, workers: int = 1, web_workers: int = 2, extra_env: dict |
                 process.wait(30)
             except subprocess.TimeoutExpired:
                 process.kill()
-
-
-def wait_until_up(base: str, process: subprocess.Popen, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError("tessera up exited")
-        try:
-            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError("tessera up did not start")
 
 
 def logged_in_client(base: str, username: str = "bench") -> httpx.Client:

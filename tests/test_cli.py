@@ -6,9 +6,7 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
-
-from tests.browser.conftest import _free_port
+from tests.live import free_port, wait_until_healthy
 
 
 def _descendants(pid: int) -> set[int]:
@@ -39,19 +37,11 @@ def _alive(pid: int) -> bool:
 def test_up_runs_redis_web_and_worker_and_ctrl_c_stops_everything(tmp_path, app_env):
     env = {**os.environ, **app_env, "TESSERA_DATA_DIR": str(tmp_path / "data")}
     env.pop("REDIS_URL")  # embedded default: a private Redis on a Unix socket
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "app.cli", "up", "--port", str(port), "--workers", "2"],
                                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert process.poll() is None and time.monotonic() < deadline, "tessera up did not start"
-            time.sleep(0.2)
+        wait_until_healthy(f"http://127.0.0.1:{port}", process)
         assert (tmp_path / "data" / "run" / "redis.sock").is_socket()
         assert (tmp_path / "data" / "tessera.db").exists()  # migrations applied to SQLite in the data folder
         time.sleep(1)  # let the workers register

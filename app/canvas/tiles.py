@@ -28,7 +28,6 @@ from __future__ import annotations
 import io
 import os
 import shutil
-import tempfile
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -56,6 +55,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
+from app.atomic import write_atomic
 from app.metadata import metadata
 
 # Tile coordinates beyond this are refused: far enough for any real canvas, near enough that
@@ -500,7 +500,7 @@ class TileStore:
                     versions[key] = None
                     if png is not None:
                         path = self._file(canvas_id, *key, rev)
-                        _write_atomic(path, png)
+                        write_atomic(path, png)
                         written.append(path)
                         versions[key] = rev
                 for directory in {path.parent for path in written}:
@@ -758,21 +758,6 @@ def _encode_png(pixels: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, "PNG", compress_level=PNG_COMPRESS_LEVEL)
     return buffer.getvalue()
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write a file so readers see either nothing or all of it, even after a crash."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
 
 
 def _fsync_directory(directory: Path) -> None:

@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from pathlib import Path
 from typing import Callable
 
 from PIL import Image, PngImagePlugin
+
+from app.atomic import atomic_file
 
 # Labels in the order A1111-style tools write them, so other tools read our PNGs.
 PARAMETER_LABELS = [
@@ -50,15 +50,6 @@ def save_png(data: bytes, dest: Path, parameters: Callable[[tuple[int, int]], st
             image = image.convert("RGBA" if "A" in image.getbands() else "RGB")
         info = PngImagePlugin.PngInfo()
         info.add_text("parameters", parameters(image.size))  # tEXt when Latin-1, iTXt otherwise, as A1111 does
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".tmp-", suffix=".png")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                image.save(fh, "PNG", pnginfo=info)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, dest)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_file(dest) as file:
+            image.save(file, "PNG", pnginfo=info)
         return image.size

@@ -2,16 +2,14 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.conftest import TEST_PASSWORD
+from tests.live import free_port, wait_until_healthy
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -48,32 +46,17 @@ def page(browser):
     context.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def live_server(app_env):
     """`tessera up` on a free port with one worker, and an account `ada`; yields its base URL."""
     env = {**os.environ, **app_env}
     subprocess.run([sys.executable, "-m", "app.cli", "user", "create", "ada"], input=TEST_PASSWORD + "\n",
                    text=True, env=env, check=True, capture_output=True)
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "app.cli", "up", "--port", str(port), "--workers", "1",
                                 "--web-workers", "1"], env=env, start_new_session=True)
     base_url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{base_url}/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError("tessera up did not start")
-        time.sleep(0.2)
+    wait_until_healthy(base_url, process)
     yield base_url
     process.send_signal(2)  # Ctrl+C
     try:
