@@ -1,8 +1,10 @@
 """Tessera: the app factory."""
+import warnings
 from pathlib import Path
 
 from flask import Flask, request
 from flask_login import current_user
+from PIL import Image
 from redis import Redis
 from rq import Queue
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -13,7 +15,7 @@ from app.extensions import csrf, db, login_manager, migrate
 ROOT = Path(__file__).resolve().parent.parent
 
 # Endpoints a visitor may reach without an account; everything else needs a login.
-PUBLIC_ENDPOINTS = {"auth.login", "auth.setup", "static", "health"}
+PUBLIC_ENDPOINTS = {"auth.login", "auth.setup", "static", "health", "errors.too_large", "webhooks.replicate"}
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
@@ -31,6 +33,10 @@ def create_app(overrides: dict | None = None) -> Flask:
     if overrides:
         app.config.update(overrides)
     Path(app.config["DATA_DIR"]).mkdir(parents=True, exist_ok=True)
+    # Pillow refuses images above twice MAX_IMAGE_PIXELS (and only warns above it): half the setting makes
+    # every Image.open in this process refuse exactly what TESSERA_MAX_IMAGE_PIXELS allows.
+    Image.MAX_IMAGE_PIXELS = app.config["MAX_IMAGE_PIXELS"] / 2
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
     if app.config["PROXY_FIX"]:
         counts = dict(part.split("=") for part in app.config["PROXY_FIX"].split(","))
@@ -50,10 +56,14 @@ def create_app(overrides: dict | None = None) -> Flask:
     from app.auth import bp as auth_bp
     from app.jobs import bp as jobs_bp
     from app.generate import bp as generate_bp
+    from app.webhooks import bp as webhooks_bp
+    from app import errors
 
     app.register_blueprint(auth_bp)
     app.register_blueprint(jobs_bp, url_prefix="/jobs")
     app.register_blueprint(generate_bp)
+    app.register_blueprint(webhooks_bp)
+    errors.register(app)
 
     @app.context_processor
     def navigation():

@@ -76,7 +76,19 @@ class Config:
         self.SESSION_COOKIE_SAMESITE = "Lax"
         self.SESSION_COOKIE_SECURE = os.environ.get("TESSERA_SECURE_COOKIES") == "1"
         self.REMEMBER_COOKIE_SECURE = self.SESSION_COOKIE_SECURE
+        self.REMEMBER_COOKIE_SAMESITE = self.SESSION_COOKIE_SAMESITE  # "Keep me logged in" is as guarded
         self.WTF_CSRF_TIME_LIMIT = None  # the token lives as long as the session
         # A server database can drop idle connections; a local SQLite file cannot, so skip the ping.
         self.SQLALCHEMY_ENGINE_OPTIONS = {} if self.SQLALCHEMY_DATABASE_URI.startswith("sqlite") else {
             "pool_pre_ping": True}
+        # Images with more pixels than this are refused wherever they are opened (Pillow's bomb limit).
+        self.MAX_IMAGE_PIXELS = int(os.environ.get("TESSERA_MAX_IMAGE_PIXELS", "100000000"))
+        # Failed logins allowed per window, counted per client address and per username (see app.auth.ratelimit).
+        self.LOGIN_FAILURES_PER_ADDRESS = int(os.environ.get("TESSERA_LOGIN_FAILURES_PER_ADDRESS", "10"))
+        self.LOGIN_FAILURES_PER_USERNAME = int(os.environ.get("TESSERA_LOGIN_FAILURES_PER_USERNAME", "20"))
+        self.LOGIN_WINDOW_SECONDS = int(os.environ.get("TESSERA_LOGIN_WINDOW_SECONDS", "900"))
+        # The address users and Replicate reach Tessera at, e.g. https://tessera.example.com; when set,
+        # Replicate reports progress through webhooks and workers poll only as a fallback.
+        self.PUBLIC_URL = os.environ.get("TESSERA_PUBLIC_URL", "").rstrip("/")
+        # whsec_… from Replicate; when unset it is fetched once from Replicate and cached in Redis.
+        self.REPLICATE_WEBHOOK_SECRET = os.environ.get("REPLICATE_WEBHOOK_SECRET", "")

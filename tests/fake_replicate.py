@@ -36,6 +36,7 @@ from PIL import Image
 from app.replicate.presets import PRESETS
 
 TOKEN = "r8_test_token"
+WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"tessera-fake-replicate-webhooks!").decode()  # signs its webhooks
 DONE = ("succeeded", "failed", "canceled")
 MAX_SIDE = 2048
 DEFAULT_SIDE = 512
@@ -601,6 +602,9 @@ class _Handler(BaseHTTPRequestHandler):
         if match and (method, bool(match.group(2))) in (("GET", False), ("POST", True)):
             prediction = fake._cancel(match.group(1)) if match.group(2) else fake._poll(match.group(1))
             self._send_json(*((200, prediction) if prediction is not None else (404, PROBLEMS[404])))
+            return
+        if method == "GET" and path == "/webhooks/default/secret":
+            self._send_json(200, {"key": WEBHOOK_SECRET})
             return
         if method == "POST" and path == "/files":
             self._send_json(*fake._upload(self.headers.get("Content-Type") or "", body))

@@ -36,7 +36,8 @@ def _alive(pid: int) -> bool:
 
 def test_up_runs_redis_web_and_worker_and_ctrl_c_stops_everything(tmp_path, app_env):
     env = {**os.environ, **app_env, "TESSERA_DATA_DIR": str(tmp_path / "data")}
-    env.pop("REDIS_URL")  # embedded default: a private Redis on a Unix socket
+    env.pop("REDIS_URL")  # embedded defaults: a private Redis on a Unix socket, SQLite in the data folder
+    env.pop("DATABASE_URL", None)
     port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "app.cli", "up", "--port", str(port), "--workers", "2"],
                                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -313,6 +313,15 @@ class ReplicateClient:
                               not_found=self._prediction_not_found(prediction_id))
         return Prediction.from_api(self._json(response))
 
+    def get_webhook_secret(self) -> str:
+        """The whsec_… key Replicate signs this account's webhook deliveries with."""
+        response = self._call("GET", "webhooks/default/secret", repeatable=True,
+                              not_found="Replicate's webhook secret is not available at this address.")
+        key = self._json(response).get("key")
+        if not key:
+            raise ReplicateError("Replicate did not say which secret signs its webhooks.", status=response.status_code)
+        return str(key)
+
     # Models
 
     def get_model(self, ref: str) -> ModelInfo:
