@@ -56,12 +56,14 @@ def create_app(overrides: dict | None = None) -> Flask:
     from app.auth import bp as auth_bp
     from app.jobs import bp as jobs_bp
     from app.generate import bp as generate_bp
+    from app.canvas.routes import bp as canvas_bp
     from app.webhooks import bp as webhooks_bp
     from app import errors
 
     app.register_blueprint(auth_bp)
     app.register_blueprint(jobs_bp, url_prefix="/jobs")
     app.register_blueprint(generate_bp)
+    app.register_blueprint(canvas_bp, url_prefix="/canvas")
     app.register_blueprint(webhooks_bp)
     errors.register(app)
 

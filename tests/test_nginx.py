@@ -19,6 +19,7 @@ from typing import Iterator
 
 import httpx
 import pytest
+from PIL import Image
 from redis import Redis
 
 from app import ROOT
@@ -244,8 +245,23 @@ def _generation_image(request, app, user) -> tuple[str, str, bytes]:
     return f"/generations/{generation.id}.png", generation.path, data
 
 
+def _canvas_tile(request, app, user) -> tuple[str, str, bytes]:
+    from app.canvas.models import Canvas
+    from app.canvas.staging import tile_store
+
+    canvas = Canvas(user_id=user.id, name="nginx", settings={})
+    db.session.add(canvas)
+    db.session.commit()
+    store = tile_store()
+    head = store.write_region(canvas.id, 0, 0, Image.new("RGBA", (64, 64), (9, 99, 199, 255)), base_revision=None,
+                              description="paint")
+    path = store.tile_path(canvas.id, 0, 0, 0, head)
+    return (f"/canvas/{canvas.id}/tiles/0/0/0/{head}.png", path.relative_to(app.config["DATA_DIR"]).as_posix(),
+            path.read_bytes())
+
+
 # name -> makes a user's file in the data folder; returns (its URL, its path in the data folder, its bytes).
-SERVED_FILES = {"generation image": _generation_image}
+SERVED_FILES = {"generation image": _generation_image, "canvas tile": _canvas_tile}
 
 
 @pytest.mark.parametrize("kind", SERVED_FILES)

@@ -1,0 +1,154 @@
+"""Requests and staged variations: their rows and their files under DATA_DIR, from creation to accept,
+discard or the canvas's deletion. Called by the routes and the job; knows nothing of HTTP."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from flask import current_app
+from PIL import Image
+
+from app.canvas.models import Canvas, CanvasRequest, CanvasVariation
+from app.canvas.pipeline import render_thumbnail, save_png
+from app.canvas.tiles import TileStore
+from app.extensions import db
+from app.generate.models import Generation
+
+STAGING_DIR = Path("canvas-staging")
+THUMBNAIL_DIR = Path("canvas-thumbnails")
+TILES_DIR = "canvases"
+
+
+def tile_store() -> TileStore:
+    """The app's tile store (one per app: it holds no state besides its settings)."""
+    store = current_app.extensions.get("canvas_tile_store")
+    if store is None:
+        store = TileStore(db.engine, data_dir() / TILES_DIR)
+        current_app.extensions["canvas_tile_store"] = store
+    return store
+
+
+def data_dir() -> Path:
+    return Path(current_app.config["DATA_DIR"])
+
+
+def request_dir(request: CanvasRequest) -> Path:
+    """Folder of a request's files, relative to DATA_DIR."""
+    return STAGING_DIR / str(request.canvas_id) / str(request.id)
+
+
+def create_request(canvas: Canvas, *, model_ref: str, model_input: dict, frame: tuple[int, int, int, int],
+                   painted: Image.Image, infill: str, mask_blur: int, colour_match: bool) -> CanvasRequest:
+    x, y, width, height = frame
+    request = CanvasRequest(canvas_id=canvas.id, user_id=canvas.user_id, model_ref=model_ref,
+                            model_input=model_input, x=x, y=y, width=width, height=height, infill=infill,
+                            mask_blur=mask_blur, colour_match=colour_match, mask_path="")
+    db.session.add(request)
+    db.session.flush()  # the id names the folder
+    request.mask_path = (request_dir(request) / "mask.png").as_posix()
+    save_png(data_dir() / request.mask_path, painted.convert("L"))
+    return request
+
+
+def copy_request(source: CanvasRequest, model_input: dict) -> CanvasRequest:
+    """A new request for the same frame and mask ("generate more"), with its own copy of the mask."""
+    with Image.open(data_dir() / source.mask_path) as painted:
+        return create_request(source.canvas, model_ref=source.model_ref, model_input=model_input,
+                              frame=(source.x, source.y, source.width, source.height), painted=painted,
+                              infill=source.infill, mask_blur=source.mask_blur, colour_match=source.colour_match)
+
+
+def staged(canvas_id: int) -> list[CanvasVariation]:
+    return db.session.scalars(
+        db.select(CanvasVariation).where(CanvasVariation.canvas_id == canvas_id,
+                                         CanvasVariation.status == CanvasVariation.STAGED)
+        .order_by(CanvasVariation.request_id, CanvasVariation.output_index)).all()
+
+
+def accept(store: TileStore, variation: CanvasVariation, *, force: bool) -> int:
+    """Paste the variation through its request's mask as one revision; returns the new head.
+
+    Raises StaleWrite (nothing written) when a tile under the frame changed since the job read it,
+    unless ``force``. The request's other variations are discarded.
+    """
+    request = variation.request
+    root = data_dir()
+    with Image.open(root / variation.result_path) as result, Image.open(root / request.paste_mask_path) as paste:
+        head = store.write_region(
+            request.canvas_id, request.x, request.y, result, mask=paste,
+            base_revision=None if force else request.base_revision,
+            description=_description(request))
+    variation.status = CanvasVariation.ACCEPTED
+    others = [v for v in request.variations if v.status == CanvasVariation.STAGED and v.id != variation.id]
+    discard([variation, *others])
+    return head
+
+
+def discard(variations: list[CanvasVariation]) -> None:
+    """Unstage variations (an accepted one keeps its status) and delete the files no one needs any more:
+    their staged images, their outputs unless saved to the gallery, and the folders of requests that
+    have nothing staged left."""
+    root = data_dir()
+    requests = {}
+    for variation in variations:
+        if variation.status == CanvasVariation.STAGED:
+            variation.status = CanvasVariation.DISCARDED
+        for relpath in (variation.result_path, variation.preview_path):
+            (root / relpath).unlink(missing_ok=True)
+        generation = db.session.get(Generation, variation.generation_id) if variation.generation_id else None
+        if generation is not None and not generation.in_gallery:
+            (root / generation.path).unlink(missing_ok=True)
+            db.session.delete(generation)
+        requests[variation.request_id] = variation.request
+    db.session.flush()
+    for request in requests.values():
+        if all(v.status != CanvasVariation.STAGED for v in request.variations):
+            shutil.rmtree(root / request_dir(request), ignore_errors=True)
+    db.session.commit()
+
+
+def save_to_gallery(variation: CanvasVariation) -> Generation | None:
+    generation = db.session.get(Generation, variation.generation_id) if variation.generation_id else None
+    if generation is not None:
+        generation.in_gallery = True
+        db.session.commit()
+    return generation
+
+
+def delete_canvas(store: TileStore, canvas: Canvas) -> None:
+    """Remove a canvas with its tiles, history, staged files, unsaved outputs and thumbnail."""
+    variations = db.session.scalars(db.select(CanvasVariation).where(CanvasVariation.canvas_id == canvas.id)).all()
+    discard(list(variations))
+    root = data_dir()
+    canvas_id = canvas.id
+    db.session.delete(canvas)
+    db.session.commit()
+    store.delete_canvas(canvas_id)
+    shutil.rmtree(root / STAGING_DIR / str(canvas_id), ignore_errors=True)
+    (root / thumbnail_path(canvas_id)).unlink(missing_ok=True)
+
+
+def thumbnail_path(canvas_id: int) -> Path:
+    return THUMBNAIL_DIR / f"{canvas_id}.png"
+
+
+def _description(request: CanvasRequest) -> str:
+    prompt = " ".join(str(request.model_input.get("prompt", "")).split())
+    action = "Generated" if request.mode == "text" else "Inpainted"
+    return f"{action}: {prompt[:80]}" if prompt else action
+
+
+def refresh_thumbnail(store: TileStore, canvas: Canvas) -> Path | None:
+    """The thumbnail file (relative to DATA_DIR) showing the canvas's head, made again when it changed;
+    None for an empty canvas."""
+    head = store.head(canvas.id)
+    relpath = thumbnail_path(canvas.id)
+    if canvas.thumbnail_revision != head:
+        image = render_thumbnail(store, canvas.id)
+        if image is None:
+            (data_dir() / relpath).unlink(missing_ok=True)
+        else:
+            save_png(data_dir() / relpath, image)
+        canvas.thumbnail_revision = head
+        db.session.commit()
+    return relpath if (data_dir() / relpath).is_file() else None

@@ -1,0 +1,429 @@
+// The canvas page: pan and zoom over tiles, the generation frame, mask painting, staged variations,
+// undo/redo, import and export. The request itself is the HTMX form in the side panel; this adds the
+// painted mask to it as a PNG file just before it is sent.
+
+import { Api, formData } from "./canvas/api.js";
+import { Frame } from "./canvas/frame.js";
+import { Mask } from "./canvas/mask.js";
+import { Staging } from "./canvas/staging.js";
+import { TileLayer } from "./canvas/tiles.js";
+import { View } from "./canvas/view.js";
+
+const ARROW_STEP = 96; // screen pixels per arrow key press (four times that with Shift)
+const WHEEL_ZOOM_RATE = 0.002;
+const CHECKER = 32; // screen size of the checkerboard behind the tiles
+
+const root = document.getElementById("canvas-app");
+const viewport = document.getElementById("canvas-viewport");
+const byId = (id) => document.getElementById(id);
+const api = new Api(root);
+const view = new View(viewport);
+const state = {
+  head: Number(root.dataset.head), canUndo: root.dataset.canUndo === "true", canRedo: root.dataset.canRedo === "true",
+  tool: "brush", spaceHeld: false, gesture: null,
+};
+const storageKey = `tessera.canvas.${root.dataset.canvasId}`;
+
+const tiles = new TileLayer(byId("canvas-tiles"), api, view, {
+  tileSize: Number(root.dataset.tileSize), maxLevel: Number(root.dataset.levels),
+  // A listing saw a newer head (another tab): the tiles come with it, the rest follows.
+  onHead: (head) => {
+    if (head !== state.head) applyState({ head, can_undo: state.canUndo, can_redo: state.canRedo }, false);
+  },
+  onError: (text) => say(text, true),
+});
+const mask = new Mask(byId("canvas-mask"), byId("canvas-unknown"), view, api);
+const frame = new Frame(byId("canvas-frame"), view, { onChange: frameChanged });
+const staging = new Staging(byId("canvas-staging"), byId("staged-preview"), view, api, {
+  onAccepted: (data) => applyState(data), onMessage: (text) => say(text),
+});
+
+// ---- status line ---------------------------------------------------------------------------
+
+function say(text, isError = false) {
+  const message = byId("status-message");
+  message.textContent = text || "";
+  message.classList.toggle("is-error", isError);
+}
+
+function showRevision() {
+  byId("status-revision").textContent = `Revision ${state.head}`;
+  root.querySelector('[data-action="undo"]').disabled = !state.canUndo;
+  root.querySelector('[data-action="redo"]').disabled = !state.canRedo;
+}
+
+// Canvas changes from the server (undo, accept, import, another tab): redraw what changed.
+function applyState(data, refreshTiles = true) {
+  state.head = data.head;
+  state.canUndo = data.can_undo;
+  state.canRedo = data.can_redo;
+  showRevision();
+  const work = [mask.loadUnknown().then(showFrameSize)];
+  if (refreshTiles) work.push(tiles.refresh());
+  return Promise.all(work);
+}
+
+// ---- frame and form fields -------------------------------------------------------------------
+
+const frameField = (name) => document.querySelector(`#canvas-form [name="frame_${name}"]`);
+
+function frameChanged(rect) {
+  for (const [name, value] of [["x", rect.x], ["y", rect.y], ["w", rect.width], ["h", rect.height]]) {
+    const field = frameField(name);
+    if (field) field.value = value;
+  }
+  const query = { x: rect.x, y: rect.y, w: rect.width, h: rect.height };
+  byId("export-frame").href = api.url("/export.png", query);
+  showFrameSize();
+  if (!frame.drag) settleFrame();
+}
+
+// After a move or resize ends: the mask follows, the unknown area is asked for again.
+function settleFrame() {
+  mask.placeAt(frame.rect);
+  mask.loadUnknown().then(showFrameSize);
+  remember();
+}
+
+function showFrameSize() {
+  const megapixels = (frame.width * frame.height / 1e6).toFixed(2);
+  const budget = (frame.maxPixels / 1e6).toFixed(2);
+  const what = { none: "Empty frame: drawn from the prompt by a text-to-image model.",
+                 some: "Striped parts are empty and get outpainted; paint over anything else to change.",
+                 all: "Paint the mask over what should change." }[mask.known];
+  const text = `${frame.width} × ${frame.height} px · ${megapixels} of ${budget} MP. ${what}`;
+  const size = byId("frame-size");
+  if (size) size.textContent = text;
+  byId("status-frame").textContent = `Frame ${frame.x}, ${frame.y} · ${frame.width} × ${frame.height}`;
+}
+
+// The model's size rules come with its options (swapped in when the model changes).
+function readRules() {
+  const options = byId("canvas-model-options");
+  if (!options) return;
+  const multiple = Number(options.dataset.multiple) || 8;
+  const snap = byId("frame-snap");
+  if (snap) snap.querySelector('option[value="model"]').textContent = `${multiple} px (the model's multiple)`;
+  frame.setRules({
+    grid: snap && snap.value === "model" ? multiple : Math.max(64, multiple),
+    maxPixels: Number(options.dataset.maxPixels) || 1024 * 1024,
+  });
+  showFrameSize();
+}
+
+function frameFromFields() {
+  const value = (name) => Number(frameField(name)?.value);
+  if (["x", "y", "w", "h"].some((name) => !Number.isFinite(value(name)))) return;
+  frame.set({ x: value("x"), y: value("y"), width: value("w"), height: value("h") });
+}
+
+// ---- view -------------------------------------------------------------------------------------
+
+view.onChange(() => {
+  tiles.update();
+  frame.position();
+  mask.position();
+  staging.position();
+  byId("status-zoom").textContent = `${Math.round(view.zoom * 10000) / 100}%`;
+  const offset = (value) => `${(((-value * view.zoom) % CHECKER) + CHECKER) % CHECKER}px`;
+  viewport.style.backgroundPosition = `${offset(view.x)} ${offset(view.y)}`;
+  byId("brush-cursor").style.width = byId("brush-cursor").style.height = `${mask.brushSize * view.zoom}px`;
+  remember();
+});
+
+// Where the user was, for the next visit; written once things settle, not on every frame of a pan.
+let rememberTimer = null;
+function remember() {
+  clearTimeout(rememberTimer);
+  rememberTimer = setTimeout(() => {
+    try {
+      localStorage.setItem(storageKey, JSON.stringify({ view: { x: view.x, y: view.y, zoom: view.zoom }, frame: frame.rect }));
+    } catch {
+      // Private browsing: the page still works, it just starts at the frame next time.
+    }
+  }, 300);
+}
+
+function remembered() {
+  try {
+    return JSON.parse(localStorage.getItem(storageKey)) || {};
+  } catch {
+    return {};
+  }
+}
+
+// ---- tools and pointer gestures --------------------------------------------------------------
+
+function setTool(tool) {
+  state.tool = tool;
+  for (const button of root.querySelectorAll("[data-tool]")) {
+    button.setAttribute("aria-pressed", String(button.dataset.tool === tool));
+  }
+  viewport.dataset.tool = tool;
+}
+
+function setBrushSize(size) {
+  const input = byId("brush-size");
+  mask.brushSize = Math.max(Number(input.min), Math.min(Number(input.max), Math.round(size)));
+  input.value = mask.brushSize;
+  byId("brush-size-value").textContent = `${mask.brushSize} px`;
+  view.changed();
+}
+
+function canvasPoint(event) {
+  const [sx, sy] = view.eventPoint(event);
+  const [cx, cy] = view.toCanvas(sx, sy);
+  return { sx, sy, cx, cy };
+}
+
+viewport.addEventListener("pointerdown", (event) => {
+  if (event.target.closest("#canvas-staging")) return;
+  const point = canvasPoint(event);
+  const handle = event.target.closest("[data-handle]");
+  let gesture = null;
+  if (event.button === 1 || (event.button === 0 && (state.spaceHeld || state.tool === "hand"))) {
+    gesture = { kind: "pan" };
+  } else if (event.button !== 0) {
+    return;
+  } else if (handle) {
+    gesture = { kind: "frame" };
+    if (handle.dataset.handle === "move") frame.beginMove(point.cx, point.cy);
+    else frame.beginResize(handle.dataset.handle, point.cx, point.cy);
+  } else if (staging.active && state.tool !== "frame") {
+    gesture = { kind: "pan" }; // the mask is hidden under the staged preview: drag to look around instead
+  } else if (state.tool === "frame") {
+    gesture = { kind: frame.contains(point.cx, point.cy) ? "frame" : "pan" };
+    if (gesture.kind === "frame") frame.beginMove(point.cx, point.cy);
+  } else if (state.tool === "brush" || state.tool === "eraser") {
+    gesture = { kind: "stroke" };
+    mask.beginStroke(state.tool === "eraser" || event.altKey, point.cx, point.cy);
+  } else if (state.tool === "fill") {
+    mask.fill(point.cx, point.cy, event.altKey);
+  } else if (state.tool === "rect") {
+    gesture = { kind: "rect", x0: Math.round(point.cx), y0: Math.round(point.cy), erase: event.altKey };
+  }
+  viewport.focus({ preventScroll: true });
+  event.preventDefault();
+  if (!gesture) return;
+  gesture.last = point;
+  state.gesture = gesture;
+  viewport.setPointerCapture(event.pointerId);
+  viewport.classList.add(`is-${gesture.kind}ing`);
+});
+
+viewport.addEventListener("pointermove", (event) => {
+  const point = canvasPoint(event);
+  byId("status-coords").textContent = `x ${Math.floor(point.cx)}, y ${Math.floor(point.cy)}`;
+  const cursor = byId("brush-cursor");
+  cursor.style.transform = `translate(${point.sx}px, ${point.sy}px) translate(-50%, -50%)`;
+  const gesture = state.gesture;
+  if (!gesture) return;
+  if (gesture.kind === "pan") {
+    view.panBy(point.sx - gesture.last.sx, point.sy - gesture.last.sy);
+  } else if (gesture.kind === "stroke") {
+    // Every sampled position, not just one per frame, so fast strokes stay smooth.
+    for (const sample of event.getCoalescedEvents?.() || [event]) {
+      const p = canvasPoint(sample);
+      mask.strokeTo(p.cx, p.cy);
+    }
+  } else if (gesture.kind === "frame") {
+    frame.dragTo(point.cx, point.cy);
+  } else if (gesture.kind === "rect") {
+    const [x1, y1] = [Math.round(point.cx), Math.round(point.cy)];
+    const box = view.screenBox(Math.min(gesture.x0, x1), Math.min(gesture.y0, y1),
+                               Math.abs(x1 - gesture.x0), Math.abs(y1 - gesture.y0));
+    const preview = byId("rect-preview");
+    preview.hidden = false;
+    Object.assign(preview.style, { transform: `translate(${box.left}px, ${box.top}px)`,
+                                   width: `${box.width}px`, height: `${box.height}px` });
+  }
+  gesture.last = point;
+});
+
+function endGesture(event) {
+  const gesture = state.gesture;
+  if (!gesture) return;
+  state.gesture = null;
+  viewport.classList.remove(`is-${gesture.kind}ing`);
+  if (gesture.kind === "stroke") mask.endStroke();
+  if (gesture.kind === "frame" && frame.endDrag()) settleFrame();
+  if (gesture.kind === "rect") {
+    byId("rect-preview").hidden = true;
+    if (event.type === "pointerup") {
+      const point = canvasPoint(event);
+      mask.rectangle(gesture.x0, gesture.y0, Math.round(point.cx), Math.round(point.cy), gesture.erase);
+    }
+  }
+}
+
+viewport.addEventListener("pointerup", endGesture);
+viewport.addEventListener("pointercancel", endGesture);
+
+viewport.addEventListener("wheel", (event) => {
+  event.preventDefault();
+  const [sx, sy] = view.eventPoint(event);
+  const delta = event.deltaMode === 1 ? event.deltaY * 16 : event.deltaY;
+  view.zoomAt(Math.exp(-delta * WHEEL_ZOOM_RATE), sx, sy);
+}, { passive: false });
+
+// ---- keyboard ----------------------------------------------------------------------------------
+
+const TOOL_KEYS = { h: "hand", m: "frame", b: "brush", e: "eraser", g: "fill", r: "rect" };
+
+function typing(target) {
+  return target.closest("input, textarea, select, [contenteditable]") !== null;
+}
+
+document.addEventListener("keydown", (event) => {
+  if (typing(event.target)) return;
+  const key = event.key.toLowerCase();
+  if (event.ctrlKey || event.metaKey) {
+    if (key === "z" || key === "y") {
+      event.preventDefault();
+      history(key === "y" || event.shiftKey ? "redo" : "undo");
+    }
+    return;
+  }
+  // A focused button or link keeps Enter and Space for itself.
+  if ((key === "enter" || key === " ") && event.target.closest("button, a, summary")) return;
+  const step = event.shiftKey ? ARROW_STEP * 4 : ARROW_STEP;
+  if ((key === "arrowleft" || key === "arrowright") && staging.active && !event.shiftKey) {
+    staging.step(key === "arrowleft" ? -1 : 1);
+  } else if (key.startsWith("arrow")) {
+    const [dx, dy] = { arrowleft: [step, 0], arrowright: [-step, 0], arrowup: [0, step], arrowdown: [0, -step] }[key];
+    view.panBy(dx, dy);
+  } else if (key === "enter" && staging.active) {
+    staging.accept(false);
+  } else if (key === "escape" && staging.active) {
+    staging.discard();
+  } else if (key === " ") {
+    state.spaceHeld = true;
+    viewport.classList.add("is-space-held");
+  } else if (TOOL_KEYS[key]) {
+    setTool(TOOL_KEYS[key]);
+  } else if (key === "[" || key === "]") {
+    setBrushSize(mask.brushSize * (key === "[" ? 0.8 : 1.25));
+  } else if (key === "+" || key === "=" || key === "-") {
+    view.zoomAt(key === "-" ? 0.5 : 2);
+  } else {
+    return;
+  }
+  event.preventDefault();
+});
+
+document.addEventListener("keyup", (event) => {
+  if (event.key === " ") {
+    state.spaceHeld = false;
+    viewport.classList.remove("is-space-held");
+  }
+});
+
+// ---- toolbar ------------------------------------------------------------------------------------
+
+async function history(action) {
+  const { ok, data } = await api.post(`/${action}`);
+  if (!ok) {
+    say(data.error, true);
+    return;
+  }
+  say(data.changed ? "" : `Nothing to ${action}.`);
+  if (data.changed) await applyState(data);
+}
+
+root.addEventListener("click", (event) => {
+  const tool = event.target.closest("[data-tool]");
+  if (tool) setTool(tool.dataset.tool);
+  const preset = event.target.closest("[data-frame-preset]");
+  if (preset) {
+    frame.preset(Number(preset.dataset.framePreset));
+    view.changed();
+  }
+  const action = event.target.closest("[data-action]")?.dataset.action;
+  const actions = {
+    undo: () => history("undo"), redo: () => history("redo"),
+    "clear-mask": () => mask.clear(), "invert-mask": () => mask.invert(),
+    "zoom-in": () => view.zoomAt(2), "zoom-out": () => view.zoomAt(0.5),
+    "show-frame": () => view.fit(frame.x, frame.y, frame.width, frame.height),
+  };
+  actions[action]?.();
+});
+
+root.addEventListener("input", (event) => {
+  if (event.target.id === "brush-size") setBrushSize(Number(event.target.value));
+  if (event.target.id === "mask-blur") {
+    mask.blur = Math.max(0, Math.min(64, Number(event.target.value) || 0));
+    mask.position();
+  }
+});
+
+root.addEventListener("change", (event) => {
+  if (/^frame_[xywh]$/.test(event.target.name)) frameFromFields();
+  if (event.target.id === "frame-snap") readRules();
+});
+
+byId("canvas-import").addEventListener("change", async (event) => {
+  const input = event.target;
+  const [file] = input.files;
+  if (!file) return;
+  say(`Importing ${file.name}…`);
+  const { ok, data } = await api.post("/import", formData({
+    image: file, x: frame.x, y: frame.y, w: frame.width, h: frame.height, base_revision: state.head,
+    keep_size: byId("import-keep-size").checked ? "1" : null,
+  }));
+  input.value = "";
+  if (!ok) {
+    say(data.error, true);
+    return;
+  }
+  await applyState(data);
+  say(`Imported ${file.name}. Ctrl+Z undoes it.`);
+});
+
+// ---- the request form (HTMX) ------------------------------------------------------------------
+
+// Put the painted mask in the form's file input just before HTMX sends the form.
+document.body.addEventListener("htmx:confirm", (event) => {
+  if (event.detail.elt.id !== "canvas-form") return;
+  event.preventDefault();
+  mask.toBlob().then((blob) => {
+    const transfer = new DataTransfer();
+    transfer.items.add(new File([blob], "mask.png", { type: "image/png" }));
+    byId("canvas-mask-file").files = transfer.files;
+    event.detail.issueRequest(true);
+  });
+});
+
+// The form was re-rendered (errors) or the model's options swapped in: read sizes and fields again.
+document.body.addEventListener("htmx:afterSwap", (event) => {
+  const path = event.detail.pathInfo?.requestPath || "";
+  if (path.startsWith(api.base + "/form") || path.startsWith(api.base + "/generate")) {
+    readRules();
+    frameFromFields();
+  }
+});
+
+// A finished generation's result partial marks itself: show its variations over the frame.
+document.body.addEventListener("htmx:load", (event) => {
+  const element = event.detail.elt;
+  if (element.matches?.("[data-canvas-staged]") || element.querySelector?.("[data-canvas-staged]")) staging.load();
+});
+
+// ---- start ------------------------------------------------------------------------------------
+
+new ResizeObserver(() => view.changed()).observe(viewport);
+setTool("brush");
+setBrushSize(Number(byId("brush-size").value));
+mask.blur = Number(byId("mask-blur").value) || 0;
+showRevision();
+const saved = remembered();
+readRules();
+if (saved.frame) frame.set(saved.frame);
+else frameFromFields();
+frameChanged(frame.rect);
+if (saved.view) {
+  Object.assign(view, saved.view);
+  view.setZoom(view.zoom, 0, 0);
+} else {
+  view.fit(frame.x, frame.y, frame.width, frame.height);
+}
+staging.load();

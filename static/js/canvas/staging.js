@@ -1,0 +1,158 @@
+// Staged variations: each finished generation's outputs, previewed over their frame exactly as
+// accepting would paste them, with a strip to look through, accept, discard, save or make more.
+
+import { formData } from "./api.js";
+
+export class Staging {
+  constructor(strip, preview, view, api, { onAccepted, onMessage }) {
+    this.strip = strip;
+    this.preview = preview;
+    this.view = view;
+    this.api = api;
+    this.onAccepted = onAccepted;
+    this.onMessage = onMessage;
+    this.items = [];
+    this.index = 0;
+    this.busy = false;
+    this.count = strip.querySelector("[data-staging-count]");
+    this.details = strip.querySelector("[data-staging-details]");
+    this.message = strip.querySelector("[data-staging-message]");
+    this.anyway = strip.querySelector('[data-staging="accept-anyway"]');
+    strip.addEventListener("click", (event) => {
+      const button = event.target.closest("[data-staging]");
+      if (!button || button.disabled) return;
+      const action = {
+        previous: () => this.step(-1), next: () => this.step(1), accept: () => this.accept(false),
+        "accept-anyway": () => this.accept(true), discard: () => this.discard(), "discard-all": () => this.discardAll(),
+        save: () => this.save(), more: () => this.more(),
+      }[button.dataset.staging];
+      action?.();
+    });
+  }
+
+  get active() { return this.items.length > 0; }
+  get current() { return this.items[this.index]; }
+
+  async load() {
+    const { ok, data } = await this.api.get("/staging");
+    if (ok) this.show(data.variations);
+  }
+
+  // Show a new list, staying on the same variation when it is still there.
+  show(items) {
+    const currentId = this.current?.id;
+    this.items = items;
+    const kept = items.findIndex((item) => item.id === currentId);
+    this.index = kept >= 0 ? kept : Math.min(this.index, Math.max(0, items.length - 1));
+    this.render();
+  }
+
+  step(by) {
+    if (!this.active) return;
+    this.index = (this.index + by + this.items.length) % this.items.length;
+    this.render();
+  }
+
+  async accept(force) {
+    const item = this.current;
+    if (!item || this.busy) return;
+    await this.run(async () => {
+      const { ok, status, data } = await this.api.post(item.accept, formData({ force: force ? "1" : null }));
+      if (status === 409 && data.stale) {
+        this.say(data.error, true);
+        return;
+      }
+      if (!ok) {
+        this.say(data.error);
+        return;
+      }
+      // The preview stays up until the new tiles are on screen, so nothing flickers.
+      await this.onAccepted(data);
+      this.show(data.variations);
+      this.onMessage(force ? "Accepted over the newer pixels. Ctrl+Z undoes it." : "Accepted. Ctrl+Z undoes it.");
+    });
+  }
+
+  async discard() {
+    const item = this.current;
+    if (!item || this.busy) return;
+    await this.run(async () => {
+      const { ok, data } = await this.api.post(item.discard);
+      if (ok) this.show(data.variations);
+      else this.say(data.error);
+    });
+  }
+
+  async discardAll() {
+    if (!this.active || this.busy) return;
+    await this.run(async () => {
+      const { ok, data } = await this.api.post("/staging/discard");
+      if (ok) this.show(data.variations);
+      else this.say(data.error);
+    });
+  }
+
+  async save() {
+    const item = this.current;
+    if (!item || this.busy) return;
+    await this.run(async () => {
+      const { ok, data } = await this.api.post(item.save);
+      this.say(ok ? "Saved to the gallery; it stays staged here." : data.error);
+    });
+  }
+
+  // The same frame and mask again with a new seed; its progress shows with the other jobs.
+  more() {
+    const item = this.current;
+    if (!item) return;
+    window.htmx.ajax("POST", item.more, {
+      target: "#canvas-jobs", swap: "afterbegin", headers: { "X-CSRFToken": this.api.csrf },
+    });
+    this.say("Generating more variations for this frame…");
+  }
+
+  async run(work) {
+    this.busy = true;
+    this.strip.setAttribute("aria-busy", "true");
+    try {
+      await work();
+    } finally {
+      this.busy = false;
+      this.strip.removeAttribute("aria-busy");
+    }
+  }
+
+  say(text, offerAcceptAnyway = false) {
+    this.message.textContent = text || "";
+    this.message.hidden = !text;
+    this.anyway.hidden = !offerAcceptAnyway;
+  }
+
+  render() {
+    const item = this.current;
+    this.strip.hidden = this.preview.hidden = !item;
+    this.view.element.classList.toggle("is-staging", Boolean(item));
+    this.say("");
+    if (!item) return;
+    if (this.preview.getAttribute("src") !== item.preview) this.preview.src = item.preview;
+    this.preview.alt = `Variation ${this.index + 1} of ${this.items.length}`;
+    this.count.textContent = `Variation ${this.index + 1} of ${this.items.length}`;
+    const seed = item.seed !== null && item.seed !== undefined ? ` · seed ${item.seed}` : "";
+    this.details.textContent = `${item.width} × ${item.height}${seed}`;
+    this.position();
+  }
+
+  position() {
+    const item = this.current;
+    if (!item) return;
+    const box = this.view.screenBox(item.x, item.y, item.width, item.height);
+    Object.assign(this.preview.style, {
+      transform: `translate(${box.left}px, ${box.top}px)`, width: `${box.width}px`, height: `${box.height}px`,
+    });
+    // The strip sits under the frame, kept inside the viewport.
+    const stripWidth = this.strip.offsetWidth, stripHeight = this.strip.offsetHeight;
+    const left = Math.min(Math.max(8, box.left + box.width / 2 - stripWidth / 2), this.view.width - stripWidth - 8);
+    const top = Math.min(Math.max(8, box.top + box.height + 8), this.view.height - stripHeight - 8);
+    this.strip.style.transform = `translate(${Math.round(left)}px, ${Math.round(top)}px)`;
+  }
+}
