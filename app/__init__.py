@@ -57,6 +57,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     from app.jobs import bp as jobs_bp
     from app.generate import bp as generate_bp
     from app.canvas.routes import bp as canvas_bp
+    from app.datasets import bp as datasets_bp
     from app.webhooks import bp as webhooks_bp
     from app import errors
 
@@ -64,6 +65,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     app.register_blueprint(jobs_bp, url_prefix="/jobs")
     app.register_blueprint(generate_bp)
     app.register_blueprint(canvas_bp, url_prefix="/canvas")
+    app.register_blueprint(datasets_bp, url_prefix="/datasets")
     app.register_blueprint(webhooks_bp)
     errors.register(app)
 

@@ -63,6 +63,7 @@ class Config:
             "replicate.delivery", "pbxt.replicate.delivery", "api.replicate.com",
         ]
         self.REPLICATE_ALLOW_HTTP_DOWNLOADS = os.environ.get("TESSERA_ALLOW_HTTP_DOWNLOADS") == "1"
+        self.TAG_LISTS = _env_list("TESSERA_TAG_LISTS")  # a1111 tagcomplete / WD14 CSVs for tag autocomplete
         self.DATASET_ROOTS = [Path(p).expanduser().resolve() for p in _env_list("TESSERA_DATASET_ROOTS")] or [
             data_dir / "datasets"
         ]

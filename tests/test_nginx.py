@@ -260,8 +260,38 @@ def _canvas_tile(request, app, user) -> tuple[str, str, bytes]:
             path.read_bytes())
 
 
+def _dataset_thumbnail(request, app, user) -> tuple[str, str, bytes]:
+    from app.datasets.models import DatasetImage
+    from app.datasets.thumbnails import thumb_relpath
+    from tests.datasets_helpers import make_folder, open_dataset
+
+    dataset = open_dataset(request.getfixturevalue("client"), request.getfixturevalue("run_jobs"), make_folder(app))
+    image = db.session.scalars(db.select(DatasetImage).where(DatasetImage.dataset_id == dataset.id)
+                               .order_by(DatasetImage.relpath)).first()
+    relpath = thumb_relpath(image.content_hash)
+    url = f"/datasets/{dataset.id}/thumbs/{image.id}-{image.content_hash[:16]}.webp"
+    return url, relpath, (Path(app.config["DATA_DIR"]) / relpath).read_bytes()
+
+
+def _dataset_image(request, app, user) -> tuple[str, str, bytes]:
+    from app.datasets.models import DatasetImage
+    from tests.datasets_helpers import make_folder, open_dataset
+
+    folder = make_folder(app)  # under the default root, inside the data folder
+    dataset = open_dataset(request.getfixturevalue("client"), request.getfixturevalue("run_jobs"), folder)
+    image = db.session.scalars(db.select(DatasetImage).where(DatasetImage.dataset_id == dataset.id)
+                               .order_by(DatasetImage.relpath)).first()
+    path = folder / image.relpath
+    relpath = path.resolve().relative_to(Path(app.config["DATA_DIR"]).resolve()).as_posix()
+    return f"/datasets/{dataset.id}/images/{image.id}/file", relpath, path.read_bytes()
+
+
 # name -> makes a user's file in the data folder; returns (its URL, its path in the data folder, its bytes).
-SERVED_FILES = {"generation image": _generation_image, "canvas tile": _canvas_tile}
+SERVED_FILES = {"generation image": _generation_image, "canvas tile": _canvas_tile,
+                "dataset thumbnail": _dataset_thumbnail, "dataset image": _dataset_image}
+
+
+UNVERSIONED = {"dataset image"}
 
 
 @pytest.mark.parametrize("kind", SERVED_FILES)
@@ -283,7 +313,10 @@ def test_files_are_streamed_by_nginx_after_the_app_checked_access(request, app, 
         assert from_app.status_code == 200 and from_app.content == b""
         assert from_app.headers["X-Accel-Redirect"] == f"/_data/{relpath}"
         assert response.headers["Content-Type"] == from_app.headers["Content-Type"]  # not guessed by nginx
-        assert response.headers.get_list("Cache-Control") == ["private, max-age=31536000, immutable"]
+        if kind in UNVERSIONED:  # the file can change under the same URL: revalidate, never cache forever
+            assert "immutable" not in response.headers.get("Cache-Control", "")
+        else:
+            assert response.headers.get_list("Cache-Control") == ["private, max-age=31536000, immutable"]
         assert response.headers["X-Content-Type-Options"] == "nosniff"
         assert "sandbox" in response.headers["Content-Security-Policy"]
         # The internal location cannot be asked for directly, not even for the session key.

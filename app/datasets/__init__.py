@@ -1,0 +1,5 @@
+from flask import Blueprint
+
+bp = Blueprint("datasets", __name__)
+
+from app.datasets import routes, routes_bulk, routes_editor  # noqa: E402,F401

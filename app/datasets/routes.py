@@ -1,0 +1,337 @@
+"""Datasets: the list, opening a folder or a zip, the grid, thumbnails and files, sending images in."""
+import mimetypes
+import os
+import shutil
+from datetime import timedelta
+from pathlib import Path
+
+from flask import abort, current_app, flash, g, make_response, redirect, render_template, request, send_file, url_for
+from flask_login import current_user
+from PIL import Image
+from sqlalchemy import select
+
+from app.datasets import bp, index
+from app.datasets.captions import CaptionConflict, CaptionWriteError, write_caption
+from app.datasets.models import Dataset, DatasetImage
+from app.datasets.paths import PathRefused, resolve_within
+from app.datasets.tagexpr import TagExprError
+from app.datasets.tags import apply_trigger
+from app.datasets.tasks import enqueue_scan
+from app.datasets.thumbnails import make_thumbnail, thumb_relpath
+from app.datasets.zipimport import ZipRefused, extract_dataset_zip
+from app.extensions import db
+from app.files import data_path, send_data_file
+from app.generate.models import Generation
+from app.jobs.runner import QueueUnavailable
+from app.models import Job, utcnow
+
+GRID_PAGE = 60
+FOLDER_CHOICES = 200  # subfolders offered in the "open a folder" list
+RECENT_JOB_AGE = timedelta(minutes=10)
+
+
+# --- helpers shared by the dataset routes -----------------------------------------------------
+
+
+def owned_dataset(dataset_id: int) -> Dataset:
+    dataset = db.session.get(Dataset, dataset_id)
+    if dataset is None or dataset.user_id != current_user.id:
+        abort(404)
+    return dataset
+
+
+def owned_image(dataset: Dataset, image_id: int) -> DatasetImage:
+    image = db.session.get(DatasetImage, image_id)
+    if image is None or image.dataset_id != dataset.id:
+        abort(404)
+    return image
+
+
+def root_of(dataset: Dataset) -> Path:
+    return index.dataset_root(dataset, current_app.config["DATASET_ROOTS"])
+
+
+def data_dir() -> Path:
+    return Path(current_app.config["DATA_DIR"])
+
+
+def message(text: str, status: int, kind: str = "error"):
+    """A partial with a clear message; HTMX swaps 4xx responses into the page."""
+    return make_response(render_template("datasets/_message.html", text=text, kind=kind), status)
+
+
+@bp.errorhandler(PathRefused)
+def path_refused(exc: PathRefused):
+    return message(exc.message, 403)
+
+
+def dataset_jobs(dataset: Dataset) -> list[Job]:
+    """This dataset's jobs that run now or failed in the last few minutes, newest first."""
+    recent = db.session.scalars(select(Job).where(Job.user_id == current_user.id, Job.kind.like("datasets.%"))
+                                .order_by(Job.created_at.desc()).limit(30)).all()
+    return [job for job in recent if job.params.get("dataset_id") == dataset.id
+            and (not job.ended or (job.status == Job.FAILED and job.finished_at
+                                   and utcnow() - job.finished_at < RECENT_JOB_AGE))][:4]
+
+
+def start_scan(dataset: Dataset) -> Job | None:
+    try:
+        return enqueue_scan(dataset)
+    except QueueUnavailable as exc:
+        flash(str(exc), "error")
+        return None
+
+
+@bp.app_template_global()
+def datasets_for_send() -> list[Dataset]:
+    """The current user's datasets, for the "Send to dataset" form in the gallery (once per request)."""
+    if "send_datasets" not in g:
+        g.send_datasets = db.session.scalars(select(Dataset).where(Dataset.user_id == current_user.id)
+                                             .order_by(Dataset.name)).all()
+    return g.send_datasets
+
+
+@bp.app_template_filter("tag_query")
+def tag_query(tag: str) -> str:
+    """A filter expression matching exactly `tag`, whatever characters it holds."""
+    return '"' + tag.replace('"', '\\"') + '"'
+
+
+# --- the list, and opening a dataset ----------------------------------------------------------
+
+
+def _folder_choices() -> list[str]:
+    """Folders under the roots (two levels), so the user picks instead of typing a path."""
+    choices: list[str] = []
+    for root in current_app.config["DATASET_ROOTS"]:
+        if not Path(root).is_dir():
+            continue
+        pending = [(Path(root), 0)]
+        while pending and len(choices) < FOLDER_CHOICES:
+            folder, depth = pending.pop(0)
+            try:
+                with os.scandir(folder) as listing:
+                    children = [entry for entry in listing if entry.is_dir() and not entry.name.startswith(".")]
+            except OSError:
+                continue
+            for entry in sorted(children, key=lambda e: e.name):
+                choices.append(entry.path)
+                if depth < 1:
+                    pending.append((Path(entry.path), depth + 1))
+    return choices[:FOLDER_CHOICES]
+
+
+def _list_page(status: int = 200, **context):
+    datasets = db.session.scalars(select(Dataset).where(Dataset.user_id == current_user.id)
+                                  .order_by(Dataset.created_at.desc())).all()
+    page = render_template("datasets/index.html", datasets=datasets, roots=current_app.config["DATASET_ROOTS"],
+                           folders=_folder_choices(), form=request.form, **context)
+    return make_response(page, status)
+
+
+@bp.get("/", endpoint="index")
+def list_datasets():
+    return _list_page()
+
+
+@bp.post("/")
+def open_folder():
+    folder = request.form.get("folder", "").strip()
+    try:
+        path = resolve_within(current_app.config["DATASET_ROOTS"], folder)
+    except PathRefused as exc:
+        return _list_page(422, folder_error=exc.message)
+    if not path.is_dir():
+        return _list_page(422, folder_error=f"Not a folder: {folder}")
+    name = request.form.get("name", "").strip() or path.name
+    dataset = Dataset(user_id=current_user.id, name=name[:200], root=str(path), managed=False, settings={})
+    db.session.add(dataset)
+    db.session.commit()
+    start_scan(dataset)
+    return redirect(url_for("datasets.show", dataset_id=dataset.id), 303)
+
+
+@bp.post("/upload")
+def upload_zip():
+    upload = request.files.get("archive")
+    if upload is None or not upload.filename:
+        return _list_page(422, zip_error="Choose a zip file to upload.")
+    name = request.form.get("name", "").strip() or Path(upload.filename).stem or "Uploaded dataset"
+    dataset = Dataset(user_id=current_user.id, name=name[:200], root="", managed=True, settings={})
+    db.session.add(dataset)
+    db.session.flush()
+    folder = index.managed_folder(data_dir(), dataset.id)
+    dataset.root = str(folder)
+    try:
+        result = extract_dataset_zip(upload.stream, folder)
+    except ZipRefused as exc:
+        db.session.rollback()
+        return _list_page(422, zip_error=exc.message)
+    db.session.commit()
+    note = f"Unpacked {len(result.images):,} images and {len(result.captions):,} captions."
+    if result.skipped:
+        note += f" Skipped {len(result.skipped):,}: " + "; ".join(f"{n} ({why})" for n, why in result.skipped[:5])
+    flash(note, "info")
+    start_scan(dataset)
+    return redirect(url_for("datasets.show", dataset_id=dataset.id), 303)
+
+
+@bp.post("/<int:dataset_id>/rescan")
+def rescan(dataset_id):
+    dataset = owned_dataset(dataset_id)
+    start_scan(dataset)
+    return redirect(url_for("datasets.show", dataset_id=dataset.id), 303)
+
+
+@bp.post("/<int:dataset_id>/settings")
+def settings(dataset_id):
+    dataset = owned_dataset(dataset_id)
+    dataset.name = (request.form.get("name", "").strip() or dataset.name)[:200]
+    dataset.trigger = request.form.get("trigger", "").strip()[:200]
+    if request.form.get("caption_ext") in (".txt", ".caption", ".cap"):
+        dataset.caption_ext = request.form["caption_ext"]
+    db.session.commit()
+    flash("Settings saved.", "info")
+    return redirect(url_for("datasets.show", dataset_id=dataset.id), 303)
+
+
+@bp.post("/<int:dataset_id>/delete")
+def delete(dataset_id):
+    dataset = owned_dataset(dataset_id)
+    name, folder, managed = dataset.name, Path(dataset.root), dataset.managed
+    db.session.delete(dataset)
+    db.session.commit()
+    if managed:
+        shutil.rmtree(folder, ignore_errors=True)  # Tessera's own copy of an uploaded zip
+        flash(f"Deleted {name} and its uploaded files.", "info")
+    else:
+        flash(f"Removed {name} from Tessera; its folder and captions were not touched.", "info")
+    return redirect(url_for("datasets.index"), 303)
+
+
+# --- the grid ---------------------------------------------------------------------------------
+
+
+def current_filter(dataset: Dataset) -> tuple[index.GridFilter, bool]:
+    """The grid filter from the query string, else the one the user left the grid with."""
+    keys = ("q", "untagged", "search", "sort")
+    if any(key in request.args for key in keys):
+        return index.GridFilter.from_args(request.args), False
+    progress = index.progress_for(current_user.id, dataset.id)
+    if progress and progress.filters:
+        return index.GridFilter.from_args(progress.filters), True
+    return index.GridFilter(), False
+
+
+@bp.get("/<int:dataset_id>")
+def show(dataset_id):
+    dataset = owned_dataset(dataset_id)
+    grid_filter, resumed = current_filter(dataset)
+    filter_error = grid_filter.problem
+    if filter_error:
+        images, has_more, matching = [], False, 0
+    else:
+        # Saved first: its commit would expire the rows loaded below and reload each one in the template.
+        index.remember(current_user.id, dataset.id, grid_filter=grid_filter)
+        images, has_more = index.grid_page(dataset.id, grid_filter, 0, GRID_PAGE)
+        matching = index.count_filtered(dataset.id, grid_filter)
+    progress = index.progress_for(current_user.id, dataset.id)
+    last_image = db.session.get(DatasetImage, progress.last_image_id) if progress and progress.last_image_id else None
+    history = index.history(dataset.id, limit=1)
+    return render_template(
+        "datasets/show.html", dataset=dataset, images=images, has_more=has_more, next_offset=GRID_PAGE,
+        grid_filter=grid_filter, filter_args=grid_filter.to_args(), resumed=resumed, filter_error=filter_error,
+        matching=matching, tags=index.tag_counts(dataset.id), jobs=dataset_jobs(dataset),
+        reviewed=index.reviewed_count(dataset.id), last_image=last_image,
+        last_change=history[0] if history and history[0].undone_at is None else None, sorts=index.SORTS,
+        normalisers=index.NORMALISERS,
+    )
+
+
+@bp.get("/<int:dataset_id>/grid")
+def grid(dataset_id):
+    dataset = owned_dataset(dataset_id)
+    grid_filter = index.GridFilter.from_args(request.args)
+    offset = max(request.args.get("offset", 0, type=int), 0)
+    try:
+        images, has_more = index.grid_page(dataset.id, grid_filter, offset, GRID_PAGE)
+    except TagExprError as exc:
+        return message(str(exc), 422)
+    return render_template("datasets/_grid_rows.html", dataset=dataset, images=images, has_more=has_more,
+                           next_offset=offset + GRID_PAGE, filter_args=grid_filter.to_args())
+
+
+@bp.get("/<int:dataset_id>/images/<int:image_id>/cell")
+def cell(dataset_id, image_id):
+    dataset = owned_dataset(dataset_id)
+    return render_template("datasets/_cell.html", dataset=dataset, image=owned_image(dataset, image_id))
+
+
+@bp.get("/<int:dataset_id>/thumbs/<int:image_id>-<digest>.webp")
+def thumb(dataset_id, image_id, digest):
+    dataset = owned_dataset(dataset_id)
+    image = owned_image(dataset, image_id)
+    if not image.content_hash or digest != image.content_hash[:16]:
+        abort(404)  # an old URL of a changed image; the grid links the new one
+    relpath = thumb_relpath(image.content_hash)
+    if not data_path(relpath).is_file():
+        # The cache was cleared: make this one now rather than show a broken image.
+        try:
+            make_thumbnail(index.resolve_image(root_of(dataset), image.relpath), data_path(relpath))
+        except (OSError, SyntaxError, Image.DecompressionBombError):
+            abort(404)
+    return send_data_file(relpath, mimetype="image/webp", immutable=True)
+
+
+@bp.get("/<int:dataset_id>/images/<int:image_id>/file")
+def image_file(dataset_id, image_id):
+    dataset = owned_dataset(dataset_id)
+    image = owned_image(dataset, image_id)
+    path = index.resolve_image(root_of(dataset), image.relpath)
+    if not path.is_file():
+        abort(404)
+    mimetype = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    data_dir = Path(current_app.config["DATA_DIR"]).resolve()
+    if path.is_relative_to(data_dir):
+        # Behind nginx this becomes an X-Accel-Redirect; roots outside the data folder stay app-served.
+        return send_data_file(path.relative_to(data_dir), mimetype=mimetype)
+    return send_file(path, mimetype=mimetype, conditional=True, max_age=0)
+
+
+@bp.app_template_global()
+def dataset_thumb_url(image: DatasetImage) -> str:
+    return url_for("datasets.thumb", dataset_id=image.dataset_id, image_id=image.id, digest=image.content_hash[:16])
+
+
+# --- gallery and canvas images into a dataset -------------------------------------------------
+
+
+@bp.post("/send")
+def send_generation():
+    """Copy a generated image into a dataset, with its prompt as the caption, then index it."""
+    generation = db.session.get(Generation, request.form.get("generation_id", type=int) or 0)
+    if generation is None or generation.user_id != current_user.id:
+        abort(404)
+    dataset = owned_dataset(request.form.get("dataset_id", type=int) or 0)
+    root = root_of(dataset)
+    source = data_dir() / generation.path
+    if not source.is_file():
+        return message("The generated image file is missing.", 404)
+    if not root.is_dir():
+        return message(f"The folder of {dataset.name} is missing: {root}", 404)
+    stem, n = f"tessera-{generation.id}", 1
+    while (target := resolve_within([root], f"{stem}.png")).exists() or target.with_suffix(dataset.caption_ext).exists():
+        n += 1
+        stem = f"tessera-{generation.id}-{n}"
+    shutil.copyfile(source, target)
+    caption = " ".join(generation.prompt.split())
+    if dataset.trigger:
+        caption = apply_trigger(caption, dataset.trigger)
+    try:
+        write_caption(target.with_suffix(dataset.caption_ext), caption)
+    except (CaptionWriteError, CaptionConflict) as exc:
+        target.unlink(missing_ok=True)
+        return message(str(exc), 403)
+    job = start_scan(dataset)
+    text = f"Sent to {dataset.name} as {target.name}" + ("" if job else " (it appears after the next rescan)")
+    return message(text, 200, kind="ok")

@@ -1,0 +1,265 @@
+"""Dataset-wide work: tag actions with undo, health, auto-captions and exports."""
+from functools import partial
+
+from flask import abort, current_app, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+
+from app.datasets import bp, index, tags
+from app.datasets.models import CaptionBatch
+from app.datasets.routes import data_dir, dataset_jobs, message, owned_dataset, root_of
+from app.datasets.tagexpr import TagExprError
+from app.datasets.tasks import EXPORT_FORMATS
+from app.extensions import db
+from app.files import send_data_file
+from app.generate.catalog import available_models
+from app.jobs.routes import owned_job
+from app.jobs.runner import QueueUnavailable, enqueue_job
+
+DEFAULT_CAPTIONER = "salesforce/blip"
+
+
+def _scope_ids(dataset) -> tuple[list[int] | None, str]:
+    """The images a bulk action applies to (None: all) and how to describe them."""
+    scope = request.form.get("scope", "all")
+    if scope == "selected":
+        ids = index.existing_ids(dataset.id, [int(i) for i in request.form.getlist("ids") if i.isdigit()])
+        return ids, f"{len(ids)} selected image{'s' if len(ids) != 1 else ''}"
+    if scope == "filtered":
+        grid_filter = index.GridFilter.from_args(request.form)
+        ids = db.session.scalars(index.filtered_select(dataset.id, grid_filter)).all()
+        return ids, f"{len(ids)} filtered image{'s' if len(ids) != 1 else ''}"
+    return None, "all images"
+
+
+def _tag_list(text: str) -> list[str]:
+    return tags.split_tags(text.replace("\n", ","))
+
+
+def _bulk_edit(dataset, action: str, ids: list[int] | None):
+    """(edit function, candidate ids, description) for a bulk action; ValueError for bad input."""
+    form = request.form
+    trigger = dataset.trigger
+
+    def keep_trigger(edit):
+        return (lambda caption: tags.apply_trigger(edit(caption), trigger)) if trigger else edit
+
+    def only_with(tag: str) -> list[int]:
+        # Tag actions touch only the images that carry the tag: a sparse rename costs no full pass.
+        having = index.images_with_tag(dataset.id, tag)
+        return having if ids is None else sorted(set(having) & set(ids))
+
+    if action == "rename":
+        old, new = form.get("old", "").strip(), form.get("new", "").strip()
+        if not old or not new:
+            raise ValueError("Give the tag to rename and its new name.")
+        return partial(tags.rename_tag, old=old, new=new), only_with(old), f"Rename tag “{old}” → “{new}”"
+    if action == "delete":
+        tag = form.get("old", "").strip()
+        if not tag:
+            raise ValueError("Give the tag to delete.")
+        return partial(tags.remove_tag, tag=tag), only_with(tag), f"Delete tag “{tag}”"
+    if action == "add":
+        wanted = _tag_list(form.get("tags", ""))
+        if not wanted:
+            raise ValueError("Give one or more tags to add, separated by commas.")
+        position = "front" if form.get("position") == "front" else "end"
+        edit = keep_trigger(partial(tags.add_tags, tags=wanted, position=position))
+        return edit, ids, f"Add {', '.join(wanted)}"
+    if action == "remove":
+        unwanted = _tag_list(form.get("tags", ""))
+        if not unwanted:
+            raise ValueError("Give one or more tags to remove, separated by commas.")
+
+        def remove_all(caption: str) -> str:
+            for tag in unwanted:
+                caption = tags.remove_tag(caption, tag)
+            return caption
+        return remove_all, ids, f"Remove {', '.join(unwanted)}"
+    if action == "replace":
+        find = form.get("find", "")
+        if not find:
+            raise ValueError("Give the text to find.")
+        regex = form.get("regex") == "1"
+        replace = form.get("replace", "")
+        tags.replace_text("", find, replace, regex)  # reports an invalid pattern before any file is touched
+        return partial(tags.replace_text, find=find, replace=replace, regex=regex), ids, f"Replace “{find}” with “{replace}”"
+    if action == "normalise":
+        choice = index.NORMALISERS.get(form.get("normaliser", ""))
+        if choice is None:
+            raise ValueError("Choose how to normalise.")
+        return choice[1], ids, choice[0]
+    if action == "trigger":
+        if not trigger:
+            raise ValueError("Set the dataset's trigger word first (Settings).")
+        return partial(tags.apply_trigger, trigger=trigger), ids, f"Put the trigger “{trigger}” first"
+    raise ValueError("Unknown action.")
+
+
+@bp.post("/<int:dataset_id>/bulk")
+def bulk(dataset_id):
+    dataset = owned_dataset(dataset_id)
+    back = redirect(url_for("datasets.show", dataset_id=dataset.id, **index.GridFilter.from_args(request.form).to_args()), 303)
+    try:
+        ids, scope_text = _scope_ids(dataset)
+        if ids == [] and request.form.get("scope") == "selected":
+            raise ValueError("Select some images first (tick their boxes), or choose “all” or “filtered”.")
+        edit, candidates, description = _bulk_edit(dataset, request.form.get("action", ""), ids)
+    except (ValueError, TagExprError) as exc:
+        flash(str(exc), "error")
+        return back
+    if candidates == []:
+        flash(f"Nothing to change: {description} matches no caption in {scope_text}.", "info")
+        return back
+    try:
+        # Every new caption is computed before any file is written, so a failing edit changes nothing.
+        outcome = index.edit_captions(dataset, candidates, edit, root=root_of(dataset), data_dir=data_dir(),
+                                      user_id=current_user.id, description=f"{description} ({scope_text})")
+    except ValueError as exc:  # e.g. a replacement that names a group the pattern does not have
+        flash(str(exc), "error")
+        return back
+    flash(f"{description}: {outcome.summary}.", "error" if outcome.conflicts or outcome.errors else "info")
+    return back
+
+
+@bp.get("/<int:dataset_id>/history")
+def history(dataset_id):
+    dataset = owned_dataset(dataset_id)
+    return render_template("datasets/history.html", dataset=dataset, batches=index.history(dataset.id, limit=100))
+
+
+@bp.post("/<int:dataset_id>/history/<batch_id>/undo")
+def undo(dataset_id, batch_id):
+    dataset = owned_dataset(dataset_id)
+    batch = db.session.get(CaptionBatch, batch_id)
+    if batch is None or batch.dataset_id != dataset.id:
+        abort(404)
+    outcome = index.undo_batch(dataset, batch, root=root_of(dataset), data_dir=data_dir(), user_id=current_user.id)
+    flash(f"Undid “{batch.description}”: {outcome.summary}.", "error" if outcome.conflicts or outcome.errors else "info")
+    back = request.form.get("next", "")
+    local = back.startswith("/") and not back.startswith("//")  # never an open redirect
+    return redirect(back if local else url_for("datasets.show", dataset_id=dataset.id), 303)
+
+
+@bp.get("/<int:dataset_id>/health")
+def health(dataset_id):
+    dataset = owned_dataset(dataset_id)
+    min_side = max(request.args.get("min_side", 512, type=int), 1)
+    max_aspect = max(request.args.get("max_aspect", 3.0, type=float), 1.0)
+    report = index.health(dataset.id, min_side=min_side, max_aspect=max_aspect)
+    return render_template("datasets/health.html", dataset=dataset, report=report, min_side=min_side,
+                           max_aspect=max_aspect)
+
+
+# --- auto-caption -----------------------------------------------------------------------------
+
+
+def _captioners():
+    return available_models(current_user.id, "caption")
+
+
+def _default_captioner() -> str:
+    return next((m.ref for m in _captioners() if m.ref.startswith(DEFAULT_CAPTIONER)), "")
+
+
+@bp.get("/<int:dataset_id>/autocaption")
+def autocaption(dataset_id):
+    dataset = owned_dataset(dataset_id)
+    return render_template("datasets/autocaption.html", dataset=dataset, models=_captioners(),
+                           default_model=_default_captioner(), uncaptioned=len(index.uncaptioned_ids(dataset.id)),
+                           suggestions=index.pending_suggestions(dataset.id),
+                           jobs=[job for job in dataset_jobs(dataset) if job.kind == "datasets.caption"],
+                           token_missing=not current_app.config["REPLICATE_API_TOKEN"])
+
+
+@bp.post("/<int:dataset_id>/autocaption")
+def start_autocaption(dataset_id):
+    """Caption the uncaptioned images (the auto-caption page, HTMX) or the selected ones (the grid's
+    bulk form, a plain post that comes back to the auto-caption page)."""
+    dataset = owned_dataset(dataset_id)
+    from_grid = not request.headers.get("HX-Request")
+    model = request.form.get("model") or _default_captioner()
+    if request.form.get("target") == "selected":
+        ids = index.existing_ids(dataset.id, [int(i) for i in request.form.getlist("ids") if i.isdigit()])
+    else:
+        ids = index.uncaptioned_ids(dataset.id)
+    problem = None
+    if model not in {m.ref for m in _captioners()}:
+        problem = "Choose a captioning model."
+    elif not current_app.config["REPLICATE_API_TOKEN"]:
+        problem = "Set REPLICATE_API_TOKEN to caption through Replicate."
+    elif not ids:
+        problem = "No images to caption: every image has a caption (or none is selected)."
+    job = None
+    if problem is None:
+        prefix = request.form.get("prefix", dataset.trigger if from_grid else "")
+        try:
+            job = enqueue_job(user_id=current_user.id, kind="datasets.caption",
+                              title=f"Auto-caption {len(ids)} image{'s' if len(ids) != 1 else ''} in {dataset.name}",
+                              task="app.datasets.tasks.run_autocaption",
+                              params={"dataset_id": dataset.id, "image_ids": ids, "model": model, "prefix": prefix,
+                                      "suffix": request.form.get("suffix", "")})
+        except QueueUnavailable as exc:
+            problem = str(exc)
+    if from_grid:
+        flash(problem or f"Captioning {len(ids)} image{'s' if len(ids) != 1 else ''}; the suggestions appear below.",
+              "error" if problem else "info")
+        return redirect(url_for("datasets.autocaption", dataset_id=dataset.id), 303)
+    if problem:
+        return message(problem, 422)
+    return render_template("jobs/_status.html", job=job)
+
+
+@bp.post("/<int:dataset_id>/suggestions")
+def suggestions(dataset_id):
+    dataset = owned_dataset(dataset_id)
+    ids = [int(i) for i in request.form.getlist("ids") if i.isdigit()] or None
+    if request.form.get("action") == "discard":
+        index.clear_suggestions(ids or [image.id for image in index.pending_suggestions(dataset.id)])
+        flash("Suggestions discarded.", "info")
+    else:
+        outcome = index.accept_suggestions(dataset, ids, root=root_of(dataset), data_dir=data_dir(), user_id=current_user.id)
+        flash(f"Suggestions accepted: {outcome.summary}.", "error" if outcome.conflicts or outcome.errors else "info")
+    return redirect(url_for("datasets.autocaption", dataset_id=dataset.id), 303)
+
+
+# --- export -----------------------------------------------------------------------------------
+
+
+@bp.get("/<int:dataset_id>/export")
+def export(dataset_id):
+    dataset = owned_dataset(dataset_id)
+    return render_template("datasets/export.html", dataset=dataset, formats=EXPORT_FORMATS)
+
+
+@bp.post("/<int:dataset_id>/export")
+def start_export(dataset_id):
+    dataset = owned_dataset(dataset_id)
+    form = request.form
+    fmt = form.get("format", "training")
+    if fmt not in EXPORT_FORMATS:
+        return message("Unknown export format.", 422)
+    trigger = form.get("trigger", dataset.trigger).strip()
+    if fmt == "kohya" and not trigger:
+        return message("The kohya folder layout needs a trigger word (img/10_trigger class/).", 422)
+    params = {"dataset_id": dataset.id, "format": fmt, "trigger": trigger, "max_side": form.get("max_side", type=int),
+              "sequential": form.get("sequential") == "1", "strip_escapes": form.get("strip_escapes") == "1",
+              "png_jpeg_only": form.get("png_jpeg_only") == "1", "repeats": form.get("repeats", 10, type=int),
+              "class_token": form.get("class_token", "").strip()}
+    if params["max_side"] is not None and params["max_side"] < 64:
+        return message("The maximum side must be at least 64 pixels.", 422)
+    if fmt == "kohya" and params["repeats"] < 1:
+        return message("Repeats must be at least 1.", 422)
+    try:
+        job = enqueue_job(user_id=current_user.id, kind="datasets.export", title=f"Export {dataset.name}",
+                          task="app.datasets.tasks.run_export", params=params)
+    except QueueUnavailable as exc:
+        return message(str(exc), 503)
+    return render_template("jobs/_status.html", job=job)
+
+
+@bp.get("/exports/<job_id>")
+def download_export(job_id):
+    job = owned_job(job_id)
+    if job.kind != "datasets.export" or job.status != job.SUCCEEDED or "download" not in job.result:
+        abort(404)
+    return send_data_file(job.result["download"], download_name=job.result.get("filename"))

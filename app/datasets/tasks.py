@@ -1,0 +1,256 @@
+"""Dataset jobs: scan and index a folder, make thumbnails, auto-caption through Replicate, export."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import uuid
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+
+from flask import current_app
+from PIL import Image, ImageOps
+
+from app.datasets import index
+from app.datasets.export import kohya_metadata_json, write_kohya_folder_zip, write_training_zip
+from app.datasets.models import Dataset, DatasetImage
+from app.datasets.paths import PathRefused
+from app.datasets.scan import ScanError, scan_folder
+from app.datasets.thumbnails import make_thumbnail, thumb_relpath
+from app.extensions import db
+from app.jobs.predictions import client_from_config, follow_prediction
+from app.jobs.runner import JobFailed, JobRun, enqueue_job, job_run
+from app.replicate.client import ReplicateError
+
+THUMB_BATCH = 100  # rows marked ready at a time, so the grid fills in while the job runs
+CAPTION_MAX_SIDE = 768  # captioners look at 384 px or so; larger only costs upload time
+_CAPTION_PREFIX = re.compile(r"^\s*caption\s*:\s*", re.IGNORECASE)
+
+
+def _dataset(run: JobRun) -> tuple[Dataset, Path]:
+    dataset = db.session.get(Dataset, run.job.params["dataset_id"])
+    if dataset is None or dataset.user_id != run.job.user_id:
+        raise JobFailed("The dataset no longer exists.")
+    try:
+        return dataset, index.dataset_root(dataset, current_app.config["DATASET_ROOTS"])
+    except PathRefused as exc:
+        raise JobFailed(exc.message) from exc
+
+
+def enqueue_scan(dataset: Dataset):
+    return enqueue_job(user_id=dataset.user_id, kind="datasets.scan", title=f"Scan {dataset.name}",
+                       task="app.datasets.tasks.run_scan", params={"dataset_id": dataset.id})
+
+
+def run_scan(job_id: str) -> None:
+    with job_run(job_id) as run:
+        dataset, root = _dataset(run)
+        run.progress(1, "Listing files")
+
+        def on_progress(done: int, total: int) -> None:
+            if done % 50 == 0 or done == total:
+                run.progress(2 + done * 93 // max(total, 1), f"Reading image {done:,} of {total:,}")
+            if done % 500 == 0:
+                run.check_canceled()
+
+        try:
+            result = scan_folder(root, known=index.known_state(dataset.id), workers=2, on_progress=on_progress)
+        except ScanError as exc:
+            raise JobFailed(str(exc)) from exc
+        run.progress(96, "Saving the index")
+        counts = index.apply_scan(dataset, result)
+        run.job.result = {"dataset_id": dataset.id, **counts, "skipped": result.skipped[:50]}
+        run.job.message = (f"{dataset.image_count:,} images: {counts['added']:,} new, {counts['changed']:,} changed, "
+                           f"{counts['removed']:,} removed, {counts['captions']:,} captions updated")
+        if result.skipped:
+            run.job.message += f"; {len(result.skipped):,} skipped"
+        if index.images_needing_thumbnails(dataset.id):
+            enqueue_job(user_id=dataset.user_id, kind="datasets.thumbs", title=f"Thumbnails for {dataset.name}",
+                        task="app.datasets.tasks.run_thumbnails", params={"dataset_id": dataset.id})
+
+
+def run_thumbnails(job_id: str) -> None:
+    with job_run(job_id) as run:
+        dataset, root = _dataset(run)
+        data_dir = Path(current_app.config["DATA_DIR"])
+        by_hash: dict[str, list] = {}
+        for row in index.images_needing_thumbnails(dataset.id):
+            by_hash.setdefault(row.content_hash, []).append(row)
+        # Identical files share one thumbnail, and one made earlier (another dataset) is reused.
+        ready = [row.id for digest, rows in by_hash.items() if (data_dir / thumb_relpath(digest)).exists() for row in rows]
+        todo = [rows for digest, rows in by_hash.items() if not (data_dir / thumb_relpath(digest)).exists()]
+        index.mark_thumbnails_ready(ready)
+        total, done, broken = len(todo), 0, {}
+
+        def make(rows) -> None:
+            first = rows[0]
+            make_thumbnail(index.resolve_image(root, first.relpath), data_dir / thumb_relpath(first.content_hash))
+
+        pending_ready: list[int] = []
+        with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
+            futures = {pool.submit(make, rows): rows for rows in todo}
+            for future in as_completed(futures):
+                rows = futures[future]
+                try:
+                    future.result()
+                    pending_ready += [row.id for row in rows]
+                # Pillow raises SyntaxError for some corrupt files; ValueError covers refused paths.
+                except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+                    broken.update({row.id: f"Cannot make a thumbnail: {getattr(exc, 'message', exc)}" for row in rows})
+                done += 1
+                if len(pending_ready) >= THUMB_BATCH or done == total:
+                    index.mark_thumbnails_ready(pending_ready)
+                    pending_ready = []
+                    run.progress(done * 100 // max(total, 1), f"{done:,} of {total:,} thumbnails")
+                if done % THUMB_BATCH == 0 and run.cancel_requested():
+                    for other in futures:
+                        other.cancel()
+                    index.mark_thumbnails_ready(pending_ready)
+                    run.check_canceled()
+        index.mark_images_broken(broken)
+        run.job.result = {"dataset_id": dataset.id}
+        run.job.message = f"{total:,} thumbnails made" + (f", {len(broken):,} images unreadable" if broken else "")
+
+
+class _ImageShare:
+    """Lets follow_prediction report into one image's share of a many-image job's progress bar."""
+
+    def __init__(self, run: JobRun, number: int, total: int) -> None:
+        self._run, self.job = run, run.job
+        self._start, self._span = (number - 1) * 100 / total, 100 / total
+        self._label = f"Image {number} of {total}"
+
+    def progress(self, percent: int | None = None, message: str | None = None) -> None:
+        self._run.progress(None if percent is None else int(self._start + percent * self._span / 100),
+                           None if message is None else f"{self._label}: {message}")
+
+    def set_prediction(self, prediction_id: str) -> None:
+        self._run.set_prediction(prediction_id)
+
+    def cancel_requested(self) -> bool:
+        return self._run.cancel_requested()
+
+    def check_canceled(self) -> None:
+        self._run.check_canceled()
+
+
+def caption_text(output) -> str:
+    """A captioner's output as one caption: lists (streamed tokens) joined, BLIP's "Caption: " cut."""
+    text = "".join(str(part) for part in output) if isinstance(output, list) else str(output or "")
+    return _CAPTION_PREFIX.sub("", text).strip()
+
+
+def with_prefix_suffix(text: str, prefix: str, suffix: str) -> str:
+    parts = [part for part in (prefix.strip().strip(","), text, suffix.strip().strip(",")) if part.strip()]
+    return ", ".join(part.strip() for part in parts)
+
+
+def _caption_input_image(path: Path) -> tuple[bytes, str]:
+    with Image.open(path) as image:
+        image.draft("RGB", (CAPTION_MAX_SIDE, CAPTION_MAX_SIDE))
+        image = ImageOps.exif_transpose(image)
+        image.thumbnail((CAPTION_MAX_SIDE, CAPTION_MAX_SIDE))
+        buffer = io.BytesIO()
+        image.convert("RGB").save(buffer, "JPEG", quality=90)
+        return buffer.getvalue(), "image/jpeg"
+
+
+def run_autocaption(job_id: str) -> None:
+    with job_run(job_id) as run:
+        dataset, root = _dataset(run)
+        params = run.job.params
+        done_ids = set(run.job.result.get("captioned", []))  # a retry skips what is already suggested
+        image_ids = [i for i in params["image_ids"] if i not in done_ids]
+        total, failures = len(params["image_ids"]), dict(run.job.result.get("failures", {}))
+
+        with client_from_config() as client:
+            for number, image_id in enumerate(image_ids, start=len(done_ids) + 1):
+                run.check_canceled()
+                image = db.session.get(DatasetImage, image_id)
+                if image is None or image.dataset_id != dataset.id:
+                    continue
+                share = _ImageShare(run, number, total)
+                try:
+                    data, content_type = _caption_input_image(index.resolve_image(root, image.relpath))
+                    model_input = {"image": client.file_input(data, content_type, "image.jpg")}
+                    prediction = follow_prediction(client, share, params["model"], model_input)
+                    text = caption_text(prediction.output)
+                    if not text:
+                        raise ValueError("the model returned an empty caption")
+                    image.suggestion = with_prefix_suffix(text, params.get("prefix", ""), params.get("suffix", ""))
+                except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, JobFailed) as exc:
+                    failures[image.relpath] = getattr(exc, "message", None) or str(exc)
+                except ReplicateError as exc:
+                    if exc.status in (401, 402):
+                        raise JobFailed(exc.message) from exc  # a bad token or no credit: no image would work
+                    failures[image.relpath] = exc.message
+                # One commit stores the suggestion and forgets the prediction, so a retry resumes here.
+                run.job.prediction_id = None
+                done_ids.add(image_id)
+                run.job.result = {"dataset_id": dataset.id, "captioned": sorted(done_ids), "failures": failures}
+                db.session.commit()
+        suggested = len(done_ids) - len(failures)
+        run.job.message = f"{suggested:,} caption suggestion{'s' if suggested != 1 else ''} ready to review"
+        if failures:
+            run.job.message += f"; {len(failures):,} failed"
+        if failures and not suggested:
+            raise JobFailed("No image could be captioned: " + "; ".join(f"{k}: {v}" for k, v in list(failures.items())[:3]))
+
+
+EXPORT_FORMATS = {
+    "training": "Zip for CivitAI / Replicate / ai-toolkit (images and .txt at the root)",
+    "kohya": "Zip in kohya's folder layout (img/{repeats}_{trigger} {class}/)",
+    "metadata": "kohya metadata JSON",
+}
+
+
+def run_export(job_id: str) -> None:
+    with job_run(job_id) as run:
+        dataset, root = _dataset(run)
+        params = run.job.params
+        items, left_out = index.export_items(dataset.id, root)
+        if not items:
+            raise JobFailed("There are no readable images to export.")
+        data_dir = Path(current_app.config["DATA_DIR"])
+        fmt = params["format"]
+        safe_name = re.sub(r"[^A-Za-z0-9_.-]+", "-", dataset.name).strip("-") or "dataset"
+        ext = ".json" if fmt == "metadata" else ".zip"
+        relpath = Path("exports") / f"{run.job.id}{ext}"
+        dest = data_dir / relpath
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.tmp")
+        trigger = params.get("trigger") or None
+
+        def on_progress(done: int, total: int) -> None:
+            if done % 20 == 0 or done == total:
+                run.progress(done * 99 // total, f"Exporting image {done:,} of {total:,}")
+            if done % 200 == 0:
+                run.check_canceled()
+
+        options = {"max_side": params.get("max_side") or None, "rename_sequential": bool(params.get("sequential")),
+                   "strip_escapes": bool(params.get("strip_escapes")), "png_jpeg_only": bool(params.get("png_jpeg_only")),
+                   "on_progress": on_progress}
+        try:
+            if fmt == "metadata":
+                metadata = kohya_metadata_json(items, trigger=trigger, strip_escapes=options["strip_escapes"])
+                tmp.write_text(json.dumps(metadata, ensure_ascii=False, indent=2), encoding="utf-8")
+                written, skipped = len(metadata), []
+            elif fmt == "kohya":
+                if not trigger:
+                    raise JobFailed("The kohya folder layout needs a trigger word.")
+                result = write_kohya_folder_zip(items, tmp, int(params.get("repeats") or 10), trigger,
+                                                params.get("class_token", ""), **options)
+                written, skipped = len(result.images), result.skipped
+            else:
+                result = write_training_zip(items, tmp, trigger=trigger, **options)
+                written, skipped = len(result.images), result.skipped
+            os.replace(tmp, dest)
+        except ValueError as exc:
+            raise JobFailed(str(exc)) from exc
+        finally:
+            tmp.unlink(missing_ok=True)
+        run.job.result = {"dataset_id": dataset.id, "download": relpath.as_posix(),
+                          "filename": f"{safe_name}-{fmt}{ext}", "skipped": [*left_out, *skipped][:50]}
+        run.job.message = f"{written:,} images exported" + (
+            f"; {len(left_out) + len(skipped):,} left out" if left_out or skipped else "")

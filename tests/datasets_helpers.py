@@ -1,0 +1,68 @@
+"""Shared set-up for the dataset route tests: folders of real images under the configured root."""
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+
+from PIL import Image
+
+from app.datasets.models import Dataset, DatasetImage
+from app.extensions import db
+
+
+def save_image(path: Path, colour="red", size=(64, 48), fmt=None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, colour).save(path, fmt)
+    return path
+
+
+def pattern_image(path: Path, seed: int, size=(64, 64)) -> Path:
+    """A smooth random pattern: unlike a flat colour, its perceptual hash is its own."""
+    import numpy as np
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    noise = np.random.default_rng(seed).integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    Image.fromarray(noise).resize(size, Image.Resampling.BICUBIC).save(path)
+    return path
+
+
+def make_folder(app, name="set", captions: dict[str, str | bytes | None] | None = None) -> Path:
+    """A dataset folder under the first root; `captions` maps image name -> caption (None: no file)."""
+    root = Path(app.config["DATASET_ROOTS"][0]) / name
+    colours = ["red", "blue", "green", "yellow", "purple", "orange", "white", "black"]
+    captions = captions if captions is not None else {
+        "a.png": "tok, 1girl, long hair, smile",
+        "b.png": "tok, 1girl, short hair, hat",
+        "c.png": "1boy, long hair",
+        "d.png": None,
+    }
+    for number, (image, caption) in enumerate(captions.items()):
+        save_image(root / image, colours[number % len(colours)], (64 + number, 48))
+        if caption is not None:
+            target = (root / image).with_suffix(".txt")
+            if isinstance(caption, bytes):
+                target.write_bytes(caption)
+            else:
+                target.write_text(caption, encoding="utf-8")
+    return root
+
+
+def open_dataset(client, run_jobs, folder: Path, name: str | None = None) -> Dataset:
+    response = client.post("/datasets/", data={"folder": str(folder), "name": name or folder.name})
+    assert response.status_code == 303, response.get_data(as_text=True)
+    run_jobs()
+    dataset_id = int(re.search(r"/datasets/(\d+)", response.headers["Location"]).group(1))
+    return db.session.get(Dataset, dataset_id)
+
+
+def image_named(dataset: Dataset, relpath: str) -> DatasetImage:
+    db.session.expire_all()
+    return db.session.scalar(db.select(DatasetImage).where(DatasetImage.dataset_id == dataset.id,
+                                                           DatasetImage.relpath == relpath))
+
+
+def png_bytes(colour="red", size=(32, 32)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, colour).save(buffer, "PNG")
+    return buffer.getvalue()
