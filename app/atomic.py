@@ -27,3 +27,14 @@ def atomic_file(path: Path) -> Iterator[BinaryIO]:
 def write_atomic(path: Path, data: bytes) -> None:
     with atomic_file(path) as file:
         file.write(data)
+
+
+def fsync_directory(directory: Path) -> None:
+    """Make renames into `directory` durable (before a database row points at the files)."""
+    if os.name != "posix":
+        return
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

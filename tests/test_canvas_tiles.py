@@ -1,3 +1,4 @@
+import os
 import threading
 from pathlib import Path
 
@@ -6,7 +7,6 @@ import pytest
 from PIL import Image
 from sqlalchemy import create_engine, func, select
 
-from app.canvas import tiles as tiles_module
 from app.canvas.tiles import (
     NotFound,
     OutOfRange,
@@ -309,7 +309,7 @@ def test_atomic_writes_leave_no_temporary_files(store, tmp_path, monkeypatch):
     assert not [p for p in (tmp_path / "tiles").rglob("*") if p.name.endswith(".tmp")]
     before_files, head = files(tmp_path / "tiles"), store.head(1)
 
-    real_replace, calls = tiles_module.os.replace, []
+    real_replace, calls = os.replace, []
 
     def failing_replace(src, dst):
         calls.append(dst)
@@ -317,7 +317,7 @@ def test_atomic_writes_leave_no_temporary_files(store, tmp_path, monkeypatch):
             raise OSError("disk full")
         real_replace(src, dst)
 
-    monkeypatch.setattr(tiles_module.os, "replace", failing_replace)
+    monkeypatch.setattr(os, "replace", failing_replace)
     with pytest.raises(OSError, match="disk full"):
         write(store, 0, 0, noise(3 * TILE, 2 * TILE, 9, alpha=255))
     monkeypatch.undo()

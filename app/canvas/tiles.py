@@ -26,7 +26,6 @@ them in its revision like level 0 tiles, so undo and redo restore the levels by 
 from __future__ import annotations
 
 import io
-import os
 import shutil
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
@@ -55,7 +54,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from app.atomic import write_atomic
+from app.atomic import fsync_directory, write_atomic
 from app.metadata import metadata
 
 # Tile coordinates beyond this are refused: far enough for any real canvas, near enough that
@@ -504,7 +503,7 @@ class TileStore:
                         written.append(path)
                         versions[key] = rev
                 for directory in {path.parent for path in written}:
-                    _fsync_directory(directory)
+                    fsync_directory(directory)
                 conn.execute(insert(canvas_revision).values(
                     canvas_id=canvas_id,
                     rev=rev,
@@ -762,15 +761,6 @@ def _encode_png(pixels: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, "PNG", compress_level=PNG_COMPRESS_LEVEL)
     return buffer.getvalue()
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make the renames into ``directory`` durable before the database points at the files."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _remove_files(paths: Iterable[Path]) -> None:

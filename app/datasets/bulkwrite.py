@@ -18,7 +18,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from app.datasets.captions import CaptionConflict, CaptionWriteError, _check_writable, _dir_fsync, _write_lock, read_caption
+from app.atomic import fsync_directory
+from app.datasets.captions import (CaptionConflict, CaptionWriteError, caption_write_lock, check_writable,
+                                   read_caption)
 
 
 @dataclass(frozen=True)
@@ -163,7 +165,7 @@ def write_captions(writes: Sequence[CaptionWrite]) -> BatchOutcome:
             continue
         tmp = backup_copy = mtime_ns = None
         try:
-            _check_writable(Path(target), current)
+            check_writable(Path(target), current)
             backup = _backup_path(write) if current is not None else None
             if backup is not None:
                 folder = os.path.dirname(backup)
@@ -187,7 +189,7 @@ def write_captions(writes: Sequence[CaptionWrite]) -> BatchOutcome:
     _sync([path for item in staged for path in (item.tmp, item.backup_copy) if path is not None])
     folders: set[str] = set()
     for item in staged:
-        with _write_lock:
+        with caption_write_lock:
             current = _stat(item.target)
             if not _unchanged(current, writes[item.index].expected_mtime_ns):
                 outcome.conflicts[item.index] = _conflict(Path(item.target), current)
@@ -215,7 +217,7 @@ def write_captions(writes: Sequence[CaptionWrite]) -> BatchOutcome:
         outcome.written[item.index] = item.mtime_ns
         folders.add(os.path.dirname(item.target))
     for folder in folders:
-        _dir_fsync(Path(folder))
+        fsync_directory(Path(folder))
     return outcome
 
 

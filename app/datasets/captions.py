@@ -13,6 +13,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from app.atomic import fsync_directory
+
 CAPTION_EXTS = (".txt", ".caption", ".cap")
 
 _UTF8_BOM = b"\xef\xbb\xbf"
@@ -21,7 +23,7 @@ _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 # Serialises check-then-replace for versioned writes within this process, so two requests for
 # the same caption cannot both pass the mtime check. (Separate worker processes are still only
 # protected by the mtime check itself.)
-_write_lock = threading.Lock()
+caption_write_lock = threading.Lock()
 
 
 class CaptionWriteError(OSError):
@@ -122,17 +124,7 @@ def read_caption(path: Path) -> CaptionText:
     return decode_caption(Path(path).read_bytes())
 
 
-def _dir_fsync(directory: Path) -> None:
-    if os.name != "posix":
-        return
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _check_writable(target: Path, current: os.stat_result | None) -> None:
+def check_writable(target: Path, current: os.stat_result | None) -> None:
     # Mode bits are checked as well as access(): a server running as root would otherwise ignore
     # a file or folder the user deliberately made read-only.
     if current is not None and (not current.st_mode & 0o222 or not os.access(target, os.W_OK)):
@@ -155,7 +147,7 @@ def write_caption(path: Path, text: str, *, expected_mtime_ns: int | None = None
     target = Path(os.path.realpath(path))
     text = text.replace("\r\n", "\n").replace("\r", "\n").removeprefix("\ufeff")
     data = text.encode("utf-8")
-    with _write_lock:
+    with caption_write_lock:
         try:
             current = os.stat(target)
         except FileNotFoundError:
@@ -163,7 +155,7 @@ def write_caption(path: Path, text: str, *, expected_mtime_ns: int | None = None
         if expected_mtime_ns is not None and (current is None or current.st_mtime_ns != expected_mtime_ns):
             on_disk = read_caption(target).text if current is not None else None
             raise CaptionConflict(target, on_disk, current.st_mtime_ns if current else None)
-        _check_writable(target, current)
+        check_writable(target, current)
 
         tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.tmp")
         try:
@@ -190,7 +182,7 @@ def write_caption(path: Path, text: str, *, expected_mtime_ns: int | None = None
             except BaseException:
                 tmp.unlink(missing_ok=True)
                 raise
-            _dir_fsync(target.parent)
+            fsync_directory(target.parent)
         except OSError as exc:
             raise CaptionWriteError(f"Could not save {target.name}: {exc.strerror or exc}") from exc
         return os.stat(target)
