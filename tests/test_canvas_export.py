@@ -77,6 +77,8 @@ def test_wrong_row_counts_are_errors():
         b"".join(png_chunks(8, 4, [pixels]))
 
 
+# The test decodes its own 67-megapixel export to check it, above the app's bomb warning threshold.
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
 def test_export_memory_stays_far_below_the_image_size(engine, tmp_path):
     size, tile = 8192, 512
     store = TileStore(engine, tmp_path / "tiles", tile_size=tile, levels=1)
