@@ -87,7 +87,10 @@ def create_app(overrides: dict | None = None) -> Flask:
 
     @app.before_request
     def require_login():
-        if request.endpoint not in PUBLIC_ENDPOINTS and not current_user.is_authenticated:
+        if request.endpoint in PUBLIC_ENDPOINTS or getattr(app.view_functions.get(request.endpoint),
+                                                           "checks_own_login", False):
+            return None
+        if not current_user.is_authenticated:
             return login_manager.unauthorized()
 
     @app.after_request

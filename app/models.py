@@ -78,10 +78,12 @@ class Job(db.Model):
 
     @classmethod
     def snapshot(cls, job_id: str, user_id: int):
-        """The row as a read-only tuple: what the status partial needs, without an ORM load."""
-        table = cls.__table__
+        """The row as a read-only tuple, only if `user_id` is an existing account that owns it:
+        one query that both authorises the status poll and reads what its partial shows."""
+        table, users = cls.__table__, User.__table__
         return db.session.connection().execute(
-            db.select(table).where(table.c.id == job_id, table.c.user_id == user_id)).first()
+            db.select(table).join(users, users.c.id == table.c.user_id)
+            .where(table.c.id == job_id, users.c.id == user_id)).first()
 
 # The tile store keeps its index as Core tables on the shared metadata; import it so every
 # process (and Alembic) sees them, whichever area loads first.

@@ -110,3 +110,26 @@ def test_enqueue_without_redis_fails_clearly_and_keeps_the_row(app, user, monkey
         raise AssertionError("expected QueueUnavailable")
     job = db.session.scalar(db.select(Job))
     assert job.status == Job.FAILED
+
+
+def test_an_unchanged_job_answers_a_poll_with_304_and_a_changed_one_with_the_new_partial(client, user, app):
+    job = _job(user)
+    first = client.get(f"/jobs/{job.id}/status")
+    assert first.status_code == 200 and first.headers["ETag"] and "no-cache" in first.headers["Cache-Control"]
+    again = client.get(f"/jobs/{job.id}/status", headers={"If-None-Match": first.headers["ETag"]})
+    assert again.status_code == 304 and again.data == b""
+
+    db.session.execute(db.update(Job).where(Job.id == job.id).values(status=Job.RUNNING, progress=40))
+    db.session.commit()
+    changed = client.get(f"/jobs/{job.id}/status", headers={"If-None-Match": first.headers["ETag"]})
+    assert changed.status_code == 200 and 'value="40"' in changed.get_data(as_text=True)
+    assert changed.headers["ETag"] != first.headers["ETag"]
+
+
+def test_a_status_poll_from_a_session_whose_account_is_gone_is_sent_to_log_in(client, user, app):
+    job = _job(user)
+    assert client.get(f"/jobs/{job.id}/status").status_code == 200
+    with client.session_transaction() as session:
+        session["_user_id"] = "999999"
+    response = client.get(f"/jobs/{job.id}/status")
+    assert response.status_code == 302 and "/login" in response.headers["Location"]

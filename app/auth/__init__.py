@@ -2,4 +2,20 @@ from flask import Blueprint
 
 bp = Blueprint("auth", __name__)
 
+
+def checks_own_login(view):
+    """Mark a view that authorises the session's user itself, in the same query that reads its
+    object, so the app-wide login check does not load the user separately. Only for hot read-only
+    views; the view must call `session_user_id()` and answer `login_manager.unauthorized()`."""
+    view.checks_own_login = True
+    return view
+
+
+def session_user_id() -> int | None:
+    """The account id the signed session names (still to be checked against the user table)."""
+    from flask import session
+
+    value = session.get("_user_id")
+    return int(value) if value is not None and str(value).isdigit() else None
+
 from app.auth import routes  # noqa: E402,F401

@@ -1,8 +1,11 @@
-from flask import abort, current_app, render_template
+import hashlib
+
+from flask import Response, abort, current_app, make_response, render_template, request
 from flask_login import current_user
 from redis.exceptions import RedisError
 
-from app.extensions import db
+from app.auth import checks_own_login, session_user_id
+from app.extensions import db, login_manager
 from app.jobs import bp
 from app.jobs.runner import QueueUnavailable, cancel_job, is_stale, reconcile, reconcile_running, retry_job
 from app.models import Job
@@ -25,15 +28,36 @@ def index():
 
 
 @bp.get("/<job_id>/status")
+@checks_own_login
 def status(job_id):
-    # Every open page polls this once a second: read a snapshot, load the ORM row only to reconcile.
-    job = Job.snapshot(job_id, current_user.id)
+    # Every open page polls this once a second: one query authorises and reads a snapshot, the ORM
+    # row is loaded only to reconcile, and an unchanged job gets a 304 (browsers revalidate by ETag).
+    user_id = session_user_id()
+    if user_id is None:
+        return login_manager.unauthorized()
+    job = Job.snapshot(job_id, user_id)
     if job is None:
+        # Not this user's job, or the session names an account that is gone (then: logged out).
+        if not current_user.is_authenticated:
+            return login_manager.unauthorized()
         abort(404)
     if is_stale(job):
         job = owned_job(job_id)
         reconcile(job)
-    return render_template("jobs/_status.html", job=job)
+    etag = _status_etag(job)
+    if request.if_none_match.contains(etag):
+        response = Response(status=304)
+    else:
+        response = make_response(render_template("jobs/_status.html", job=job))
+    response.set_etag(etag)
+    response.headers["Cache-Control"] = "private, no-cache"
+    return response
+
+
+def _status_etag(job) -> str:
+    """Everything the partial shows, so a changed job never matches an old tag."""
+    shown = (job.status, job.progress, job.message, job.error, job.cancel_requested, str(job.result))
+    return hashlib.blake2b(repr(shown).encode(), digest_size=12).hexdigest()
 
 
 @bp.post("/<job_id>/cancel")
