@@ -77,23 +77,31 @@ def _forget_previous_user() -> None:
     g.pop("_login_user", None)
 
 
-@pytest.fixture
-def user(app):
-    user = User(username="ada")
+def make_user(username: str = "ada") -> User:
+    user = User(username=username)
     user.set_password(TEST_PASSWORD)
     db.session.add(user)
     db.session.commit()
     return user
 
 
-@pytest.fixture
-def client(app, user):
-    """A test client logged in as `user`."""
-    client = app.test_client()
+def log_in(client, user: User):
+    """Make `client` carry a session for `user`, as a successful login would."""
     with client.session_transaction() as session:
         session["_user_id"] = str(user.id)
         session["_fresh"] = True
     return client
+
+
+@pytest.fixture
+def user(app):
+    return make_user()
+
+
+@pytest.fixture
+def client(app, user):
+    """A test client logged in as `user`."""
+    return log_in(app.test_client(), user)
 
 
 @pytest.fixture

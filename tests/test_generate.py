@@ -6,7 +6,8 @@ from PIL import Image
 
 from app.extensions import db
 from app.generate.models import Generation
-from app.models import Job, User
+from app.models import Job
+from tests.conftest import log_in, make_user
 
 FLUX_DEV = "black-forest-labs/flux-dev"
 
@@ -150,13 +151,7 @@ def test_another_users_job_and_images_are_not_found(client, run_jobs, app):
     run_jobs()
     job = db.session.scalar(db.select(Job))
     generation = db.session.scalar(db.select(Generation))
-    other = User(username="eve")
-    other.set_password("x" * 12)
-    db.session.add(other)
-    db.session.commit()
-    intruder = app.test_client()
-    with intruder.session_transaction() as session:
-        session["_user_id"] = str(other.id)
+    intruder = log_in(app.test_client(), make_user("eve"))
     assert intruder.get(f"/jobs/{job.id}/status").status_code == 404
     assert intruder.post(f"/jobs/{job.id}/cancel").status_code == 404
     assert intruder.get(f"/generations/{generation.id}.png").status_code == 404

@@ -15,7 +15,7 @@ from app.extensions import db
 from app.generate.models import Generation
 from app.jobs.runner import enqueue_job
 from app.models import Job, User
-from tests.conftest import TEST_PASSWORD
+from tests.conftest import TEST_PASSWORD, log_in, make_user
 
 # Replicate cannot send a token: that route verifies a signature instead (tests/test_webhooks.py).
 CSRF_EXEMPT = {"webhooks.replicate"}
@@ -58,20 +58,12 @@ def csrf_app(app_env):
 
 @pytest.fixture
 def owner(csrf_app):
-    user = User(username="ada")
-    user.set_password(TEST_PASSWORD)
-    db.session.add(user)
-    db.session.commit()
-    return user
+    return make_user()
 
 
 @pytest.fixture
 def csrf_client(csrf_app, owner):
-    client = csrf_app.test_client()
-    with client.session_transaction() as session:
-        session["_user_id"] = str(owner.id)
-        session["_fresh"] = True
-    return client
+    return log_in(csrf_app.test_client(), owner)
 
 
 def token_of(client, url: str = "/") -> str:

@@ -12,7 +12,8 @@ import pytest
 
 from app import PUBLIC_ENDPOINTS
 from app.extensions import db
-from app.models import Job, User
+from app.models import Job
+from tests.conftest import log_in, make_user
 from tests.test_security_csrf import owned_objects, snapshot
 
 # (method, url with {job_id}/{generation_id} placeholders for the owner's objects)
@@ -28,15 +29,7 @@ OWNED_ROUTES = [
 
 @pytest.fixture
 def intruder(app):
-    eve = User(username="eve")
-    eve.set_password("x" * 12)
-    db.session.add(eve)
-    db.session.commit()
-    client = app.test_client()
-    with client.session_transaction() as session:
-        session["_user_id"] = str(eve.id)
-        session["_fresh"] = True
-    return client
+    return log_in(app.test_client(), make_user("eve"))
 
 
 @pytest.mark.parametrize("method,url", OWNED_ROUTES)

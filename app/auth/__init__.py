@@ -3,6 +3,20 @@ from flask import Blueprint
 bp = Blueprint("auth", __name__)
 
 
+def owned_or_404(model, object_id):
+    """The current user's object of `model` with this id; anyone else's, or none, is a 404 (never a
+    403, which would confirm that the id exists)."""
+    from flask import abort
+    from flask_login import current_user
+
+    from app.extensions import db
+
+    found = db.session.get(model, object_id) if object_id is not None else None
+    if found is None or found.user_id != current_user.id:
+        abort(404)
+    return found
+
+
 def checks_own_login(view):
     """Mark a view that authorises the session's user itself, in the same query that reads its
     object, so the app-wide login check does not load the user separately. Only for hot read-only

@@ -10,6 +10,7 @@ from flask import (Response, abort, current_app, flash, jsonify, make_response, 
 from flask_login import current_user
 from PIL import Image
 
+from app.auth import owned_or_404
 from app.canvas import bp, staging
 from app.canvas.compose import FEATHER_MAX, available_infill_methods, mask_from_png
 from app.canvas.modelchoice import DEFAULT_MODEL, CanvasModel, canvas_model, carry_input, form_fields, picker_models
@@ -463,10 +464,7 @@ def export(canvas_id):
 
 
 def _owned_canvas(canvas_id: int) -> Canvas:
-    canvas = db.session.get(Canvas, canvas_id)
-    if canvas is None or canvas.user_id != current_user.id:
-        abort(404)
-    return canvas
+    return owned_or_404(Canvas, canvas_id)
 
 
 def _owned_variation(canvas: Canvas, variation_id: int) -> CanvasVariation:

@@ -10,6 +10,7 @@ from flask_login import current_user
 from PIL import Image
 from sqlalchemy import select
 
+from app.auth import owned_or_404
 from app.datasets import bp, index
 from app.datasets.captions import CaptionConflict, CaptionWriteError, write_caption
 from app.datasets.models import Dataset, DatasetImage
@@ -34,10 +35,7 @@ RECENT_JOB_AGE = timedelta(minutes=10)
 
 
 def owned_dataset(dataset_id: int) -> Dataset:
-    dataset = db.session.get(Dataset, dataset_id)
-    if dataset is None or dataset.user_id != current_user.id:
-        abort(404)
-    return dataset
+    return owned_or_404(Dataset, dataset_id)
 
 
 def owned_image(dataset: Dataset, image_id: int) -> DatasetImage:
@@ -309,9 +307,7 @@ def dataset_thumb_url(image: DatasetImage) -> str:
 @bp.post("/send")
 def send_generation():
     """Copy a generated image into a dataset, with its prompt as the caption, then index it."""
-    generation = db.session.get(Generation, request.form.get("generation_id", type=int) or 0)
-    if generation is None or generation.user_id != current_user.id:
-        abort(404)
+    generation = owned_or_404(Generation, request.form.get("generation_id", type=int))
     dataset = owned_dataset(request.form.get("dataset_id", type=int) or 0)
     root = root_of(dataset)
     source = data_dir() / generation.path

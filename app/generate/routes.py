@@ -3,6 +3,7 @@ import random
 from flask import abort, current_app, make_response, render_template, request, url_for
 from flask_login import current_user
 
+from app.auth import owned_or_404
 from app.extensions import db
 from app.files import send_data_file
 from app.generate import bp
@@ -175,10 +176,7 @@ def image(generation_id):
 
 
 def _owned_generation(generation_id: int) -> Generation:
-    generation = db.session.get(Generation, generation_id)
-    if generation is None or generation.user_id != current_user.id:
-        abort(404)
-    return generation
+    return owned_or_404(Generation, generation_id)
 
 
 @bp.app_template_global()

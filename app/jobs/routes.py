@@ -4,7 +4,7 @@ from flask import Response, abort, current_app, make_response, render_template, 
 from flask_login import current_user
 from redis.exceptions import RedisError
 
-from app.auth import checks_own_login, session_user_id
+from app.auth import checks_own_login, owned_or_404, session_user_id
 from app.extensions import db, login_manager
 from app.jobs import bp
 from app.jobs.runner import QueueUnavailable, cancel_job, is_stale, reconcile, reconcile_running, retry_job
@@ -12,10 +12,7 @@ from app.models import Job
 
 
 def owned_job(job_id: str) -> Job:
-    job = db.session.get(Job, job_id)
-    if job is None or job.user_id != current_user.id:
-        abort(404)
-    return job
+    return owned_or_404(Job, job_id)
 
 
 @bp.get("/")
