@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from contextlib import contextmanager
 
 import pytest
 from flask import g
@@ -57,12 +58,13 @@ def app_env(tmp_path, monkeypatch, redis_server, fake_replicate):
     return env
 
 
-@pytest.fixture
-def app(app_env):
-    app = create_app({"TESTING": True, "WTF_CSRF_ENABLED": False, "JOB_STALE_SECONDS": 90})
-    # Tests keep one app context open for db access, so requests share `g`; a real request starts
-    # without the previous request's user.
-    app.before_request_funcs.setdefault(None, []).insert(0, _forget_previous_user)
+@contextmanager
+def app_with_fresh_db(app_env: dict, **overrides):
+    """An app on empty tables, its context held open for the test's own db access."""
+    app = create_app({"TESTING": True, **overrides})
+    # Requests inside the held context share `g`; a real request starts without the previous
+    # request's user and CSRF token.
+    app.before_request_funcs.setdefault(None, []).insert(0, _start_afresh)
     with app.app_context():
         db.drop_all()
         db.create_all()
@@ -73,8 +75,15 @@ def app(app_env):
         db.engine.dispose()
 
 
-def _forget_previous_user() -> None:
+def _start_afresh() -> None:
     g.pop("_login_user", None)
+    g.pop("csrf_token", None)
+
+
+@pytest.fixture
+def app(app_env):
+    with app_with_fresh_db(app_env, WTF_CSRF_ENABLED=False, JOB_STALE_SECONDS=90) as app:
+        yield app
 
 
 def make_user(username: str = "ada") -> User:

@@ -8,14 +8,12 @@ import re
 from pathlib import Path
 
 import pytest
-from flask import g
 
-from app import create_app
 from app.extensions import db
 from app.generate.models import Generation
 from app.jobs.runner import enqueue_job
 from app.models import Job, User
-from tests.conftest import TEST_PASSWORD, log_in, make_user
+from tests.conftest import TEST_PASSWORD, app_with_fresh_db, log_in, make_user
 
 # Replicate cannot send a token: that route verifies a signature instead (tests/test_webhooks.py).
 CSRF_EXEMPT = {"webhooks.replicate"}
@@ -34,26 +32,11 @@ def snapshot(data_dir: Path) -> tuple[dict, list]:
     return rows, files
 
 
-def _start_afresh() -> None:
-    g.pop("_login_user", None)
-    g.pop("csrf_token", None)
-
-
 @pytest.fixture
 def csrf_app(app_env):
     """An app as it runs in production: CSRF protection on."""
-    app = create_app({"TESTING": True, "WTF_CSRF_ENABLED": True})
-    # The test keeps one app context open, so requests share `g`: each must start without the last
-    # request's user and token, as a real request does.
-    app.before_request_funcs.setdefault(None, []).insert(0, _start_afresh)
-    with app.app_context():
-        db.drop_all()
-        db.create_all()
+    with app_with_fresh_db(app_env, WTF_CSRF_ENABLED=True) as app:
         yield app
-        db.session.remove()
-        if "DATABASE_URL" in app_env:
-            db.drop_all()
-        db.engine.dispose()
 
 
 @pytest.fixture
