@@ -17,6 +17,19 @@ def owned_or_404(model, object_id):
     return found
 
 
+def child_or_404(model, object_id, **parent):
+    """A row of `model` that belongs to an already-owned parent, e.g. `canvas_id=canvas.id`; a row
+    of another parent, or none, is a 404 like `owned_or_404`."""
+    from flask import abort
+
+    from app.extensions import db
+
+    found = db.session.get(model, object_id) if object_id is not None else None
+    if found is None or any(getattr(found, field) != value for field, value in parent.items()):
+        abort(404)
+    return found
+
+
 def checks_own_login(view):
     """Mark a view that authorises the session's user itself, in the same query that reads its
     object, so the app-wide login check does not load the user separately. Only for hot read-only

@@ -10,7 +10,7 @@ from flask import (Response, abort, current_app, flash, jsonify, make_response, 
 from flask_login import current_user
 from PIL import Image
 
-from app.auth import owned_or_404
+from app.auth import child_or_404, owned_or_404
 from app.canvas import bp, staging
 from app.canvas.compose import FEATHER_MAX, available_infill_methods, mask_from_png
 from app.canvas.modelchoice import DEFAULT_MODEL, CanvasModel, canvas_model, carry_input, form_fields, picker_models
@@ -194,9 +194,7 @@ def generate(canvas_id):
 def generate_more(canvas_id, request_id):
     """The same frame, mask and options again with a new seed."""
     canvas = _owned_canvas(canvas_id)
-    source = db.session.get(CanvasRequest, request_id)
-    if source is None or source.canvas_id != canvas.id:
-        abort(404)
+    source = child_or_404(CanvasRequest, request_id, canvas_id=canvas.id)
     model_input = dict(source.model_input)
     if "seed" in model_input:
         model_input["seed"] = random.randint(0, SEED_MAX)
@@ -468,10 +466,7 @@ def _owned_canvas(canvas_id: int) -> Canvas:
 
 
 def _owned_variation(canvas: Canvas, variation_id: int) -> CanvasVariation:
-    variation = db.session.get(CanvasVariation, variation_id)
-    if variation is None or variation.canvas_id != canvas.id:
-        abort(404)
-    return variation
+    return child_or_404(CanvasVariation, variation_id, canvas_id=canvas.id)
 
 
 def _staged_variation(canvas: Canvas, variation_id: int) -> CanvasVariation:

@@ -10,7 +10,7 @@ from flask_login import current_user
 from PIL import Image
 from sqlalchemy import select
 
-from app.auth import owned_or_404
+from app.auth import child_or_404, owned_or_404
 from app.datasets import bp, index
 from app.datasets.captions import CaptionConflict, CaptionWriteError, write_caption
 from app.datasets.models import Dataset, DatasetImage
@@ -39,10 +39,7 @@ def owned_dataset(dataset_id: int) -> Dataset:
 
 
 def owned_image(dataset: Dataset, image_id: int) -> DatasetImage:
-    image = db.session.get(DatasetImage, image_id)
-    if image is None or image.dataset_id != dataset.id:
-        abort(404)
-    return image
+    return child_or_404(DatasetImage, image_id, dataset_id=dataset.id)
 
 
 def root_of(dataset: Dataset) -> Path:

@@ -4,6 +4,7 @@ from functools import partial
 from flask import abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
+from app.auth import child_or_404
 from app.datasets import bp, index, tags
 from app.datasets.models import CaptionBatch
 from app.datasets.routes import data_dir, dataset_jobs, message, owned_dataset, root_of
@@ -130,9 +131,7 @@ def history(dataset_id):
 @bp.post("/<int:dataset_id>/history/<batch_id>/undo")
 def undo(dataset_id, batch_id):
     dataset = owned_dataset(dataset_id)
-    batch = db.session.get(CaptionBatch, batch_id)
-    if batch is None or batch.dataset_id != dataset.id:
-        abort(404)
+    batch = child_or_404(CaptionBatch, batch_id, dataset_id=dataset.id)
     outcome = index.undo_batch(dataset, batch, root=root_of(dataset), data_dir=data_dir(), user_id=current_user.id)
     flash(f"Undid “{batch.description}”: {outcome.summary}.", "error" if outcome.conflicts or outcome.errors else "info")
     back = request.form.get("next", "")
