@@ -6,6 +6,12 @@ and an inpainting prediction (``image`` + ``mask``) returns the input image, at 
 mask's white area (pixels >= 128) filled with that colour, so tests can check pixels after pasting a
 result back. Outputs are PNG whatever output_format asks for.
 
+Trainings (``POST /models/{owner}/{name}/versions/{id}/trainings``) read their ``input_images`` zip
+from the files API, fail as the trainer would when it holds no image, then print ai-toolkit progress
+lines (step/total, s/it, loss) over ``training_polls`` polls and end with a new version of the
+destination model and a weights .tar (or .zip) holding ``lora.safetensors``. Generations whose
+``lora_weights``/``extra_lora`` the fake cannot resolve fail like a LoRA that does not load.
+
 Use it as the ``fake_replicate`` pytest fixture, as a context manager, or from another process:
 ``python -m tests.fake_replicate --port 8765`` prints its base URL and serves until killed.
 """
@@ -22,8 +28,10 @@ import random
 import re
 import secrets
 import string
+import tarfile
 import threading
 import time
+import zipfile
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -34,8 +42,13 @@ import pytest
 from PIL import Image
 
 from app.replicate.presets import PRESETS
+from app.replicate.trainers import FLUX_LORA_TRAINER, FLUX_LORA_TRAINER_SCHEMA, FLUX_LORA_TRAINER_VERSION
 
 TOKEN = "r8_test_token"
+ACCOUNT = "tessera-tester"  # the token's account: the only owner the fake lets a token create models under
+HARDWARE = [{"name": "CPU", "sku": "cpu"}, {"name": "Nvidia T4 GPU", "sku": "gpu-t4"},
+            {"name": "Nvidia L40S GPU", "sku": "gpu-l40s"}, {"name": "Nvidia H100 GPU", "sku": "gpu-h100"}]
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp")
 WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"tessera-fake-replicate-webhooks!").decode()  # signs its webhooks
 DONE = ("succeeded", "failed", "canceled")
 MAX_SIDE = 2048
@@ -104,7 +117,8 @@ class _Model:
     name: str
     description: str
     versions: dict[str, dict]  # version id -> openapi schema
-    latest: str
+    latest: str | None
+    visibility: str = "public"
 
 
 @dataclass
@@ -116,6 +130,17 @@ class _Run:
     output_mode: str
     seed: int
     steps: int
+    polls: int = 0
+
+
+@dataclass
+class _TrainingRun:
+    outcome: str
+    error: str
+    steps: int
+    destination: str
+    images: int = 0
+    captions: dict | None = None  # image name -> caption text, as the trainer read them
     polls: int = 0
 
 
@@ -150,6 +175,17 @@ class FakeReplicate:
             self._files: dict[str, dict] = {}  # files API: id -> metadata plus "data"
             self._outputs: dict[str, tuple[bytes, str]] = {}  # /files/out/<name> -> (bytes, content type)
             self._failures: list[_Failure] = []
+            self.account = ACCOUNT
+            self.trainings: dict[str, dict] = {}
+            self._training_runs: dict[str, _TrainingRun] = {}
+            self._raw_training_inputs: dict[str, dict] = {}  # as sent, secrets included
+            self.training_polls = 3  # polls a training spends processing (printing progress) before it ends
+            self.next_training_outcome = "succeeded"  # "failed" | "canceled"; used once, then back to "succeeded"
+            self.next_training_error = "Training failed: CUDA out of memory"
+            self.training_output_format = "tar"  # "tar" | "zip": how the weights are packed
+            self.trainings_page_size = 20
+            self.add_model(FLUX_LORA_TRAINER, FLUX_LORA_TRAINER_SCHEMA, FLUX_LORA_TRAINER_VERSION,
+                           description="Fine-tune FLUX.1-dev using ai-toolkit")
             if self.register_presets:
                 for preset in PRESETS:
                     owner_name, _, version = preset.ref.partition(":")
@@ -228,6 +264,263 @@ class FakeReplicate:
     def requests_to(self, method: str, path_prefix: str) -> list[RecordedRequest]:
         with self._lock:
             return [r for r in self.requests if r.method == method and r.path.startswith(path_prefix)]
+
+    # Trainings and the models they write to
+
+    def training_zip(self, training_id: str) -> dict[str, str]:
+        """What the trainer read from a training's input_images: image name -> caption ("" when none)."""
+        with self._lock:
+            return dict(self._training_runs[training_id].captions or {})
+
+    def _model_object(self, model: _Model) -> dict:
+        latest = None
+        if model.latest is not None:
+            latest = {"id": model.latest, "created_at": _now(), "cog_version": "0.9.0",
+                      "openapi_schema": model.versions[model.latest]}
+        return {"url": f"https://replicate.com/{model.owner}/{model.name}", "owner": model.owner,
+                "name": model.name, "description": model.description, "visibility": model.visibility,
+                "latest_version": latest}
+
+    def _route_trainings(self, method: str, path: str, body: Any, raw_path: str) -> tuple[int, Any] | None:
+        """The answer to a trainings/models/account request, or None when the path is not one of them."""
+        if method == "GET" and path == "/account":
+            return 200, {"type": "user", "username": self.account, "name": "Tessera Tester",
+                         "github_url": None}
+        if method == "GET" and path == "/hardware":
+            return 200, HARDWARE
+        if method == "POST" and path == "/models":
+            return self._create_model(body)
+        match = re.fullmatch(r"/models/([\w.-]+)/([\w.-]+)/versions/([\w-]+)/trainings", path)
+        if match and method == "POST":
+            return self._create_training(f"{match.group(1)}/{match.group(2)}", match.group(3), body)
+        if method == "GET" and path == "/trainings":
+            return self._list_trainings(raw_path)
+        match = re.fullmatch(r"/trainings/([\w-]+)(/cancel)?", path)
+        if match and (method, bool(match.group(2))) in (("GET", False), ("POST", True)):
+            training = self._cancel_training(match.group(1)) if match.group(2) else self._poll_training(match.group(1))
+            return (200, training) if training is not None else (404, PROBLEMS[404])
+        return None
+
+    def _create_model(self, body: Any) -> tuple[int, dict]:
+        if not isinstance(body, dict):
+            return 400, {"title": "Bad request", "detail": "The body must be a JSON object", "status": 400}
+        owner, name = str(body.get("owner") or ""), str(body.get("name") or "")
+        missing = [key for key in ("owner", "name", "visibility", "hardware") if not body.get(key)]
+        if missing:
+            return 422, {"title": "Invalid request", "status": 422,
+                         "detail": f"- {missing[0]}: {missing[0]} is required\n",
+                         "invalid_fields": [{"type": "required", "field": missing[0],
+                                             "description": f"{missing[0]} is required"}]}
+        if not re.fullmatch(r"[a-z0-9][a-z0-9._-]*", name) or len(name) > 100:
+            return 422, {"title": "Invalid request", "status": 422,
+                         "detail": "- name: Model name may only contain lowercase letters, numbers, dashes, "
+                                   "underscores and periods\n",
+                         "invalid_fields": [{"type": "pattern", "field": "name",
+                                             "description": "Model name may only contain lowercase letters, "
+                                                            "numbers, dashes, underscores and periods"}]}
+        if body.get("visibility") not in ("public", "private"):
+            return 422, {"title": "Invalid request", "status": 422,
+                         "detail": "- visibility: must be one of public, private\n"}
+        if body.get("hardware") not in {item["sku"] for item in HARDWARE}:
+            return 422, {"title": "Invalid request", "status": 422,
+                         "detail": f"- hardware: {body.get('hardware')} is not a valid hardware SKU\n"}
+        if owner != self.account:
+            return 403, {"title": "Forbidden", "status": 403,
+                         "detail": f"You do not have permission to create models for {owner}."}
+        with self._lock:
+            if f"{owner}/{name}" in self._models:
+                return 409, {"title": "Conflict", "status": 409,
+                             "detail": "A model with that name and owner already exists."}
+            model = _Model(owner, name, str(body.get("description") or ""), {}, None, str(body["visibility"]))
+            self._models[f"{owner}/{name}"] = model
+            return 201, self._model_object(model)
+
+    def _create_training(self, trainer: str, version_id: str, body: Any) -> tuple[int, dict]:
+        with self._lock:
+            model = self._models.get(trainer)
+        if model is None or version_id not in model.versions:
+            return 404, PROBLEMS[404]
+        if not isinstance(body, dict):
+            return 400, {"title": "Bad request", "detail": "The body must be a JSON object", "status": 400}
+        unknown = sorted(set(body) - {"destination", "input", "webhook", "webhook_events_filter"})
+        if unknown:
+            return 422, {"title": "Invalid request", "detail": f"Additional property {unknown[0]} is not allowed",
+                         "status": 422}
+        schema = model.versions[version_id]
+        if "TrainingInput" not in schema.get("components", {}).get("schemas", {}):
+            return 422, {"title": "Invalid request", "status": 422,
+                         "detail": f"{trainer} is not a trainable model (its version has no TrainingInput)."}
+        destination = str(body.get("destination") or "")
+        if not re.fullmatch(r"[\w.-]+/[\w.-]+", destination):
+            return 422, {"title": "Invalid request", "status": 422,
+                         "detail": "destination must be of the form owner/model"}
+        with self._lock:
+            target = self._models.get(destination)
+        if target is None:
+            return 404, {"title": "Not found", "status": 404,
+                         "detail": f"The destination model {destination} does not exist. Create it first."}
+        if target.owner != self.account:
+            return 403, {"title": "Forbidden", "status": 403,
+                         "detail": f"You do not have permission to write to {destination}."}
+        training_input = body.get("input")
+        if not isinstance(training_input, dict):
+            return 422, {"title": "Input validation failed", "status": 422,
+                         "detail": "- input: Invalid type. Expected: object\n"}
+        input_schema = {**schema, "components": {"schemas": {
+            **schema["components"]["schemas"], "Input": schema["components"]["schemas"]["TrainingInput"]}}}
+        invalid = _invalid_fields(input_schema, training_input)
+        if invalid:
+            detail = "".join(f"- {item['field']}: {item['description']}\n" for item in invalid)
+            return 422, {"title": "Input validation failed", "detail": detail, "status": 422,
+                         "invalid_fields": invalid}
+        with self._lock:
+            training_id = "".join(random.choices(string.ascii_lowercase + string.digits, k=26))
+            steps = training_input.get("steps") if isinstance(training_input.get("steps"), int) else 1000
+            self._training_runs[training_id] = _TrainingRun(self.next_training_outcome, self.next_training_error,
+                                                            steps, destination)
+            self.next_training_outcome = "succeeded"
+            training = {
+                "id": training_id, "model": trainer, "version": version_id, "destination": destination,
+                "input": {key: ("**********" if key == "hf_token" else value)  # secrets are redacted
+                          for key, value in training_input.items()},
+                "logs": "", "output": None, "error": None, "status": "starting", "created_at": _now(),
+                "started_at": None, "completed_at": None, "metrics": {},
+                "urls": {"get": f"{self.base_url}/trainings/{training_id}",
+                         "cancel": f"{self.base_url}/trainings/{training_id}/cancel",
+                         "web": f"https://replicate.com/p/{training_id}"},
+            }
+            for key in ("webhook", "webhook_events_filter"):
+                if key in body:
+                    training[key] = body[key]
+            self.trainings[training_id] = training
+            self._raw_training_inputs[training_id] = training_input
+            return 201, dict(training)
+
+    def _poll_training(self, training_id: str) -> dict | None:
+        with self._lock:
+            training = self.trainings.get(training_id)
+            if training is None:
+                return None
+            run = self._training_runs[training_id]
+            if training["status"] not in DONE:
+                run.polls += 1
+                if run.polls <= self.polls_per_state:
+                    training["status"] = "starting"
+                elif run.polls == self.polls_per_state + 1 and run.captions is None:
+                    training.update(status="processing", started_at=_now())
+                    self._read_training_zip(training_id)
+                    if training["status"] == "processing":
+                        training["logs"] = self._training_logs(run, 1 / (self.training_polls + 1))
+                elif run.polls <= self.polls_per_state + self.training_polls:
+                    fraction = (run.polls - self.polls_per_state) / (self.training_polls + 1)
+                    training["logs"] = self._training_logs(run, fraction)
+                else:
+                    self._finish_training(training_id)
+            return dict(training)
+
+    def _read_training_zip(self, training_id: str) -> None:
+        """Unpack input_images as the trainer does; a zip it cannot use fails the training."""
+        training, run = self.trainings[training_id], self._training_runs[training_id]
+        raw_input = self._raw_training_inputs[training_id]
+        try:
+            data = self._input_file_bytes(str(raw_input.get("input_images") or ""))
+            with zipfile.ZipFile(io.BytesIO(data)) as archive:
+                names = [info.filename for info in archive.infolist() if not info.is_dir()]
+                images = [n for n in names if n.lower().endswith(IMAGE_EXTS) and "/" not in n]
+                captions = {}
+                for image in images:
+                    stem = image.rsplit(".", 1)[0]
+                    text = f"{stem}.txt"
+                    captions[image] = archive.read(text).decode("utf-8") if text in names else ""
+                    Image.open(io.BytesIO(archive.read(image))).verify()
+        except (ModelRunError, zipfile.BadZipFile) as exc:
+            self._fail_training(training_id, f"input_images is not a zip file the trainer can read: {exc}")
+            return
+        except (OSError, SyntaxError) as exc:
+            self._fail_training(training_id, f"An image in input_images cannot be read: {exc}")
+            return
+        if not images:
+            self._fail_training(training_id, "No images found in input_images (images must be at the zip's root).")
+            return
+        run.images, run.captions = len(images), captions
+        training["logs"] = f"Extracted {len(images)} files from zip to input_images\n"
+
+    def _fail_training(self, training_id: str, error: str) -> None:
+        self.trainings[training_id].update(status="failed", error=error, completed_at=_now(),
+                                           logs=(self.trainings[training_id]["logs"] or "") + error + "\n")
+
+    def _training_logs(self, run: _TrainingRun, fraction: float) -> str:
+        """ai-toolkit's lines: one every total/20 steps up to ``fraction`` of the steps."""
+        total = max(run.steps, 1)
+        lines = [f"Extracted {run.images} files from zip to input_images",
+                 "Running job: flux_train_replicate", f"Caching latents for {run.images} images"]
+        done = int(total * fraction)
+        for step in sorted({min(total, total * k // 20) for k in range(21) if total * k // 20 <= done}):
+            percent = step * 100 // total
+            bar = "█" * (percent // 10) + " " * (10 - percent // 10)
+            loss = 0.6 * math.exp(-3 * step / total) + 0.05
+            left = total - step
+            lines.append(f"flux_train_replicate: {percent:3d}%|{bar}| {step}/{total} "
+                         f"[{step // 60:02d}:{step % 60:02d}<{left // 60:02d}:{left % 60:02d},  1.01s/it, "
+                         f"lr: 4.0e-04 loss: {loss:.3e}]")
+        return "\n".join(lines) + "\n"
+
+    def _finish_training(self, training_id: str) -> None:
+        training, run = self.trainings[training_id], self._training_runs[training_id]
+        training["completed_at"] = _now()
+        if run.outcome == "canceled":
+            training["status"] = "canceled"
+            return
+        if run.outcome == "failed":
+            self._fail_training(training_id, run.error)
+            return
+        run_schema = {**FLUX_LORA_TRAINER_SCHEMA, "components": {"schemas": {
+            key: value for key, value in FLUX_LORA_TRAINER_SCHEMA["components"]["schemas"].items()
+            if not key.startswith("Training")}}}
+        version_id = self.add_model(run.destination, run_schema,
+                                    hashlib.sha256(f"{training_id}:version".encode()).hexdigest())
+        weights = self.publish(f"{training_id}-weights.{self.training_output_format}",
+                               _weights_archive(training_id, self.training_output_format),
+                               "application/x-tar" if self.training_output_format == "tar" else "application/zip")
+        training.update(status="succeeded", logs=self._training_logs(run, 1.0) + "Training complete\n",
+                        output={"version": f"{run.destination}:{version_id}", "weights": weights},
+                        metrics={"predict_time": 1234.5})
+
+    def _cancel_training(self, training_id: str) -> dict | None:
+        with self._lock:
+            training = self.trainings.get(training_id)
+            if training is None:
+                return None
+            if training["status"] not in DONE:
+                training.update(status="canceled", completed_at=_now())
+            return dict(training)
+
+    def _list_trainings(self, raw_path: str) -> tuple[int, dict]:
+        cursor = re.search(r"[?&]cursor=(\d+)", raw_path)
+        start = int(cursor.group(1)) if cursor else 0
+        with self._lock:
+            newest_first = list(reversed(list(self.trainings.values())))
+        page = newest_first[start:start + self.trainings_page_size]
+        following = start + self.trainings_page_size
+        return 200, {"results": [dict(item) for item in page], "previous": None,
+                     "next": f"{self.base_url}/trainings?cursor={following}" if following < len(newest_first) else None}
+
+    def _lora_problem(self, model_input: dict) -> str | None:
+        """Why the LoRA references of an input cannot be loaded, as the model would say, or None."""
+        for key in ("lora_weights", "extra_lora"):
+            value = model_input.get(key)
+            if not value:
+                continue
+            value = str(value)
+            match = re.fullmatch(r"([\w.-]+)/([\w.-]+)(?:/([0-9a-f]{64}))?", value)
+            if match:
+                with self._lock:
+                    model = self._models.get(f"{match.group(1)}/{match.group(2)}")
+                if model is None or (match.group(3) and match.group(3) not in model.versions):
+                    return f"Couldn't load LoRA weights from {value}: no such Replicate model or version"
+            elif not re.match(r"https?://", value):
+                return f"Couldn't load LoRA weights from {value}: not a model reference or URL"
+        return None
 
     # Request handling (called from server threads)
 
@@ -333,6 +626,9 @@ class FakeReplicate:
         prediction.update(status="succeeded", output=output, logs=_logs(run, 1.0))
 
     def _run_model(self, prediction_id: str, model_input: dict, run: _Run) -> Any:
+        lora_problem = self._lora_problem(model_input)
+        if lora_problem:
+            raise ModelRunError(lora_problem)
         image = self._input_image(model_input, "image")
         if run.output_mode == "text":
             return _caption(image)
@@ -402,6 +698,35 @@ class FakeReplicate:
         with self._lock:
             self._files[file_id] = {**meta, "data": data}
         return 201, meta
+
+
+def safetensors_bytes(seed: str) -> bytes:
+    """A small but valid .safetensors file: a little-endian u64 header length, the JSON header, the data."""
+    values = hashlib.sha256(seed.encode()).digest() * 2  # 64 bytes: a 4x4 float32 tensor
+    header = json.dumps({"lora_unet_single_blocks_0.lora_down.weight": {
+        "dtype": "F32", "shape": [4, 4], "data_offsets": [0, len(values)]},
+        "__metadata__": {"format": "pt", "trained_by": "fake-replicate"}}).encode()
+    header += b" " * (-len(header) % 8)
+    return len(header).to_bytes(8, "little") + header + values
+
+
+def _weights_archive(training_id: str, kind: str) -> bytes:
+    """The trainer's output: lora.safetensors (and a config) in a .tar, or in a .zip."""
+    weights = safetensors_bytes(training_id)
+    config = b"job: extension\nconfig:\n  name: flux_train_replicate\n"
+    buffer = io.BytesIO()
+    if kind == "zip":
+        with zipfile.ZipFile(buffer, "w") as archive:
+            archive.writestr("output/flux_train_replicate/lora.safetensors", weights)
+            archive.writestr("output/flux_train_replicate/config.yaml", config)
+    else:
+        with tarfile.open(fileobj=buffer, mode="w") as archive:
+            for name, data in (("output/flux_train_replicate/lora.safetensors", weights),
+                               ("output/flux_train_replicate/config.yaml", config)):
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
 
 
 def _multipart_part(content_type: str, body: bytes, name: str) -> tuple[str, str, bytes] | None:
@@ -572,6 +897,10 @@ class _Handler(BaseHTTPRequestHandler):
                 answer = (422, PROBLEMS[422]) if model is None else fake._create(model, parsed["version"], parsed, wait)
             self._send_json(*answer)
             return
+        answer = fake._route_trainings(method, path, parsed, self.path)
+        if answer is not None:
+            self._send_json(*answer)
+            return
         match = re.fullmatch(r"/models/([\w.-]+)/([\w.-]+)(/predictions|/versions/([\w-]+))?", path)
         if match:
             with fake._lock:
@@ -580,6 +909,9 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send_json(404, PROBLEMS[404])
             elif match.group(3) == "/predictions" and method == "POST":
                 answer = _create_body_problem(parsed, set())
+                if answer is None and model.latest is None:
+                    answer = 422, {"title": "Invalid version or not permitted", "status": 422,
+                                   "detail": f"{model.owner}/{model.name} has no version to run yet."}
                 self._send_json(*(answer or fake._create(model, model.latest, parsed, wait)))
             elif match.group(4) and method == "GET":
                 schema = model.versions.get(match.group(4))
@@ -589,12 +921,7 @@ class _Handler(BaseHTTPRequestHandler):
                     self._send_json(200, {"id": match.group(4), "created_at": _now(), "cog_version": "0.9.0",
                                           "openapi_schema": schema})
             elif match.group(3) is None and method == "GET":
-                self._send_json(200, {
-                    "url": f"https://replicate.com/{model.owner}/{model.name}", "owner": model.owner,
-                    "name": model.name, "description": model.description, "visibility": "public",
-                    "latest_version": {"id": model.latest, "created_at": _now(), "cog_version": "0.9.0",
-                                       "openapi_schema": model.versions[model.latest]},
-                })
+                self._send_json(200, fake._model_object(model))
             else:
                 self._send_json(405, {"detail": "Method not allowed.", "status": 405})
             return

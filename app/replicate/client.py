@@ -10,6 +10,7 @@ import base64
 import functools
 import importlib.metadata
 import io
+import os
 import random
 import re
 import ssl
@@ -21,6 +22,8 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 from PIL import Image
+
+from app.replicate.trainings import Training
 
 DONE_STATUSES = frozenset({"succeeded", "failed", "canceled"})
 
@@ -87,6 +90,10 @@ class InputError(ReplicateError):
 
 class NotFoundError(ReplicateError):
     """404: unknown (or invisible to this token) model, version or prediction."""
+
+
+class ForbiddenError(ReplicateError):
+    """403: the token may not do this, e.g. write to a model of another account."""
 
 
 class ThrottledError(ReplicateError):
@@ -346,6 +353,139 @@ class ReplicateClient:
         self._models[key] = info
         return info
 
+    # Trainings and the models they write to
+
+    def get_account(self) -> dict[str, Any]:
+        """``{type, username, name}`` of the token's account: the owner of models Tessera creates."""
+        data = self._json(self._call("GET", "account", repeatable=True,
+                                     not_found="Replicate's account API is not available at this address."))
+        if not data.get("username"):
+            raise ReplicateError("Replicate did not say which account the token belongs to.")
+        return data
+
+    def list_hardware(self) -> list[dict[str, Any]]:
+        """``[{name, sku}]``: what a model created through the API may run on."""
+        response = self._call("GET", "hardware", repeatable=True,
+                              not_found="Replicate's hardware list is not available at this address.")
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, list):
+            raise ReplicateError("Replicate answered the hardware list with something that is not a list.")
+        return [item for item in body if isinstance(item, dict) and item.get("sku")]
+
+    def find_model(self, owner: str, name: str) -> dict[str, Any] | None:
+        """The model object of owner/name, or None when it does not exist (or the token cannot see it).
+        Not cached: a destination may be created between two looks."""
+        try:
+            response = self._call("GET", f"models/{quote(owner, safe='')}/{quote(name, safe='')}", repeatable=True,
+                                  not_found="")
+        except NotFoundError:
+            return None
+        return self._json(response)
+
+    def ensure_model(self, owner: str, name: str, *, visibility: str = "private", hardware: str | None = None,
+                     description: str = "") -> tuple[dict[str, Any], bool]:
+        """(model, created): owner/name as it is, or created when missing (private by default).
+
+        Creating a model that exists is refused by Replicate, so it is looked up first; a create that
+        races another one (409, or 422 "already exists") falls back to the lookup. Raises ForbiddenError
+        when the token may not create models under ``owner``, InputError when the name is refused."""
+        existing = self.find_model(owner, name)
+        if existing is not None:
+            return existing, False
+        if hardware is None:
+            skus = [item["sku"] for item in self.list_hardware()]
+            # A LoRA destination is normally run through its trained version, whose hardware the trainer
+            # sets; the model's own hardware only needs to exist. CPU is the cheapest choice offered.
+            hardware = "cpu" if "cpu" in skus or not skus else skus[0]
+        body = {"owner": owner, "name": name, "visibility": visibility, "hardware": hardware,
+                "description": description[:1000]}
+        try:
+            # Creating a model costs nothing, and a repeated create is refused, so it is retried like a read.
+            response = self._call(
+                "POST", "models", json=body, repeatable=True, creating="model",
+                not_found="Replicate's models API is not available at this address.",
+                forbidden=(f"Your Replicate token may not create models under {owner!r}. Choose a destination "
+                           "under the token's own account, or use a token of that account"))
+        except ReplicateError as exc:
+            if exc.status == 409 or (exc.status == 422 and "exist" in exc.message.lower()):
+                found = self.find_model(owner, name)
+                if found is not None:
+                    return found, False
+            if exc.status == 422:
+                raise InputError(f"Replicate refused the model name {owner}/{name}: {exc.message}. Names are "
+                                 "lowercase letters, digits, '-', '_' and '.'; choose another.",
+                                 status=422, fields=exc.fields) from exc
+            raise
+        return self._json(response), True
+
+    def create_training(self, trainer_ref: str, destination: str, input: dict[str, Any], *,
+                        webhook: str | None = None, webhook_events_filter: list[str] | None = None) -> Training:
+        """Start a training of ``trainer_ref`` ("owner/name:<version>"; without a version, the latest)
+        writing a new version of ``destination`` ("owner/model", which must exist). Never repeated
+        blindly: a training costs dollars, so a create that may have reached Replicate raises
+        TransientError instead of trying again."""
+        owner, name, version = parse_model_ref(trainer_ref)
+        if owner is None or name is None:
+            raise ValueError("A trainer is written owner/name or owner/name:<version id>.")
+        if version is None:
+            version = self.get_model(f"{owner}/{name}").version_id
+            if not version:
+                raise ReplicateError(f"Replicate lists no version of {owner}/{name} to train with.")
+        body: dict[str, Any] = {"destination": destination, "input": input}
+        if webhook is not None:
+            body["webhook"] = webhook
+        if webhook_events_filter is not None:
+            body["webhook_events_filter"] = list(webhook_events_filter)
+        response = self._call(
+            "POST", f"models/{owner}/{name}/versions/{version}/trainings", json=body, repeatable=False,
+            creating="training", not_found=self._model_not_found(owner, name, version),
+            forbidden=(f"Your Replicate token may not write new versions to {destination}. Choose a destination "
+                       "model of the token's own account"))
+        return Training.from_api(self._json(response))
+
+    def get_training(self, training_id: str) -> Training:
+        response = self._call("GET", f"trainings/{quote(training_id, safe='')}", repeatable=True,
+                              not_found=f"Replicate has no training {training_id} (or your token cannot see it).")
+        return Training.from_api(self._json(response))
+
+    def cancel_training(self, training_id: str) -> Training:
+        # Canceling twice is harmless, so it is retried like a read.
+        response = self._call("POST", f"trainings/{quote(training_id, safe='')}/cancel", repeatable=True,
+                              not_found=f"Replicate has no training {training_id} (or your token cannot see it).")
+        return Training.from_api(self._json(response))
+
+    def list_trainings(self, cursor: str | None = None) -> tuple[list[Training], str | None]:
+        """One page of the account's trainings, newest first, and the cursor URL of the next page (or None)."""
+        path = cursor if cursor else "trainings"
+        if cursor and not cursor.startswith(self.base_url + "/"):
+            raise ValueError("A trainings cursor must be a URL Replicate gave for this API.")
+        if cursor:
+            path = cursor.removeprefix(self.base_url + "/")
+        data = self._json(self._call("GET", path, repeatable=True,
+                                     not_found="Replicate's trainings list is not available at this address."))
+        results = [Training.from_api(item) for item in data.get("results") or [] if isinstance(item, dict)]
+        return results, data.get("next") or None
+
+    # Files as inputs
+
+    def upload_path(self, path: str | os.PathLike, filename: str, content_type: str) -> dict[str, Any]:
+        """Upload a file from disk through the files API, streamed in 64 KiB pieces (never read whole
+        into memory); returns the file object ``{id, urls{get}, size, checksums, expires_at}``."""
+        with open(path, "rb") as handle:
+            # A repeated upload only leaves an unused file that expires, so it is retried like a read;
+            # httpx rewinds the file for each try.
+            response = self._call("POST", "files", files={"content": (filename, handle, content_type)},
+                                  repeatable=True, timeout=httpx.Timeout(self.timeout, write=max(self.timeout, 300.0)),
+                                  not_found="Replicate's files API is not available at this address.")
+        data = self._json(response)
+        if not (data.get("urls") or {}).get("get"):
+            raise ReplicateError("Replicate accepted the upload but did not say where the file is.",
+                                 status=response.status_code)
+        return data
+
     # Files as inputs
 
     def upload_file(self, data: bytes, filename: str, content_type: str) -> str:
@@ -388,6 +528,48 @@ class ReplicateClient:
                                  f"{self.max_retries + 1} tries; try again shortly.", status=status)
         raise OutputError(f"Downloading {url} failed ({status}).", status=status)
 
+    def download_to_file(self, url: str, dest: str | os.PathLike, *, max_bytes: int) -> int:
+        """Stream an output file to ``dest`` (written whole or not at all: a temporary name, then renamed),
+        at most ``max_bytes`` of it; returns its size. For outputs too big to hold in memory, such as
+        LoRA weights. Errors as for download()."""
+        self._check_download_url(url)
+        dest = os.fspath(dest)
+        tmp = f"{dest}.{os.getpid()}.part"
+
+        def once() -> httpx.Response:
+            with self._downloads.stream("GET", url) as streamed:
+                if not streamed.is_success:
+                    streamed.read()
+                    return httpx.Response(streamed.status_code, headers=streamed.headers, request=streamed.request)
+                total = 0
+                with open(tmp, "wb") as out:
+                    for chunk in streamed.iter_bytes(1024 * 1024):
+                        total += len(chunk)
+                        if total > max_bytes:
+                            raise OutputError(f"The file at {url} is larger than {_format_bytes(max_bytes)}; "
+                                              "Tessera does not download files that big.", status=streamed.status_code)
+                        out.write(chunk)
+                    out.flush()
+                    os.fsync(out.fileno())
+                return httpx.Response(streamed.status_code, headers={"x-size": str(total)}, request=streamed.request)
+
+        try:
+            response = self._with_retries(once, repeatable=True)
+            status = response.status_code
+            if not response.is_success:
+                if status in (404, 410):
+                    raise OutputError(f"The file at {url} is gone ({status}). Replicate deletes outputs some time "
+                                      "after they are made.", status=status)
+                if status == 429:
+                    raise ThrottledError(f"The file host is throttling downloads of {url}; try again shortly.",
+                                         status=status, retry_after=_retry_hint(response))
+                raise OutputError(f"Downloading {url} failed ({status}).", status=status)
+            os.replace(tmp, dest)
+            return int(response.headers["x-size"])
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
     def download_image(self, url: str) -> tuple[bytes, str]:
         """An output image's bytes and its Pillow format name (e.g. "PNG"), checked to really be an image."""
         data = self.download(url)
@@ -429,18 +611,24 @@ class ReplicateClient:
 
     def _call(self, method: str, path: str, *, repeatable: bool, not_found: str, json: Any = None,
               files: Any = None, headers: dict[str, str] | None = None,
-              timeout: httpx.Timeout | None = None) -> httpx.Response:
-        """One API request, retried as far as it is safe; returns a 2xx response or raises."""
+              timeout: httpx.Timeout | None = None, creating: str = "prediction",
+              forbidden: str | None = None) -> httpx.Response:
+        """One API request, retried as far as it is safe; returns a 2xx response or raises.
+
+        ``creating`` names what a non-repeatable request creates ("prediction", "training"), for the
+        message saying it may exist anyway; ``forbidden`` is the sentence for a 403."""
         def send() -> httpx.Response:
             extra = {"timeout": timeout} if timeout is not None else {}
             return self._api.request(method, path, json=json, files=files, headers=headers, **extra)
 
-        response = self._with_retries(send, repeatable=repeatable)
+        response = self._with_retries(send, repeatable=repeatable, creating=creating)
         if response.is_success:
             return response
-        raise self._error(response, not_found=not_found, repeatable=repeatable)
+        raise self._error(response, not_found=not_found, repeatable=repeatable, creating=creating,
+                          forbidden=forbidden)
 
-    def _with_retries(self, send: Callable[[], httpx.Response], *, repeatable: bool) -> httpx.Response:
+    def _with_retries(self, send: Callable[[], httpx.Response], *, repeatable: bool,
+                      creating: str = "prediction") -> httpx.Response:
         """The first response not worth retrying. 429s and unsent requests are always retried; 5xx and
         timeouts only when ``repeatable``, because a create the server may have acted on must not be repeated."""
         attempt = 0
@@ -456,8 +644,8 @@ class ReplicateClient:
             except _TRANSPORT_ERRORS as exc:
                 if not repeatable:
                     raise TransientError(
-                        f"The connection to Replicate failed ({type(exc).__name__}) while creating the prediction. "
-                        "It may have been created anyway: check replicate.com/predictions before trying again."
+                        f"The connection to Replicate failed ({type(exc).__name__}) while creating the {creating}. "
+                        f"It may have been created anyway: check replicate.com/{creating}s before trying again."
                     ) from exc
                 if last_try:
                     raise TransientError(f"{self._host_of(exc)} did not answer ({type(exc).__name__}) after "
@@ -483,7 +671,8 @@ class ReplicateClient:
         except RuntimeError:  # the exception was raised without a request attached
             return "the server"
 
-    def _error(self, response: httpx.Response, *, not_found: str, repeatable: bool) -> ReplicateError:
+    def _error(self, response: httpx.Response, *, not_found: str, repeatable: bool, creating: str = "prediction",
+               forbidden: str | None = None) -> ReplicateError:
         status = response.status_code
         problem = _problem(response)
         detail = str(problem.get("detail") or problem.get("title") or response.reason_phrase or "").strip()
@@ -491,6 +680,9 @@ class ReplicateClient:
             return AuthenticationError(AUTH_MESSAGE, status=status)
         if status == 402:
             return BillingError(BILLING_MESSAGE, status=status)
+        if status == 403:
+            return ForbiddenError(f"{forbidden} ({detail})" if forbidden else
+                                  f"Replicate refused the request (403): {detail}", status=status)
         if status == 404:
             return NotFoundError(not_found, status=status)
         if status == 422:
@@ -510,8 +702,8 @@ class ReplicateClient:
         if status >= 500:
             if not repeatable:
                 return TransientError(
-                    f"Replicate had a server error ({status}) while creating the prediction. It may have been "
-                    "created anyway: check replicate.com/predictions before trying again.", status=status)
+                    f"Replicate had a server error ({status}) while creating the {creating}. It may have been "
+                    f"created anyway: check replicate.com/{creating}s before trying again.", status=status)
             return TransientError(f"Replicate had a server error ({status}) and still failed after "
                                   f"{self.max_retries + 1} tries; try again shortly.", status=status)
         return ReplicateError(f"Replicate refused the request ({status}): {detail}", status=status)
