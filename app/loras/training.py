@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from app.atomic import atomic_file, write_atomic
+from app.atomic import write_atomic
 from app.datasets.export import ExportItem, ExportResult, write_training_zip
 
 MIN_IMAGES = 10  # the trainer's own advice: "We recommend a minimum of 10 images"
@@ -152,9 +152,16 @@ def build_training_zip(items: Sequence[ExportItem], dest: Path, *, trigger: str 
     ``trigger`` put first in every caption when given, ``\\(`` escapes undone when ``strip_escapes``),
     streaming one image at a time: memory stays flat however large the dataset. The file appears at
     ``dest`` only when complete. ``convert_formats`` turns formats the trainer cannot read into PNG."""
-    with atomic_file(dest) as out:
-        result = write_training_zip(items, out, trigger=trigger or None, strip_escapes=strip_escapes,
-                                    png_jpeg_only=convert_formats, on_progress=on_progress)
+    # Not fsynced: the zip is uploaded and deleted within minutes, and a crash only means building it again.
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.part")
+    try:
+        with open(tmp, "wb") as out:
+            result = write_training_zip(items, out, trigger=trigger or None, strip_escapes=strip_escapes,
+                                        png_jpeg_only=convert_formats, on_progress=on_progress)
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
     return result
 
 
