@@ -27,7 +27,7 @@ CONTENT_SECURITY_POLICY = (
 # web process, worker and Alembic run) whichever area loads first; add a new area's tables here.
 TABLE_MODULES = (
     "app.models", "app.replicate.models", "app.gallery.models",
-    "app.canvas.models", "app.canvas.tiles", "app.datasets.models",
+    "app.canvas.models", "app.canvas.tiles", "app.datasets.models", "app.loras.models",
 )
 
 
@@ -74,6 +74,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     from app.datasets import bp as datasets_bp
     from app.generate import bp as generate_bp
     from app.jobs import bp as jobs_bp
+    from app.loras import bp as loras_bp
     from app.webhooks import bp as webhooks_bp
 
     app.register_blueprint(auth_bp)
@@ -81,6 +82,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     app.register_blueprint(generate_bp)
     app.register_blueprint(canvas_bp, url_prefix="/canvas")
     app.register_blueprint(datasets_bp, url_prefix="/datasets")
+    app.register_blueprint(loras_bp, url_prefix="/loras")
     app.register_blueprint(webhooks_bp)
     errors.register(app)
 
@@ -88,7 +90,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     def navigation():
         def nav_items():
             items = [("generate.index", "Generate"), ("generate.gallery", "Gallery"), ("canvas.index", "Canvas"),
-                     ("datasets.index", "Datasets"), ("jobs.index", "Jobs")]
+                     ("datasets.index", "Datasets"), ("loras.index_page", "LoRAs"), ("jobs.index", "Jobs")]
             items = [(endpoint, label) for endpoint, label in items if endpoint in app.view_functions]
             # The page's own item, else the first item of its area (a canvas page marks "Canvas").
             current = next((e for e, _ in items if e == request.endpoint), None) or next(

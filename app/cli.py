@@ -79,11 +79,13 @@ def worker(count: int, burst: bool) -> None:
     _preload_for_jobs()
     with app.app_context():
         name = f"tessera-{socket.gethostname()}-{os.getpid()}"
-        Worker([app.task_queue], connection=app.redis, name=name).work(burst=burst, logging_level="WARNING")
+        Worker([app.task_queue], connection=app.redis, name=name).work(
+            # The scheduler runs jobs that deferred themselves (a LoRA training looks again in a minute).
+            burst=burst, logging_level="WARNING", with_scheduler=True)
 
 
 # Job modules, imported once in the worker so every forked work-horse starts with them loaded.
-TASK_MODULES = ("app.generate.tasks", "app.canvas.tasks", "app.datasets.tasks")
+TASK_MODULES = ("app.generate.tasks", "app.canvas.tasks", "app.datasets.tasks", "app.loras.tasks")
 
 
 def _preload_for_jobs() -> None:

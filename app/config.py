@@ -91,5 +91,9 @@ class Config:
         # The address users and Replicate reach Tessera at, e.g. https://tessera.example.com; when set,
         # Replicate reports progress through webhooks and workers poll only as a fallback.
         self.PUBLIC_URL = os.environ.get("TESSERA_PUBLIC_URL", "").rstrip("/")
+        # A LoRA training job looks at its Replicate training this often, holding no worker in between
+        # (a training runs tens of minutes); with webhooks a delivery wakes it, so it looks less often.
+        self.LORA_POLL_SECONDS = float(os.environ.get("TESSERA_LORA_POLL_SECONDS", "20"))
+        self.LORA_WEBHOOK_POLL_SECONDS = float(os.environ.get("TESSERA_LORA_WEBHOOK_POLL_SECONDS", "120"))
         # whsec_… from Replicate; when unset it is fetched once from Replicate and cached in Redis.
         self.REPLICATE_WEBHOOK_SECRET = os.environ.get("REPLICATE_WEBHOOK_SECRET", "")

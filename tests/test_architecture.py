@@ -28,7 +28,7 @@ SHARED_LAYERS = [
 ]
 # Areas: peers above the shared layers. One area reaches another only through the names the other
 # exports in its package's `__all__` (its public surface), imported from the package itself.
-AREAS = {"app.generate", "app.canvas", "app.datasets"}
+AREAS = {"app.generate", "app.canvas", "app.datasets", "app.loras"}
 # The factory and the entry points wire everything together and may import anything.
 TOP = {"app", "app.cli", "app.wsgi"}
 

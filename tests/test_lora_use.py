@@ -4,8 +4,9 @@ from __future__ import annotations
 import pytest
 
 from app.loras.use import (
-    Pick, ReferenceError, apply_picks, lora_slots, parse_reference, prompt_tags, with_trigger,
+    Pick, ReferenceError, apply_picks, lora_slots, parse_reference, with_trigger,
 )
+from app.gallery.outputs import lora_tags
 
 VERSION = "a" * 64
 
@@ -64,7 +65,7 @@ def test_apply_picks_fills_slots_scales_and_prompt():
                       "extra_lora": "https://x/cat.safetensors", "extra_lora_scale": 1.2}
     assert record == [{"id": 1, "name": "ink", "reference": "me/ink/" + VERSION, "scale": 0.8, "slot": 0},
                       {"id": 2, "name": "cat", "reference": "https://x/cat.safetensors", "scale": 1.2, "slot": 1}]
-    assert prompt_tags(record) == " <lora:ink:0.8> <lora:cat:1.2>"
+    assert lora_tags(record) == " <lora:ink:0.8> <lora:cat:1.2>"
     with pytest.raises(ValueError, match="takes 1 LoRA"):
         apply_picks({}, picks, ["prompt", "lora_weights", "lora_scale"])
     with pytest.raises(ValueError, match="between -1 and 3"):

@@ -8,6 +8,7 @@ import re
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -16,15 +17,48 @@ from app.gallery import Generation
 from app.loras.models import Lora
 from app.models import Job
 from app.replicate.trainers import FLUX_LORA_TRAINER
-from tests.datasets_helpers import make_folder, open_dataset
+from tests.canvas_helpers import make_canvas, noise, paint, png
+from tests.datasets_helpers import open_dataset, save_image
 from tests.fake_replicate import ACCOUNT
 
 CAPTIONS = {f"img{n:02d}.png": f"tok, a red cat {n}" for n in range(12)}
+LORA_MODEL = "black-forest-labs/flux-dev-lora"
+
+
+@pytest.fixture(autouse=True)
+def poll_at_once(app):
+    """A training job defers itself between looks; here the next look is queued at once, so one burst
+    worker runs the training to its end (the fake moves one state per look)."""
+    app.config["LORA_POLL_SECONDS"] = 0
+
+
+@pytest.fixture(autouse=True)
+def flux_dev_lora(fake_replicate, app):
+    """flux-dev-lora (its inputs are those of a trained version) on the fake, and usable in Generate."""
+    from app.replicate.presets import preset_for
+    from app.replicate.trainers import FLUX_LORA_TRAINER_SCHEMA
+    if preset_for(LORA_MODEL) is None:  # until the presets ship it
+        schemas = {k: v for k, v in FLUX_LORA_TRAINER_SCHEMA["components"]["schemas"].items()
+                   if not k.startswith("Training")}
+        properties = dict(schemas["Input"]["properties"])
+        properties["lora_weights"] = {"type": "string", "title": "Lora Weights", "x-order": 3}
+        schemas["Input"] = {**schemas["Input"], "properties": properties}
+        fake_replicate.add_model(LORA_MODEL, {**FLUX_LORA_TRAINER_SCHEMA, "components": {"schemas": schemas}})
+
+
+def training_folder(app, name: str, captions: dict, side: int = 512) -> Path:
+    """Images at a side the trainer works at (make_folder's are thumbnails), with their captions."""
+    root = Path(app.config["DATASET_ROOTS"][0]) / name
+    for number, (image, caption) in enumerate(captions.items()):
+        save_image(root / image, (number * 20 % 256, 80, 160), (side, side))
+        if caption is not None:
+            (root / image).with_suffix(".txt").write_text(caption, encoding="utf-8")
+    return root
 
 
 @pytest.fixture
 def dataset(client, run_jobs, app):
-    folder = make_folder(app, "cats", CAPTIONS)
+    folder = training_folder(app, "cats", CAPTIONS)
     dataset = open_dataset(client, run_jobs, folder)
     dataset.trigger = "tok"
     db.session.commit()
@@ -76,7 +110,7 @@ def test_the_whole_loop(client, run_jobs, dataset, fake_replicate, app):
     assert create.json["input"]["steps"] == 100 and create.json["input"]["trigger_word"] == "tok"
     assert create.json["input"]["autocaption"] is False
     # A private destination was created under the token's account.
-    [model_create] = fake_replicate.requests_to("POST", "/v1/models")
+    [model_create] = [r for r in fake_replicate.requests_to("POST", "/v1/models") if r.path == "/v1/models"]
     assert model_create.json["owner"] == ACCOUNT and model_create.json["visibility"] == "private"
     # The training was created once however many times the job ran.
     assert len(fake_replicate.requests_to("POST", "/v1/models/ostris")) == 1
@@ -96,7 +130,8 @@ def test_the_whole_loop(client, run_jobs, dataset, fake_replicate, app):
     page = client.get(f"/loras/{lora.id}").get_data(as_text=True)
     assert "<svg" in page and "img03.png" in page and "tok, a red cat 3" in page
     # Generate with it: the picker fills lora_weights/lora_scale and the trigger goes into the prompt.
-    response = client.post("/generate", data={"model": "black-forest-labs/flux-dev-lora", "prompt": "a cat on a mat",
+    add_lora_model(client)
+    response = client.post("/generate", data={"model": LORA_MODEL, "prompt": "a cat on a mat",
                                               "lora_1": str(lora.id), "lora_1_scale": "0.8", "seed": "7"})
     assert response.status_code == 200, response.get_data(as_text=True)
     run_jobs()
@@ -111,32 +146,58 @@ def test_the_whole_loop(client, run_jobs, dataset, fake_replicate, app):
     assert "<lora:cat-lora:0.8>" in png.text["parameters"].splitlines()[0]
 
 
+def add_lora_model(client):
+    from app.replicate.presets import preset_for
+    if preset_for(LORA_MODEL) is None:
+        assert client.post("/models", data={"ref": LORA_MODEL, "kind": "text-to-image"}).status_code == 200
+
+
 def test_a_canvas_inpaint_sends_the_lora(client, run_jobs, fake_replicate, app, user):
     lora = Lora(user_id=user.id, name="ink", source="replicate", status=Lora.READY, trigger="INKSTYLE",
                 reference="fofr/ink")
     db.session.add(lora)
     db.session.commit()
     fake_replicate.add_model("fofr/ink", {"components": {"schemas": {}}})
-    canvas_id = int(re.search(r"/canvas/(\d+)", client.post("/canvas/", data={"name": "c"}).headers["Location"]).group(1))
-    response = client.post(f"/canvas/{canvas_id}/generate", data={
-        "model": "black-forest-labs/flux-fill-dev", "prompt": "a boat", "x": "0", "y": "0", "width": "64",
-        "height": "64", "lora_1": str(lora.id), "lora_1_scale": "0.6"})
+    canvas = make_canvas(user)
+    paint(canvas, 0, 0, noise(256, 256, seed=3, alpha=255))
+    page = client.get(f"/canvas/{canvas.id}").get_data(as_text=True)
+    assert 'name="lora_1"' in page and ">ink (INKSTYLE)</option>" in page  # flux-fill-dev takes lora_weights
+    mask = np.zeros((256, 256), np.uint8)
+    mask[64:192, 64:192] = 255
+    response = client.post(f"/canvas/{canvas.id}/generate", content_type="multipart/form-data", data={
+        "model": "black-forest-labs/flux-fill-dev", "prompt": "a boat", "frame_x": 0, "frame_y": 0,
+        "frame_w": 256, "frame_h": 256, "infill": "telea", "mask_blur": 4, "seed": 5,
+        "mask": (io.BytesIO(png(mask)), "mask.png"), "lora_1": str(lora.id), "lora_1_scale": "0.6"})
     assert response.status_code == 200, response.get_data(as_text=True)
     run_jobs()
     [prediction] = fake_replicate.requests_to("POST", "/v1/models/black-forest-labs/flux-fill-dev/predictions")
     assert prediction.json["input"]["lora_weights"] == "fofr/ink"
     assert prediction.json["input"]["lora_scale"] == 0.6
-    assert prediction.json["input"]["prompt"].startswith("INKSTYLE, a boat")
+    assert prediction.json["input"]["prompt"] == "INKSTYLE, a boat"
+    generation = db.session.scalars(db.select(Generation)).one()
+    assert generation.loras == [{"id": lora.id, "name": "ink", "reference": "fofr/ink", "scale": 0.6, "slot": 0}]
+    assert "<lora:ink:0.6>" in Image.open(Path(app.config["DATA_DIR"]) / generation.path).text["parameters"]
+    # An unknown LoRA reference fails the prediction the way Replicate's model would.
+    lora.reference = "nobody/missing"
+    db.session.commit()
+    client.post(f"/canvas/{canvas.id}/generate", content_type="multipart/form-data", data={
+        "model": "black-forest-labs/flux-fill-dev", "prompt": "a boat", "frame_x": 0, "frame_y": 0,
+        "frame_w": 256, "frame_h": 256, "infill": "telea", "mask_blur": 4,
+        "mask": (io.BytesIO(png(mask)), "mask.png"), "lora_1": str(lora.id), "lora_1_scale": "0.6"})
+    run_jobs()
+    failed = db.session.scalars(db.select(Job).where(Job.status == "failed")).one()
+    assert "Couldn't load LoRA weights from nobody/missing" in failed.error
 
 
 def test_errors_block_and_warnings_need_consent(client, run_jobs, app, fake_replicate):
     captions = {"a.png": "tok, a cat", "b.png": "   ", "c.png": "a dog"}
-    dataset = open_dataset(client, run_jobs, make_folder(app, "small", captions))
+    dataset = open_dataset(client, run_jobs, training_folder(app, "small", captions))
     page = client.get(f"/loras/train/{dataset.id}").get_data(as_text=True)
     assert "The caption file is empty" in page and f"/datasets/{dataset.id}/images/" in page
     response = start_training(client, dataset)
     assert response.status_code == 422 and "Fix the errors" in response.get_data(as_text=True)
-    assert db.session.scalars(db.select(Lora)).all() == [] and fake_replicate.requests == []
+    assert db.session.scalars(db.select(Lora)).all() == []
+    assert [r for r in fake_replicate.requests if r.method == "POST"] == []
     (Path(app.config["DATASET_ROOTS"][0]) / "small" / "b.txt").write_text("tok, a bird")
     client.post(f"/datasets/{dataset.id}/rescan")
     run_jobs()
@@ -227,17 +288,21 @@ def test_a_create_whose_answer_was_lost_is_found_not_repeated(client, run_jobs, 
 
 
 def test_a_destination_the_token_may_not_write_is_a_sentence(client, run_jobs, dataset, fake_replicate):
-    fake_replicate.account = "someone-else-entirely"
-    start_training(client, dataset)
+    start_training(client, dataset, destination="someone-else/cat-lora")
     run_jobs()
     lora = only_lora()
     assert lora.status == Lora.FAILED
+    assert "may not create models under 'someone-else'" in lora.error
     assert fake_replicate.trainings == {}
+    page = client.get(f"/loras/{lora.id}").get_data(as_text=True)
+    assert "may not create models under" in page and "Ready to use (0)" in client.get("/loras/").get_data(as_text=True)
 
 
 def test_a_bad_destination_name_is_refused_in_the_form(client, dataset, fake_replicate):
-    response = start_training(client, dataset, destination="Ünïcode/name")
+    response = start_training(client, dataset, destination="Ünïcode name")
     assert response.status_code == 422 and "cannot be a Replicate model name" in response.get_data(as_text=True)
+    response = start_training(client, dataset, destination="bad owner/name")
+    assert response.status_code == 422 and "is not a Replicate account name" in response.get_data(as_text=True)
     assert fake_replicate.requests_to("POST", "/v1/files") == []
 
 
@@ -257,6 +322,7 @@ def test_import_by_reference(client, fake_replicate):
 
 
 def test_sample_grid_at_four_scales(client, run_jobs, fake_replicate, user):
+    add_lora_model(client)
     fake_replicate.add_model("fofr/ink", {"components": {"schemas": {}}})
     lora = Lora(user_id=user.id, name="ink", source="replicate", status=Lora.READY, trigger="INK",
                 reference="fofr/ink")

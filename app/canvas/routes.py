@@ -20,6 +20,7 @@ from app.extensions import db
 from app.files import send_data_file
 from app.htmx import form_error, is_htmx, message
 from app.jobs.runner import QueueUnavailable, enqueue_job
+from app.loras import apply_form_loras, picker_context
 from app.models import Job
 from app.replicate.inputs import prompt_title, random_seed
 
@@ -130,13 +131,19 @@ def generate(canvas_id):
     if params.errors:
         context["errors"].update(params.errors)
         return _form_error(context)
+    try:
+        loras = apply_form_loras(current_user.id, request.form, params.model_input,
+                                 [field.name for field in context["fields"]])
+    except ValueError as exc:
+        context["errors"]["lora_1"] = context["note"] = str(exc)
+        return _form_error(context)
 
     canvas_request = staging.create_request(canvas, model_ref=model.ref, model_input=params.model_input,
                                             frame=params.frame, painted=params.painted, infill=params.infill,
                                             mask_blur=params.mask_blur, colour_match=params.colour_match)
     canvas.settings = params.remembered(model.ref)
     try:
-        job = _enqueue(canvas_request)
+        job = _enqueue(canvas_request, loras)
     except QueueUnavailable as exc:
         context["note"] = str(exc)
         return _form_error(context, status=503)
@@ -151,18 +158,19 @@ def generate_more(canvas_id, request_id):
     model_input = dict(source.model_input)
     if "seed" in model_input:
         model_input["seed"] = random_seed()
+    previous = db.session.get(Job, source.job_id) if source.job_id else None
     try:
-        job = _enqueue(staging.copy_request(source, model_input))
+        job = _enqueue(staging.copy_request(source, model_input), (previous.params or {}).get("loras") if previous else None)
     except QueueUnavailable as exc:
         return message(str(exc), 503)
     return render_template("jobs/_status.html", job=job)
 
 
-def _enqueue(canvas_request: CanvasRequest) -> Job:
+def _enqueue(canvas_request: CanvasRequest, loras: list[dict] | None = None) -> Job:
     title = "Canvas: " + prompt_title(canvas_request.model_input.get("prompt", ""), canvas_request.model_ref)
     db.session.commit()  # the request must exist before a worker can pick the job up
     job = enqueue_job(run_canvas_generation, user_id=current_user.id, kind="canvas.generate", title=title,
-                      params={"request_id": canvas_request.id})
+                      params={"request_id": canvas_request.id, "loras": loras or []})
     canvas_request.job_id = job.id
     db.session.commit()
     return job
@@ -189,6 +197,7 @@ def _form_context(canvas: Canvas, ref: str, values: dict, *, submitted: bool = F
         "mask_blur": blending.get("mask_blur", DEFAULT_MASK_BLUR),
         "colour_match": bool(blending.get("colour_match")),
         "limits": FRAME_LIMITS,
+        **picker_context(current_user.id, [field.name for field in fields], values),
     }
 
 

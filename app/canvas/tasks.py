@@ -68,7 +68,8 @@ def run_canvas_generation(job_id: str) -> None:
             variation_ids, generation_ids = [], []
             for index, url in enumerate(urls):
                 run.progress(90 + 10 * index // len(urls), f"Staging variation {index + 1} of {len(urls)}")
-                generation = save_generation(client, url, job, model.ref, recorded_input, index, in_gallery=False)
+                generation = save_generation(client, url, job, model.ref, recorded_input, index, in_gallery=False,
+                                             loras=_loras_sent(job.params.get("loras"), sent_input))
                 variation = _stage(request, region, prepared, generation.path, generation.id, index)
                 variation_ids.append(variation.id)
                 generation_ids.append(generation.id)
@@ -124,3 +125,9 @@ def _forget_variations(request: CanvasRequest) -> None:
         for relpath in (variation.result_path, variation.preview_path):
             (data_dir() / relpath).unlink(missing_ok=True)
         db.session.delete(variation)
+
+
+def _loras_sent(loras: list[dict] | None, sent_input: dict) -> list[dict]:
+    """The picked LoRAs the model really got (a text-only fallback model may take none)."""
+    slots = ("lora_weights", "extra_lora")
+    return [item for item in loras or [] if sent_input.get(slots[min(int(item.get("slot", 0)), 1)]) == item["reference"]]

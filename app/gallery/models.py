@@ -24,4 +24,6 @@ class Generation(db.Model):
     height: Mapped[int]
     # in_gallery is False for canvas variations until the user keeps one.
     in_gallery: Mapped[bool] = mapped_column(default=True, index=True)
+    # The LoRAs it was made with: [{"id", "name", "reference", "scale", "slot"}] (slot 0: lora_weights).
+    loras: Mapped[list] = mapped_column(JSON, default=list)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

@@ -3,6 +3,7 @@ recording each as a `Generation` row."""
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 from typing import Callable
 
@@ -22,9 +23,16 @@ PARAMETER_LABELS = [
 ]
 
 
-def parameters_text(model_ref: str, model_input: dict, size: tuple[int, int]) -> str:
-    """The ecosystem's convention: prompt, then 'Negative prompt: …', then 'Key: value, …'."""
-    lines = [str(model_input.get("prompt", ""))]
+def lora_tags(loras: list[dict] | None) -> str:
+    """" <lora:name:0.8>" per LoRA used: the tags A1111, ComfyUI and CivitAI read after the prompt."""
+    return "".join(f" <lora:{re.sub(r'[^A-Za-z0-9_.-]+', '-', str(item.get('name') or 'lora')).strip('-') or 'lora'}"
+                   f":{float(item.get('scale', 1)):g}>" for item in loras or [])
+
+
+def parameters_text(model_ref: str, model_input: dict, size: tuple[int, int], loras: list[dict] | None = None) -> str:
+    """The ecosystem's convention: prompt (with a ``<lora:name:scale>`` tag per LoRA in `loras`), then
+    'Negative prompt: …', then 'Key: value, …'."""
+    lines = [str(model_input.get("prompt", "")) + lora_tags(loras)]
     if model_input.get("negative_prompt"):
         lines.append(f"Negative prompt: {model_input['negative_prompt']}")
     pairs, seen = [], set()
@@ -61,24 +69,25 @@ def save_png(data: bytes, dest: Path, parameters: Callable[[tuple[int, int]], st
 
 
 def save_generation(client: ReplicateClient, url: str, job, model_ref: str, request_input: dict, index: int,
-                    *, in_gallery: bool = True) -> Generation:
+                    *, in_gallery: bool = True, loras: list[dict] | None = None) -> Generation:
     """Download output `index` of `job`'s prediction from `url` and keep it as a gallery image.
 
     The PNG goes to ``DATA_DIR/outputs/YYYY/MM/<job id>-<index>.png`` (the job's creation month) with
     `request_input` (the model input as the user chose it, no files) written into its ``parameters``
     chunk; the row is committed. ``in_gallery=False`` keeps it out of the gallery (a canvas variation
-    until the user saves it). Raises `ReplicateError` (``OutputError`` included) when the download
+    until the user saves it). `loras` ([{"id", "name", "reference", "scale", "slot"}]) records the LoRAs
+    it was made with, on the row and as ``<lora:name:scale>`` tags in the PNG. Raises `ReplicateError` (``OutputError`` included) when the download
     fails, comes from a host Tessera does not trust, or is not a readable image.
     """
     data, _format = client.download_image(url)
     relpath = Path("outputs") / job.created_at.strftime("%Y/%m") / f"{job.id}-{index}.png"
     dest = Path(current_app.config["DATA_DIR"]) / relpath
-    size = save_png(data, dest, lambda size: parameters_text(model_ref, request_input, size))
+    size = save_png(data, dest, lambda size: parameters_text(model_ref, request_input, size, loras))
     seed = request_input.get("seed")
     generation = Generation(
         user_id=job.user_id, job_id=job.id, model_ref=model_ref, prompt=str(request_input.get("prompt", "")),
         params=request_input, seed=int(seed) if isinstance(seed, int) else None, output_index=index,
-        path=relpath.as_posix(), width=size[0], height=size[1], in_gallery=in_gallery,
+        path=relpath.as_posix(), width=size[0], height=size[1], in_gallery=in_gallery, loras=list(loras or []),
     )
     db.session.add(generation)
     db.session.commit()

@@ -10,6 +10,7 @@ from app.generate import bp
 from app.generate.tasks import run_generation
 from app.htmx import form_error
 from app.jobs.runner import QueueUnavailable, enqueue_job
+from app.loras import apply_form_loras, picker_context
 from app.replicate.catalog import add_model, available_models, is_available, model_schema
 from app.replicate.client import ReplicateError
 from app.replicate.inputs import prompt_title, with_seed
@@ -17,6 +18,7 @@ from app.replicate.schema import input_fields, validate_input
 from app.uploads import UploadRejected, read_image_upload, store_upload
 
 DEFAULT_MODEL = "black-forest-labs/flux-schnell"
+LORA_MODEL = "black-forest-labs/flux-dev-lora"  # what "Generate with this LoRA" opens
 GALLERY_PAGE_SIZE = 24
 
 
@@ -34,6 +36,7 @@ def _form_context(ref: str, values: dict | None = None, errors: dict | None = No
         "errors": errors or {},
         "note": note or schema_note,
         "token_missing": not current_app.config["REPLICATE_API_TOKEN"],
+        **picker_context(current_user.id, [field.name for field in fields], values),
     }
 
 
@@ -47,12 +50,17 @@ def _chosen_model(ref: str | None) -> str:
 @bp.get("/")
 def index():
     values, ref = {}, request.args.get("model")
+    if request.args.get("lora", type=int):
+        values["lora"] = request.args["lora"]
+        ref = ref or (LORA_MODEL if is_available(current_user.id, LORA_MODEL) else None)
     source = request.args.get("from", type=int)
     if source:
         generation = owned_or_404(Generation, source)
         values, ref = dict(generation.params), generation.model_ref
         if generation.seed is not None:
             values["seed"] = generation.seed
+        for item in generation.loras or []:
+            values[f"lora_{item['slot'] + 1}"], values[f"lora_{item['slot'] + 1}_scale"] = item["id"], item["scale"]
     context = _form_context(_chosen_model(ref), values)
     recent = db.session.scalars(
         db.select(Generation).where(Generation.user_id == current_user.id, Generation.in_gallery)
@@ -115,9 +123,15 @@ def submit():
         values.pop(name, None)
     with_seed(fields, values)  # picked here so every image can be made again
     try:
+        loras = apply_form_loras(current_user.id, request.form, values, [field.name for field in fields])
+    except ValueError as exc:
+        context["errors"] = {"lora_1": str(exc)}
+        context["note"] = str(exc)
+        return _form_error(context)
+    try:
         job = enqueue_job(run_generation, user_id=current_user.id, kind="generate.image",
                           title=prompt_title(values.get("prompt", ""), ref),
-                          params={"model": ref, "input": values, "files": files})
+                          params={"model": ref, "input": values, "files": files, "loras": loras})
     except QueueUnavailable as exc:
         context["note"] = str(exc)
         return _form_error(context, status=503)

@@ -26,7 +26,8 @@ def run_generation(job_id: str) -> None:
             ids = []
             for index, url in enumerate(urls):
                 run.progress(90 + 10 * index // len(urls), f"Downloading image {index + 1} of {len(urls)}")
-                ids.append(save_generation(client, url, job, model_ref, job.params["input"], index).id)
+                ids.append(save_generation(client, url, job, model_ref, job.params["input"], index,
+                                           loras=job.params.get("loras")).id)
         job.result = {"generations": ids}
         job.message = f"{len(ids)} image{'s' if len(ids) != 1 else ''}"
 

@@ -31,7 +31,11 @@ How to add a job (the contract every job keeps)
    ``canvas_id``, ``request_id``, ``variations`` — canvas.generate; ``dataset_id`` — every
    datasets job; ``download`` (path under DATA_DIR) and ``filename`` — datasets.export;
    ``skipped`` (list of [name, reason]) — datasets.scan, datasets.export; ``captioned`` (ids) and
-   ``failures`` ({name: reason}) — datasets.caption.
+   ``failures`` ({name: reason}) — datasets.caption; ``lora_id``, ``training_id``, ``upload_url``,
+   ``create_sent`` — loras.train; ``lora_id``, ``generations``, ``scales``, ``by_scale`` — loras.samples.
+6. A job that waits on slow work elsewhere ends each run with ``run.defer(seconds)`` instead of
+   sleeping: it runs again later (same function, same job id) without holding a worker meanwhile,
+   and must carry on from what it stored (loras.train polls its stored training id).
 """
 from __future__ import annotations
 
@@ -66,6 +70,14 @@ class QueueUnavailable(RuntimeError):
 
 class JobCanceled(Exception):
     """Raised inside a job function when the user asked to cancel."""
+
+
+class JobDeferred(Exception):
+    """Raised by `JobRun.defer`: this run ends, the job stays running and runs again after `delay` s."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__(delay)
+        self.delay = delay
 
 
 class JobFailed(Exception):
@@ -132,6 +144,39 @@ def _push(job: Job, timeout: int) -> None:
             "`tessera up`, or check REDIS_URL."), utcnow()
         db.session.commit()
         raise QueueUnavailable(job.error) from exc
+
+
+def _continuation_of_this_run() -> int | None:
+    """The attempt number a deferred run belongs to, or None for a first run (or outside RQ)."""
+    from rq import get_current_job
+
+    rq_job = get_current_job()
+    attempt = rq_job.meta.get("tessera_continues") if rq_job is not None else None
+    return int(attempt) if attempt is not None else None
+
+
+def _push_continuation(job: Job, delay: float) -> None:
+    """Queue the next run of a deferred job, now or after `delay` seconds (RQ's scheduler)."""
+    # Not stale while it waits: the heartbeat says when the next run is due.
+    job.heartbeat_at = utcnow() + timedelta(seconds=delay)
+    db.session.commit()
+    options = dict(job_id=f"{job.id}-{uuid.uuid4().hex[:8]}", job_timeout=3600, result_ttl=3600,
+                   failure_ttl=7 * 86400, meta={"tessera_continues": job.attempts},
+                   on_failure=Callback(mark_failed_from_rq), on_stopped=Callback(mark_stopped_from_rq))
+    try:
+        if delay <= 0:
+            current_app.task_queue.enqueue(job.task, job.id, **options)
+        else:
+            current_app.task_queue.enqueue_in(timedelta(seconds=delay), job.task, job.id, **options)
+    except RedisError:
+        # Nothing will run it: the heartbeat goes stale and the job shows "worker stopped", and Retry
+        # carries on from what it stored.
+        log.warning("Could not queue the next run of job %s", job.id)
+
+
+def _job_row_of(rq_job) -> Job | None:
+    """The Job row of an RQ job: its id, or the part before "-" for a deferred run (Job ids are hex)."""
+    return db.session.get(Job, str(rq_job.id).split("-", 1)[0])
 
 
 def cancel_job(job: Job) -> None:
@@ -228,6 +273,15 @@ class JobRun:
         db.session.refresh(self.job, ["cancel_requested"])
         return self.job.cancel_requested
 
+    def defer(self, seconds: float) -> None:
+        """End this run without ending the job: the same function runs again for the same job after
+        `seconds` (on any worker; none is held meanwhile) and carries on from what the rows say. For a
+        job that waits on slow work elsewhere, e.g. a Replicate training of tens of minutes. The job
+        stays "running", its heartbeat set to when the next run is due, so it is not taken for lost.
+        Needs workers started with RQ's scheduler (`tessera worker` is) unless `seconds` is 0. Raises
+        `JobDeferred`, which `job_run` handles: call it last."""
+        raise JobDeferred(max(0.0, float(seconds)))
+
     def check_canceled(self) -> None:
         """Raise `JobCanceled` (ending the job as canceled) when the user asked to cancel."""
         if self.cancel_requested():
@@ -246,13 +300,23 @@ def job_run(job_id: str) -> Iterator[JobRun]:
         raise LookupError(f"No job row {job_id}")
     if job.ended:
         return
-    job.status, job.started_at, job.heartbeat_at = Job.RUNNING, utcnow(), utcnow()
-    job.attempts += 1
-    job.message = "Starting"
+    continuation = _continuation_of_this_run()
+    if continuation is not None:
+        if continuation != job.attempts or job.status != Job.RUNNING:
+            return  # a deferred run of an earlier attempt (the job was retried meanwhile): not ours any more
+        job.heartbeat_at = utcnow()
+    else:
+        job.status, job.started_at, job.heartbeat_at = Job.RUNNING, utcnow(), utcnow()
+        job.attempts += 1
+        job.message = "Starting"
     db.session.commit()
     run = JobRun(job)
     try:
         yield run
+    except JobDeferred as exc:
+        db.session.commit()  # what this run recorded
+        _push_continuation(job, exc.delay)
+        return
     except JobCanceled:
         db.session.rollback()
         _end(job, Job.CANCELED, message="Canceled")
@@ -275,7 +339,7 @@ _engine_pid: dict[str, int] = {}
 
 def mark_failed_from_rq(rq_job, connection, exc_type, exc_value, traceback) -> None:
     """RQ failure callback: also runs for abandoned jobs (a dead worker) and timeouts."""
-    job = db.session.get(Job, rq_job.id)
+    job = _job_row_of(rq_job)
     if job is None or job.ended:
         return
     reason = WORKER_LOST_MESSAGE if exc_type is None or "Abandoned" in getattr(exc_type, "__name__", "") else (
@@ -284,6 +348,6 @@ def mark_failed_from_rq(rq_job, connection, exc_type, exc_value, traceback) -> N
 
 
 def mark_stopped_from_rq(rq_job, connection) -> None:
-    job = db.session.get(Job, rq_job.id)
+    job = _job_row_of(rq_job)
     if job is not None and not job.ended:
         _end(job, Job.CANCELED, message="Stopped")

@@ -1,9 +1,9 @@
-"""LoRAs a user trained or imported, and which generated images used which LoRA at which scale."""
+"""LoRAs a user trained or imported (which images used which LoRA is kept on each Generation row)."""
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, Text
+from sqlalchemy import JSON, BigInteger, ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.extensions import db
@@ -57,16 +57,3 @@ class Lora(db.Model):
     def ended(self) -> bool:
         return self.status in self.ENDED
 
-
-class GenerationLora(db.Model):
-    """A LoRA an image was made with, and its scale; ``slot`` 0 is lora_weights, 1 is extra_lora.
-    The LoRA's name and reference are copied so the record survives deleting the LoRA."""
-
-    __table_args__ = (Index("ix_generation_lora_lora", "lora_id"),)
-
-    generation_id: Mapped[int] = mapped_column(ForeignKey("generation.id", ondelete="CASCADE"), primary_key=True)
-    slot: Mapped[int] = mapped_column(primary_key=True, default=0)
-    lora_id: Mapped[int | None] = mapped_column(ForeignKey("lora.id", ondelete="SET NULL"))
-    name: Mapped[str] = mapped_column(String(200))
-    reference: Mapped[str] = mapped_column(String(1000))
-    scale: Mapped[float]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 
 from flask import abort, current_app, flash, make_response, redirect, render_template, request, url_for
@@ -12,26 +13,25 @@ from redis.exceptions import RedisError
 from sqlalchemy import select
 
 from app.auth.access import owned_or_404
-from app.datasets import index
-from app.datasets.models import Dataset, DatasetImage
+from app.datasets import Dataset, scope_images
 from app.extensions import db
 from app.files import send_data_file
+from app.htmx import form_error, message, redirect_page
 from app.jobs.runner import QueueUnavailable, cancel_job, enqueue_job, retry_job
 from app.loras import bp
 from app.loras.models import Lora
 from app.loras.tasks import SAMPLE_SCALES, SECRET_KEY, SECRET_TTL, lora_folder, run_samples, run_training
-from app.loras.training import (
-    PreflightImage, loss_chart_svg, parse_resolutions, preflight, read_json, training_facts,
-)
-from app.loras.use import ReferenceError, parse_reference
+from app.loras.training import loss_chart_svg, parse_resolutions, preflight, read_json, training_facts
+from app.loras.use import ReferenceError, parse_reference, with_trigger
 from app.models import Job
 from app.replicate.catalog import client_from_config
+from app.replicate.inputs import random_seed
 from app.replicate.client import ReplicateError, parse_model_ref
 from app.replicate.schema import input_fields, validate_input
 from app.replicate.trainers import (
     FLUX_LORA_TRAINER, FLUX_LORA_TRAINER_SCHEMA, as_input_schema, training_input_schema,
 )
-from app.replicate.trainings import DestinationNameError, destination_name, suggest_destination_name
+from app.replicate.trainings import DestinationNameError, split_destination, suggest_destination_name
 
 SAMPLE_MODEL = "black-forest-labs/flux-dev-lora"
 CAPTIONS_SHOWN = 200
@@ -78,12 +78,9 @@ def import_lora():
     return redirect(url_for("loras.show", lora_id=lora.id), 303)
 
 
-def _import_error(message: str, text: str, name: str, trigger: str):
-    response = make_response(render_template("loras/_import.html", import_error=message, values={
-        "reference": text, "name": name, "trigger": trigger}), 422)
-    response.headers["HX-Retarget"] = "#lora-import"
-    response.headers["HX-Reswap"] = "outerHTML"
-    return response
+def _import_error(text: str, reference: str, name: str, trigger: str):
+    return form_error("loras/_import.html", {"import_error": text, "values": {
+        "reference": reference, "name": name, "trigger": trigger}}, target="#lora-import")
 
 
 @bp.get("/<int:lora_id>")
@@ -189,9 +186,7 @@ def samples(lora_id):
     prompt = " ".join(request.form.get("prompt", "").split()) or f"{lora.trigger or 'a photo'}, portrait, detailed"
     seed = request.form.get("seed", type=int)
     if seed is None or not 0 <= seed <= 2**31 - 1:
-        import random
-        seed = random.randint(0, 2**31 - 1)
-    from app.loras.use import with_trigger
+        seed = random_seed()
     model_input = {"prompt": with_trigger(prompt, lora.trigger), "seed": seed, "num_outputs": 1,
                    "output_format": "png"}
     try:
@@ -200,7 +195,7 @@ def samples(lora_id):
                           params={"lora_id": lora.id, "model": SAMPLE_MODEL, "input": model_input,
                                   "scales": list(SAMPLE_SCALES)})
     except QueueUnavailable as exc:
-        abort(503, str(exc))
+        return message(str(exc), 503)
     return render_template("jobs/_status.html", job=job)
 
 
@@ -210,6 +205,22 @@ def _sample_jobs(lora: Lora) -> list[Job]:
 
 
 # --- training -----------------------------------------------------------------------------------
+
+
+_TRAINERS: dict[tuple[str, str, str], tuple[float, object]] = {}  # (base, token, ref) -> (fetched at, ModelInfo)
+TRAINER_SCHEMA_TTL = 600.0  # the form re-checks on every change; a trainer's schema changes rarely
+
+
+def _trainer_info(ref: str):
+    """The trainer's model info from Replicate, cached per process for a few minutes."""
+    key = (current_app.config["REPLICATE_API_BASE"], current_app.config["REPLICATE_API_TOKEN"], ref)
+    cached = _TRAINERS.get(key)
+    if cached is not None and time.monotonic() - cached[0] < TRAINER_SCHEMA_TTL:
+        return cached[1]
+    with client_from_config() as client:
+        info = client.get_model(ref)
+    _TRAINERS[key] = (time.monotonic(), info)
+    return info
 
 
 def _trainer_schema(ref: str) -> tuple[str, dict, str | None]:
@@ -224,8 +235,7 @@ def _trainer_schema(ref: str) -> tuple[str, dict, str | None]:
         raise LookupError("Write the trainer as owner/name or owner/name:<version id>.")
     if current_app.config["REPLICATE_API_TOKEN"]:
         try:
-            with client_from_config() as client:
-                info = client.get_model(ref)
+            info = _trainer_info(ref)
         except ReplicateError as exc:
             if ref != FLUX_LORA_TRAINER:
                 raise LookupError(exc.message) from exc
@@ -236,26 +246,6 @@ def _trainer_schema(ref: str) -> tuple[str, dict, str | None]:
     if ref != FLUX_LORA_TRAINER:
         raise LookupError("Set REPLICATE_API_TOKEN to train with another trainer: its form is read from Replicate.")
     return FLUX_LORA_TRAINER, FLUX_LORA_TRAINER_SCHEMA, "The form shows the trainer's options as bundled with Tessera."
-
-
-def _scope_images(dataset: Dataset, scope: str, args, ids: list[int]) -> tuple[list[PreflightImage], str]:
-    columns = (DatasetImage.id, DatasetImage.relpath, DatasetImage.width, DatasetImage.height, DatasetImage.error,
-               DatasetImage.caption, DatasetImage.content_hash, DatasetImage.format)
-    query = select(*columns).where(DatasetImage.dataset_id == dataset.id)
-    label = "all images"
-    if scope == "selected":
-        wanted = index.existing_ids(dataset.id, ids)
-        query = query.where(DatasetImage.id.in_(wanted or [-1]))
-        label = f"the {len(wanted):,} selected images"
-    elif scope == "filtered":
-        grid_filter = index.GridFilter.from_args(args)
-        if grid_filter.problem:
-            raise LookupError(grid_filter.problem)
-        matching = index.filtered_select(dataset.id, grid_filter).order_by(None).subquery()
-        query = query.where(DatasetImage.id.in_(select(matching.c.id)))
-        label = "the filtered images"
-    rows = db.session.execute(query.order_by(DatasetImage.relpath)).all()
-    return [PreflightImage(*row) for row in rows], label
 
 
 def _train_context(dataset: Dataset, form, *, errors: dict | None = None, note: str | None = None) -> dict:
@@ -273,7 +263,11 @@ def _train_context(dataset: Dataset, form, *, errors: dict | None = None, note: 
         errors = {**(errors or {}), "trainer": str(exc)}
     secret_names = {name for name, prop in properties.items()
                     if isinstance(prop, dict) and (prop.get("x-cog-secret") or prop.get("format") == "password")}
-    images, scope_label = _scope_images(dataset, scope, form, ids)
+    try:
+        images, scope_label = scope_images(dataset, scope, form, ids)
+    except ValueError as exc:
+        images, scope_label = [], "the filtered images"
+        errors = {**(errors or {}), "preflight": f"The filter cannot be used: {exc}"}
     values = {key: value for key, value in form.items() if key not in ("csrf_token", "ids")}
     # An unticked box sends nothing: "add_trigger_shown" tells a first visit (on by default) from "off".
     values["add_trigger"] = "1" if not form.get("add_trigger_shown") or form.get("add_trigger") else ""
@@ -319,10 +313,10 @@ def start(dataset_id):
     context = _train_context(dataset, request.form)
     errors = dict(context["errors"])
     try:
-        name = destination_name(request.form.get("destination", ""))
+        owner, name = split_destination(request.form.get("destination", ""))
     except DestinationNameError as exc:
         errors["destination"] = str(exc)
-        name = ""
+        owner, name = "", ""
     secret_names = context["secret_names"]
     values, field_errors = validate_input(context["fields"], request.form, files={})
     errors.update(field_errors)
@@ -335,18 +329,15 @@ def start(dataset_id):
         errors["accept_warnings"] = "Read the warnings, then tick “Train anyway” to go on past them."
     if errors:
         context["errors"] = errors
-        response = make_response(render_template("loras/_train_form.html", **context), 422)
-        response.headers["HX-Retarget"] = "#train-form"
-        response.headers["HX-Reswap"] = "outerHTML"
-        return response
+        return form_error("loras/_train_form.html", context, target="#train-form")
     secrets = {key: values.pop(key) for key in list(values) if key in secret_names and values.get(key)}
     trigger = str(values.get("trigger_word") or "").strip()
     lora = Lora(user_id=current_user.id, name=name, source="trained", status=Lora.PREPARING, trigger=trigger,
                 dataset_id=dataset.id, dataset_name=dataset.name, trainer=context["trainer"], training_input=values,
-                destination=f"/{name}", image_count=report.image_count)
+                destination=f"{owner}/{name}", image_count=report.image_count)
     db.session.add(lora)
     db.session.commit()
-    ids = [image.id for image in _scope_images(dataset, context["scope"], request.form, context["ids"])[0]
+    ids = [image.id for image in scope_images(dataset, context["scope"], request.form, context["ids"])[0]
            if not image.error]
     params = {"lora_id": lora.id, "image_ids": ids if context["scope"] != "all" else None,
               "add_trigger": bool(context["values"]["add_trigger"]),
@@ -357,7 +348,8 @@ def start(dataset_id):
     except QueueUnavailable as exc:
         lora.status, lora.error = Lora.FAILED, str(exc)
         db.session.commit()
-        abort(503, str(exc))
+        context["errors"] = {"preflight": str(exc)}
+        return form_error("loras/_train_form.html", context, target="#train-form", status=503)
     lora.job_id = job.id
     db.session.commit()
     if secrets:
@@ -365,7 +357,5 @@ def start(dataset_id):
             current_app.redis.setex(SECRET_KEY.format(job.id), SECRET_TTL, json.dumps(secrets))
         except RedisError:
             pass  # the queue just worked; if Redis went away the job fails on its own
-    response = make_response("", 204)
-    response.headers["HX-Redirect"] = url_for("loras.show", lora_id=lora.id)
-    return response
+    return redirect_page(make_response("", 204), url_for("loras.show", lora_id=lora.id))
 

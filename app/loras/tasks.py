@@ -13,12 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import select
 
-from app.datasets import index
-from app.datasets.models import Dataset, DatasetImage
-from app.datasets.paths import PathRefused, resolve_within
+from app.datasets import Dataset, PathRefused, zip_items
 from app.extensions import db
+from app.gallery import save_generation
 from app.jobs.predictions import WEBHOOK_EVENTS, follow_prediction, webhook_url
 from app.jobs.runner import JobCanceled, JobFailed, JobRun, job_run
 from app.loras.models import Lora
@@ -27,7 +25,7 @@ from app.loras.training import (
 )
 from app.models import utcnow
 from app.replicate.catalog import client_from_config
-from app.replicate.client import OutputError, ReplicateClient, ReplicateError, TransientError
+from app.replicate.client import OutputError, ReplicateClient, ReplicateError, TransientError, output_urls
 from app.replicate.trainings import Training
 
 # Shares of the job's progress bar: zip and upload, then the training, then the weights.
@@ -164,25 +162,9 @@ def _build_zip(run: JobRun, lora: Lora, params: dict, zip_path: Path) -> None:
     if dataset is None or dataset.user_id != run.job.user_id:
         raise JobFailed("The dataset this LoRA was to be trained on no longer exists.")
     try:
-        root = index.dataset_root(dataset, current_app.config["DATASET_ROOTS"])
+        items, formats = zip_items(dataset, current_app.config["DATASET_ROOTS"], params.get("image_ids"))
     except PathRefused as exc:
         raise JobFailed(exc.message) from exc
-    items, formats = [], set()
-    query = select(DatasetImage.id, DatasetImage.relpath, DatasetImage.caption, DatasetImage.error,
-                   DatasetImage.format).where(
-        DatasetImage.dataset_id == dataset.id).order_by(DatasetImage.relpath)
-    wanted = set(params.get("image_ids") or [])
-    for row in db.session.execute(query):
-        if row.error:
-            continue
-        if wanted and row.id not in wanted:
-            continue
-        try:
-            path = resolve_within([root], row.relpath)
-        except PathRefused:
-            continue
-        items.append((path, str(Path(row.relpath).with_suffix("")), row.caption))
-        formats.add((row.format or "").upper())
     if not items:
         raise JobFailed("There is no readable image to train on.")
 
@@ -297,8 +279,6 @@ class _Share:
 
 def run_samples(job_id: str) -> None:
     """The same prompt and seed at each LoRA scale; result {"generations": [ids], "scales": [...]}."""
-    from app.loras.use import record_loras, save_generation_with_loras
-
     with job_run(job_id) as run:
         lora = _lora(run)
         params = run.job.params
@@ -312,14 +292,12 @@ def run_samples(job_id: str) -> None:
                 run.check_canceled()
                 model_input: dict[str, Any] = {**params["input"], "lora_weights": lora.reference, "lora_scale": scale}
                 prediction = follow_prediction(client, _Share(run, number, len(scales)), params["model"], model_input)
-                from app.replicate.client import output_urls
                 urls = output_urls(prediction.output)
                 if not urls:
                     raise JobFailed("The model finished but returned no image.")
                 loras = [{"id": lora.id, "name": lora.name, "reference": lora.reference, "scale": scale, "slot": 0}]
-                generation = save_generation_with_loras(client, urls[0], run.job, params["model"], model_input, 0,
-                                                        loras, suffix=f"s{number}")
-                record_loras(generation, loras)
+                generation = save_generation(client, urls[0], run.job, params["model"], model_input, number - 1,
+                                             loras=loras)
                 done[key] = generation.id
                 run.job.prediction_id = None
                 run.job.result = {"lora_id": lora.id, "by_scale": done,

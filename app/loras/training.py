@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from app.atomic import write_atomic
-from app.datasets.export import ExportItem, ExportResult, write_training_zip
+from app.datasets import write_training_zip
 
 MIN_IMAGES = 10  # the trainer's own advice: "We recommend a minimum of 10 images"
 # The trainer opens these with Pillow; anything else is converted to PNG in the zip.
@@ -146,12 +146,13 @@ def preflight(images: Iterable[PreflightImage], *, trigger: str, resolutions: Se
 # --- the training zip ---------------------------------------------------------------------------
 
 
-def build_training_zip(items: Sequence[ExportItem], dest: Path, *, trigger: str | None, strip_escapes: bool,
-                       convert_formats: bool, on_progress: Callable[[int, int], None] | None = None) -> ExportResult:
+def build_training_zip(items: Sequence[tuple[Path, str, str | None]], dest: Path, *, trigger: str | None, strip_escapes: bool,
+                       convert_formats: bool, on_progress: Callable[[int, int], None] | None = None):
     """Write the trainer's zip to ``dest`` as the dataset export does (images and .txt at the root,
     ``trigger`` put first in every caption when given, ``\\(`` escapes undone when ``strip_escapes``),
     streaming one image at a time: memory stays flat however large the dataset. The file appears at
-    ``dest`` only when complete. ``convert_formats`` turns formats the trainer cannot read into PNG."""
+    ``dest`` only when complete. ``convert_formats`` turns formats the trainer cannot read into PNG.
+    Returns the export's result (images written, captions, images skipped with why)."""
     # Not fsynced: the zip is uploaded and deleted within minutes, and a crash only means building it again.
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.part")

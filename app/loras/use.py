@@ -114,9 +114,3 @@ def apply_picks(values: dict, picks: list[Pick], input_names, *, add_trigger: bo
         record.append({"id": pick.id, "name": pick.name, "reference": pick.reference, "scale": pick.scale,
                        "slot": slot})
     return record
-
-
-def prompt_tags(loras: list[dict] | None) -> str:
-    """" <lora:name:0.8>" for each LoRA used, as other tools write them after the prompt."""
-    return "".join(f" <lora:{_short_name(str(item.get('name') or 'lora'))}:{float(item.get('scale', 1)):g}>"
-                   for item in loras or [])

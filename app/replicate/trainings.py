@@ -41,6 +41,15 @@ def destination_name(text: str) -> str:
     return name
 
 
+def split_destination(text: str) -> tuple[str, str]:
+    """("owner", "name") of "owner/name", or ("", "name") for a bare name (the owner is then the token's
+    account). Raises DestinationNameError when either part is not a name Replicate accepts."""
+    owner, slash, name = (text or "").strip().rpartition("/")
+    if slash and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}", owner):
+        raise DestinationNameError(f"{owner!r} is not a Replicate account name.")
+    return owner, destination_name(name)
+
+
 def suggest_destination_name(text: str) -> str:
     """A valid model name made from any text (a dataset's name), e.g. "Ada's Style!" -> "ada-s-style-lora"."""
     name = re.sub(r"[^a-z0-9._-]+", "-", (text or "").lower()).strip("-._")[:90]
