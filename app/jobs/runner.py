@@ -146,13 +146,44 @@ def _push(job: Job, timeout: int) -> None:
         raise QueueUnavailable(job.error) from exc
 
 
-def _continuation_of_this_run() -> int | None:
-    """The attempt number a deferred run belongs to, or None for a first run (or outside RQ)."""
+def _continuation_of_this_run() -> tuple[int, str] | None:
+    """(attempt, due) of a deferred run, or None for a first run (or outside RQ). Only the run of the
+    job's current attempt that is due when the job says goes on; others were superseded."""
     from rq import get_current_job
 
     rq_job = get_current_job()
-    attempt = rq_job.meta.get("tessera_continues") if rq_job is not None else None
-    return int(attempt) if attempt is not None else None
+    meta = rq_job.meta if rq_job is not None else {}
+    if meta.get("tessera_continues") is None:
+        return None
+    return int(meta["tessera_continues"]), str(meta.get("tessera_due"))
+
+
+def continue_job(task: str, job_id: str) -> None:
+    """What a deferred job's next run executes: `task(job_id)`, unless this run was superseded (the job
+    ended, was retried, or was woken earlier than this run was due), in which case nothing happens."""
+    import importlib
+
+    continuation = _continuation_of_this_run()
+    job = db.session.get(Job, job_id)
+    if job is None or job.status != Job.RUNNING or continuation != (job.attempts, _due_text(job)):
+        db.session.rollback()
+        return
+    module, _, name = task.rpartition(".")
+    getattr(importlib.import_module(module), name)(job_id)
+
+
+def _due_text(job: Job) -> str:
+    return job.heartbeat_at.isoformat() if job.heartbeat_at else ""
+
+
+def wake_deferred(prediction_id: str) -> bool:
+    """Run at once the deferred job that follows `prediction_id` (a webhook said it changed), instead
+    of when its next look was due; the run that was due later then finds itself superseded."""
+    job = db.session.scalar(db.select(Job).where(Job.prediction_id == prediction_id, Job.status == Job.RUNNING))
+    if job is None or job.heartbeat_at is None or job.heartbeat_at <= utcnow():
+        return False  # not waiting: a run is under way and will see the news
+    _push_continuation(job, 0)
+    return True
 
 
 def _push_continuation(job: Job, delay: float) -> None:
@@ -161,13 +192,13 @@ def _push_continuation(job: Job, delay: float) -> None:
     job.heartbeat_at = utcnow() + timedelta(seconds=delay)
     db.session.commit()
     options = dict(job_id=f"{job.id}-{uuid.uuid4().hex[:8]}", job_timeout=3600, result_ttl=3600,
-                   failure_ttl=7 * 86400, meta={"tessera_continues": job.attempts},
+                   failure_ttl=7 * 86400, meta={"tessera_continues": job.attempts, "tessera_due": _due_text(job)},
                    on_failure=Callback(mark_failed_from_rq), on_stopped=Callback(mark_stopped_from_rq))
     try:
         if delay <= 0:
-            current_app.task_queue.enqueue(job.task, job.id, **options)
+            current_app.task_queue.enqueue(continue_job, job.task, job.id, **options)
         else:
-            current_app.task_queue.enqueue_in(timedelta(seconds=delay), job.task, job.id, **options)
+            current_app.task_queue.enqueue_in(timedelta(seconds=delay), continue_job, job.task, job.id, **options)
     except RedisError:
         # Nothing will run it: the heartbeat goes stale and the job shows "worker stopped", and Retry
         # carries on from what it stored.
@@ -300,10 +331,7 @@ def job_run(job_id: str) -> Iterator[JobRun]:
         raise LookupError(f"No job row {job_id}")
     if job.ended:
         return
-    continuation = _continuation_of_this_run()
-    if continuation is not None:
-        if continuation != job.attempts or job.status != Job.RUNNING:
-            return  # a deferred run of an earlier attempt (the job was retried meanwhile): not ours any more
+    if _continuation_of_this_run() is not None:  # continue_job checked it is the run that is due
         job.heartbeat_at = utcnow()
     else:
         job.status, job.started_at, job.heartbeat_at = Job.RUNNING, utcnow(), utcnow()

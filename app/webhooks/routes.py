@@ -8,6 +8,7 @@ from flask import abort, current_app, request
 from redis.exceptions import RedisError
 
 from app.jobs.predictions import WEBHOOK_PATH, record_pushed_progress, store_pushed_prediction
+from app.jobs.runner import wake_deferred
 from app.replicate.catalog import client_from_config
 from app.replicate.client import ReplicateError
 from app.webhooks import bp
@@ -61,6 +62,8 @@ def replicate():
     try:
         store_pushed_prediction(current_app.redis, data)
         record_pushed_progress(data)
+        if data.get("status") in ("succeeded", "failed", "canceled"):
+            wake_deferred(data["id"])  # a job looking only now and then (a LoRA training) finishes now
     except BaseException:
         release_delivery(current_app.redis, webhook_id)
         raise
