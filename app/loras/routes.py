@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from flask import abort, current_app, flash, make_response, redirect, render_template, request, url_for
@@ -36,6 +37,9 @@ from app.replicate.trainings import DestinationNameError, split_destination, sug
 SAMPLE_MODEL = "black-forest-labs/flux-dev-lora"
 CAPTIONS_SHOWN = 200
 PAGE_FIELDS = ("input_images",)  # filled by Tessera
+# Shown up front on the Train page (the rest under "Advanced"): what decides what is learnt and its cost.
+TRAINING_COMMON = frozenset({"trigger_word", "steps", "lora_rank", "resolution", "autocaption", "batch_size",
+                             "learning_rate", "max_train_steps", "network_dim", "rank"})
 
 
 def _owned_lora(lora_id: int) -> Lora:
@@ -104,6 +108,9 @@ def show(lora_id):
 @bp.get("/<int:lora_id>/progress")
 def progress(lora_id):
     lora = _owned_lora(lora_id)
+    if lora.ended:
+        # Done: load the whole page again, which now offers the weights, the sample grid and "use it".
+        return redirect_page(make_response("", 204), url_for("loras.show", lora_id=lora.id))
     job = db.session.get(Job, lora.job_id) if lora.job_id else None
     return render_template("loras/_progress.html", lora=lora, job=job)
 
@@ -256,7 +263,8 @@ def _train_context(dataset: Dataset, form, *, errors: dict | None = None, note: 
     trainer_ref = form.get("trainer") or FLUX_LORA_TRAINER
     try:
         trainer, schema, schema_note = _trainer_schema(trainer_ref)
-        fields = [f for f in input_fields(as_input_schema(schema)) if f.name not in PAGE_FIELDS]
+        fields = [replace(f, advanced=f.name not in TRAINING_COMMON)
+                  for f in input_fields(as_input_schema(schema)) if f.name not in PAGE_FIELDS]
         properties = training_input_schema(schema).get("properties") or {}
     except LookupError as exc:
         trainer, fields, schema_note, properties = trainer_ref, [], None, {}
@@ -302,9 +310,9 @@ def train(dataset_id):
 
 @bp.post("/train/<int:dataset_id>/check")
 def check(dataset_id):
-    """The form again, with the pre-flight check and facts for what is typed now (HTMX)."""
+    """The pre-flight check and the facts for what is typed now (HTMX; the form itself stays as it is)."""
     dataset = owned_or_404(Dataset, dataset_id)
-    return render_template("loras/_train_form.html", **_train_context(dataset, request.form))
+    return render_template("loras/_preflight.html", **_train_context(dataset, request.form))
 
 
 @bp.post("/train/<int:dataset_id>/start")
