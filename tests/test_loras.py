@@ -254,6 +254,10 @@ def test_cancel_cancels_on_replicate(client, run_jobs, dataset, fake_replicate, 
     assert response.status_code == 200
     assert fake_replicate.requests_to("POST", f"/v1/trainings/{lora.training_id}/cancel")
     assert fake_replicate.trainings[lora.training_id]["status"] == "canceled"
+    run_jobs()  # the waiting job was woken: it records the end now, not at its next look
+    lora = only_lora()
+    assert lora.status == Lora.CANCELED and db.session.get(Job, lora.job_id).status == "canceled"
+    assert "Ready to use (0)" in client.get("/loras/").get_data(as_text=True)
 
 
 def test_a_worker_restart_polls_the_same_training(client, run_jobs, dataset, fake_replicate, app):

@@ -18,7 +18,7 @@ from app.datasets import Dataset, scope_images
 from app.extensions import db
 from app.files import send_data_file
 from app.htmx import form_error, message, redirect_page
-from app.jobs.runner import QueueUnavailable, cancel_job, enqueue_job, retry_job
+from app.jobs.runner import QueueUnavailable, cancel_job, enqueue_job, retry_job, wake_deferred
 from app.loras import bp
 from app.loras.models import Lora
 from app.loras.tasks import SAMPLE_SCALES, SECRET_KEY, SECRET_TTL, lora_folder, run_samples, run_training
@@ -137,6 +137,7 @@ def cancel(lora_id):
                     client.cancel_training(lora.training_id)
             except ReplicateError as exc:
                 flash(f"Replicate did not confirm the cancel: {exc.message} The job will try again.", "error")
+            wake_deferred(lora.training_id)  # record the end now rather than at the next look
     return render_template("loras/_progress.html", lora=lora, job=job)
 
 
