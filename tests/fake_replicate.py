@@ -982,9 +982,12 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0, help="port to listen on (default: any free port)")
     parser.add_argument("--polls-per-state", type=int, default=1,
                         help="polls a prediction spends starting, then processing")
+    parser.add_argument("--training-polls", type=int, default=3,
+                        help="polls a training spends printing progress before it ends")
     args = parser.parse_args()
     fake = FakeReplicate(port=args.port)
     fake.polls_per_state = args.polls_per_state
+    fake.training_polls = args.training_polls
     with fake:
         print(fake.base_url, flush=True)
         try:
