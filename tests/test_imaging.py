@@ -163,3 +163,11 @@ def test_empty_caption_is_left_out_and_named_and_no_bom_is_written(tmp_path: Pat
         assert archive.read("c.txt") == b"mychar, 1girl\n"
     assert (str(tmp_path / "a.png"), "empty caption left out (kohya refuses an empty caption file)") in result.warnings
     assert kohya_metadata_json(items) == {"b": {"tags": "mychar, 1girl"}, "c": {"tags": "mychar, 1girl"}}
+
+
+def test_canvas_import_sees_the_same_greys() -> None:
+    from app.canvas.pipeline import place_import
+
+    placed, offset = place_import(checkerboard(), (512, 512), keep_size=True)
+    assert placed.mode == "RGBA" and offset == (0, 0)
+    assert grey_levels(placed) == {78, 234}

@@ -19,6 +19,7 @@ from typing import Literal
 import numpy as np
 from PIL import Image, ImageOps
 
+from app import imaging
 from app.canvas.compose import (
     fit_to_model,
     infill,
@@ -141,7 +142,8 @@ def place_import(image: Image.Image, frame_size: tuple[int, int],
                  keep_size: bool) -> tuple[Image.Image, tuple[int, int]]:
     """An imported image as RGBA and its offset from the frame's corner: scaled down to fit the frame
     and centred in it, or as it is at the corner when ``keep_size``."""
-    image = ImageOps.exif_transpose(image).convert("RGBA")
+    # The shared decoding (app/imaging.py): upright, 16-bit scaled instead of clipped to white.
+    image = imaging.prepare(image).convert("RGBA")
     if keep_size:
         return image, (0, 0)
     width, height = frame_size
