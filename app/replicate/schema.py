@@ -685,3 +685,50 @@ def validate_input(fields: list[Field], form: Mapping[str, Any], *,
         else:
             errors[name] = error
     return values, errors
+
+
+# ---- what a file control sends -----------------------------------------------------------------
+
+_ENTRY = re.compile(r"(generation|canvas):(\d{1,18})|upload:([0-9a-f]{32}\.(?:png|jpg|webp))|file:([A-Za-z0-9]{1,40})")
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One item of a file control (static/js/file-inputs.js), in the order the user arranged them.
+
+    ``source`` is "link" (``value`` is an https URL or a data: URI, sent as it is), "generation"
+    (a gallery image or canvas variation, by id), "canvas" (a canvas's content, by id), "upload"
+    (a file uploaded with an earlier submit of this form, by its stored name) or "part" (a file
+    sent with this request, by its key: the part is named "<input>.file.<key>").
+    """
+    source: str
+    value: str
+
+
+def parse_file_entry(text: str) -> FileEntry | None:
+    """The entry a file control sent, or None when the text is none of the forms above."""
+    text = text.strip()
+    if text.startswith(_FILE_PREFIXES):
+        return FileEntry("link", text)
+    match = _ENTRY.fullmatch(text)
+    if match is None:
+        return None
+    if match.group(1):
+        return FileEntry(match.group(1), match.group(2))
+    if match.group(3):
+        return FileEntry("upload", match.group(3))
+    return FileEntry("part", match.group(4))
+
+
+def file_entries(form: Mapping[str, Any], name: str) -> tuple[list[FileEntry], str | None]:
+    """The entries sent for the file input ``name`` (links typed without JavaScript may be several,
+    separated by spaces), and an error for the first that is not one."""
+    entries = []
+    for raw in _getlist(form, name):
+        parts = [raw.strip()] if raw.strip().startswith("data:") else raw.split()
+        for part in parts:
+            entry = parse_file_entry(part)
+            if entry is None:
+                return entries, "Must be a link to a file (https://...), an uploaded file or a gallery image"
+            entries.append(entry)
+    return entries, None
