@@ -18,7 +18,7 @@ APP = ROOT / "app"
 
 # Shared layers, bottom first: a module may import its own layer and the layers below it, never above.
 SHARED_LAYERS = [
-    ("core", {"app.config", "app.metadata", "app.extensions", "app.atomic", "app.files", "app.uploads",
+    ("core", {"app.config", "app.metadata", "app.extensions", "app.atomic", "app.files", "app.uploads", "app.imaging",
               "app.models", "app.htmx", "app.errors", "app.processes", "app.redis_server"}),
     ("auth", {"app.auth"}),
     ("replicate", {"app.replicate"}),
@@ -37,6 +37,8 @@ MAX_LINES = 400
 ONE_ROLE = {
     "app.canvas.tiles": "the tile store: versioned tiles, levels and history (and its pixel arithmetic)",
     "app.replicate.client": "the Replicate HTTP client: predictions, models, files, downloads, retries",
+    "app.replicate.schema": "reading a model's openapi schema (any Cog generation, hostile ones too) into fields",
+    "app.replicate.presets": "data: the shipped models and their schema snapshots",
 }
 
 
