@@ -28,7 +28,8 @@ from app.models import Job
 from app.replicate.catalog import client_from_config
 from app.replicate.inputs import random_seed
 from app.replicate.client import ReplicateError, parse_model_ref
-from app.replicate.schema import input_fields, validate_input
+from app.replicate.forminput import validate_input
+from app.replicate.schema import input_fields, secret_names
 from app.replicate.trainers import (
     FLUX_LORA_TRAINER, FLUX_LORA_TRAINER_SCHEMA, as_input_schema, training_input_schema,
 )
@@ -266,12 +267,9 @@ def _train_context(dataset: Dataset, form, *, errors: dict | None = None, note: 
         trainer, schema, schema_note = _trainer_schema(trainer_ref)
         fields = [replace(f, advanced=f.name not in TRAINING_COMMON)
                   for f in input_fields(as_input_schema(schema)) if f.name not in PAGE_FIELDS]
-        properties = training_input_schema(schema).get("properties") or {}
     except LookupError as exc:
-        trainer, fields, schema_note, properties = trainer_ref, [], None, {}
+        trainer, fields, schema_note = trainer_ref, [], None
         errors = {**(errors or {}), "trainer": str(exc)}
-    secret_names = {name for name, prop in properties.items()
-                    if isinstance(prop, dict) and (prop.get("x-cog-secret") or prop.get("format") == "password")}
     try:
         images, scope_label = scope_images(dataset, scope, form, ids)
     except ValueError as exc:
@@ -299,7 +297,7 @@ def _train_context(dataset: Dataset, form, *, errors: dict | None = None, note: 
             "trainer_ref": trainer_ref, "fields": fields, "values": values, "errors": errors or {},
             "note": note or schema_note, "report": report, "facts": training_facts(facts_input, report.image_count),
             "filter_args": {k: form.get(k) for k in ("q", "untagged", "search") if form.get(k)},
-            "secret_names": secret_names, "token_missing": not current_app.config["REPLICATE_API_TOKEN"]}
+            "secret_names": secret_names(fields), "token_missing": not current_app.config["REPLICATE_API_TOKEN"]}
 
 
 @bp.route("/train/<int:dataset_id>", methods=["GET", "POST"])
