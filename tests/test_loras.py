@@ -144,6 +144,11 @@ def test_the_whole_loop(client, run_jobs, dataset, fake_replicate, app):
                                  "slot": 0}]
     png = Image.open(Path(app.config["DATA_DIR"]) / generation.path)
     assert "<lora:cat-lora:0.8>" in png.text["parameters"].splitlines()[0]
+    # Or run the trained version itself: it joins the user's models and opens on Generate.
+    response = client.post(f"/loras/{lora.id}/run")
+    assert response.status_code == 303 and "prompt=tok" in response.headers["Location"]
+    page = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert "cat-lora (trained LoRA)" in page and 'name="lora_scale"' in page
 
 
 def add_lora_model(client):

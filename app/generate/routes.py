@@ -54,6 +54,8 @@ def index():
     if request.args.get("lora", type=int):
         values["lora"] = request.args["lora"]
         ref = ref or (LORA_MODEL if is_available(current_user.id, LORA_MODEL) else None)
+    if request.args.get("prompt"):  # e.g. a trained LoRA's trigger word
+        values["prompt"] = request.args["prompt"]
     source = request.args.get("from", type=int)
     if source:
         generation = owned_or_404(Generation, source)

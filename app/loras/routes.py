@@ -25,7 +25,7 @@ from app.loras.tasks import SAMPLE_SCALES, SECRET_KEY, SECRET_TTL, lora_folder, 
 from app.loras.training import loss_chart_svg, parse_resolutions, preflight, read_json, training_facts
 from app.loras.use import ReferenceError, parse_reference, with_trigger
 from app.models import Job
-from app.replicate.catalog import client_from_config
+from app.replicate.catalog import add_model, client_from_config, is_available
 from app.replicate.inputs import random_seed
 from app.replicate.client import ReplicateError, parse_model_ref
 from app.replicate.forminput import validate_input
@@ -140,6 +140,24 @@ def cancel(lora_id):
                 flash(f"Replicate did not confirm the cancel: {exc.message} The job will try again.", "error")
             wake_deferred(lora.training_id)  # record the end now rather than at the next look
     return render_template("loras/_progress.html", lora=lora, job=job)
+
+
+@bp.post("/<int:lora_id>/run")
+def run_version(lora_id):
+    """Generate with the trained version itself: added to the user's models (its schema read from
+    Replicate), then opened on Generate with the trigger word in the prompt."""
+    lora = _owned_lora(lora_id)
+    if not lora.ready or not lora.version:
+        abort(409, "Only a trained LoRA has a version of its own to run.")
+    if not is_available(current_user.id, lora.version):
+        try:
+            add_model(current_user.id, lora.version, "text-to-image").label = f"{lora.name} (trained LoRA)"
+            db.session.commit()
+        except (ValueError, ReplicateError) as exc:
+            db.session.rollback()
+            flash(getattr(exc, "message", None) or str(exc), "error")
+            return redirect(url_for("loras.show", lora_id=lora.id), 303)
+    return redirect(url_for("generate.index", model=lora.version, prompt=lora.trigger or None), 303)
 
 
 @bp.post("/<int:lora_id>/retry")

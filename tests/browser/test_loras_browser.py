@@ -44,6 +44,8 @@ def test_train_watch_and_generate(quick_polls, logged_in, live_server, app_env, 
     # The browser asks for /favicon.ico by itself (Tessera has none): not a fault of these pages.
     page.on("console", lambda message: errors.append(message.text) if message.type == "error"
             and not message.location.get("url", "").endswith("/favicon.ico") else None)
+    page.on("response", lambda response: errors.append(f"{response.status} {response.url}")
+            if response.status >= 400 and not response.url.endswith("/favicon.ico") else None)
     folder = make_dataset(app_env)
     page.goto(f"{live_server}/datasets/")
     page.get_by_label("Folder", exact=True).fill(str(folder))
@@ -80,6 +82,7 @@ def test_train_watch_and_generate(quick_polls, logged_in, live_server, app_env, 
         page.screenshot(path=str(Path(SCREENSHOTS) / "lora-list.png"))
     page.get_by_role("link", name="ink-boats").first.click()
 
+    assert errors == [], errors  # the Train and LoRA pages kept the console clean
     # Generate with it: the picker is filled in; the trigger word is added to the prompt.
     page.get_by_role("link", name="Generate with it").first.click()
     if preset_for(LORA_MODEL) is None:
@@ -92,11 +95,10 @@ def test_train_watch_and_generate(quick_polls, logged_in, live_server, app_env, 
     if SCREENSHOTS:
         page.screenshot(path=str(Path(SCREENSHOTS) / "lora-generate.png"))
     page.get_by_label("LoRA scale").first.fill("0.8")
-    page.get_by_label("Prompt").fill("a boat at sea")
+    page.locator("#in-prompt").fill("a boat at sea")
     page.get_by_role("button", name="Generate").click()
     page.locator(".job .status", has_text="succeeded").first.wait_for(timeout=30_000)
     [prediction] = fake_replicate.requests_to("POST", f"/v1/models/{LORA_MODEL}/predictions")
     assert prediction.json["input"]["lora_weights"].startswith("tessera-tester/ink-boats/")
     assert prediction.json["input"]["lora_scale"] == 0.8
     assert prediction.json["input"]["prompt"] == "inkstyle, a boat at sea"
-    assert errors == []
