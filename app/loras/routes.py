@@ -143,7 +143,7 @@ def cancel(lora_id):
 
 
 @bp.post("/<int:lora_id>/run")
-def run_version(lora_id):
+def use_trained_version(lora_id):
     """Generate with the trained version itself: added to the user's models (its schema read from
     Replicate), then opened on Generate with the trigger word in the prompt."""
     lora = _owned_lora(lora_id)
