@@ -9,6 +9,11 @@ from pathlib import Path
 from tests.live import free_port, wait_until_healthy
 
 
+def _grandchildren(pid: int) -> set[int]:
+    """Descendants of ``pid`` that are not its direct children."""
+    return {grandchild for child in _descendants(pid) for grandchild in _descendants(child)}
+
+
 def _descendants(pid: int) -> set[int]:
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
@@ -49,7 +54,10 @@ def test_up_runs_redis_web_and_worker_and_ctrl_c_stops_everything(tmp_path, app_
         children = _descendants(process.pid)
         commands = " ".join(Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ")
                             for pid in children if _alive(pid))
-        assert "redis-server" in commands and "gunicorn" in commands and commands.count("app.cli worker") == 2
+        # Counted among up's own children: a worker also forks RQ's scheduler (same command line).
+        workers = [pid for pid in _descendants(process.pid) - _grandchildren(process.pid)
+                   if _alive(pid) and "app.cli worker" in Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ")]
+        assert "redis-server" in commands and "gunicorn" in commands and len(workers) == 2
     finally:
         process.send_signal(signal.SIGINT)
         output = process.communicate(timeout=40)[0]
