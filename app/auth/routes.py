@@ -10,6 +10,7 @@ from app.auth.accounts import AccountError, create_user
 from app.auth.ratelimit import LoginLimiter
 from app.extensions import db, login_manager
 from app.models import User
+from app.redirects import safe_redirect_target
 
 FORWARDING_HEADERS = ("X-Forwarded-For", "X-Real-IP", "Forwarded")
 
@@ -25,11 +26,8 @@ def _setup_allowed() -> bool:
 
 
 def _safe_next(target: str | None) -> str:
-    """Only a path on this site; browsers read "/\\host" and "/<tab>/host" as another host, so those are out."""
-    if (target and target.startswith("/") and not target.startswith("//") and not urlsplit(target).netloc
-            and "\\" not in target and not any(ord(char) < 0x20 for char in target)):
-        return target
-    return url_for("generate.index")
+    """Only a path on this site (see app.redirects), else the home page."""
+    return safe_redirect_target(target, url_for("generate.index"))
 
 
 def _limiter() -> LoginLimiter:
