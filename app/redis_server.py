@@ -45,8 +45,11 @@ class PrivateRedis:
         self.socket.unlink(missing_ok=True)
         args = [redis_server_binary(), "--port", "0", "--unixsocket", str(self.socket), "--unixsocketperm", "700",
                 "--dir", str(self.run_dir), "--dbfilename", "redis.rdb", "--appendonly", "no",
-                "--save", "60 1" if self.persist else "", "--loglevel", "warning"]
-        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
+                "--save", "60 1" if self.persist else "", "--loglevel", "warning",
+                "--logfile", str(self.run_dir / "redis.log")]
+        # Own session: a terminal's Ctrl+C must not stop Redis before the workers that use it.
+        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True,
+                                        preexec_fn=die_with_parent)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
