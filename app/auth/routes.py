@@ -5,7 +5,7 @@ from flask import Response, abort, current_app, flash, redirect, render_template
 from flask_login import current_user, login_url, login_user, logout_user
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from app.auth import bp
+from app.auth import bp, devices
 from app.auth.accounts import AccountError, create_user
 from app.auth.ratelimit import LoginLimiter
 from app.extensions import db, login_manager
@@ -50,9 +50,24 @@ def _password_matches(user: User | None, password: str) -> bool:
     return user.check_password(password)
 
 
-def _minutes(seconds: int) -> str:
-    minutes = max(1, -(-seconds // 60))
-    return f"{minutes} minute{'s' if minutes != 1 else ''}"
+def _wait_text(seconds: int) -> str:
+    """"8 seconds", "3 minutes": how long to wait before the next try."""
+    if seconds < 90:
+        return f"{seconds} second{'s' if seconds != 1 else ''}"
+    minutes = -(-seconds // 60)
+    return f"{minutes} minutes"
+
+
+def _device() -> dict:
+    return devices.read_device(current_app.config["SECRET_KEY"], request.cookies.get(devices.COOKIE_NAME))
+
+
+def _remember_device(response, device: dict, username: str):
+    config = current_app.config
+    response.set_cookie(devices.COOKIE_NAME, devices.remember_login(config["SECRET_KEY"], device, username),
+                        max_age=devices.MAX_AGE_SECONDS, httponly=True, secure=config["SESSION_COOKIE_SECURE"],
+                        samesite="Lax")
+    return response
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -64,19 +79,23 @@ def login():
     if request.method == "POST":
         username = request.form.get("username", "").strip()
         # The client address is the real one behind nginx when TESSERA_PROXY_FIX is set.
-        address, limiter = request.remote_addr or "unknown", _limiter()
-        wait = limiter.seconds_blocked(address, username)
+        address, limiter, device = request.remote_addr or "unknown", _limiter(), _device()
+        known = devices.is_known(device, username)
+        wait = limiter.seconds_blocked(address, username, known_device=known)
         if wait:
-            error = f"Too many failed logins. Try again in {_minutes(wait)}."
+            error = f"Too many failed logins. Try again in {_wait_text(wait)}."
             status, headers = 429, {"Retry-After": str(wait)}
         else:
             user = db.session.scalar(db.select(User).where(User.username == username))
             if _password_matches(user, request.form.get("password", "")):
-                limiter.clear(address, username)
+                limiter.record_success(address, username)
                 login_user(user, remember=bool(request.form.get("remember")))
-                return redirect(_safe_next(request.args.get("next")))
-            limiter.record_failure(address, username)
+                return _remember_device(redirect(_safe_next(request.args.get("next"))), device, username)
+            wait = limiter.record_failure(address, username, known_device=known)
             error, status = "Wrong username or password.", 401
+            if wait:
+                error += f" Wait {_wait_text(wait)} before the next try."
+                headers = {"Retry-After": str(wait)}
     return render_template("auth/login.html", error=error, no_users=no_users,
                            setup_allowed=no_users and _setup_allowed()), status, headers
 
@@ -106,7 +125,7 @@ def setup():
         return render_template("auth/login.html", error=str(exc), no_users=True, setup_allowed=True), 422
     login_user(user)
     flash(f"Welcome, {user.username}. Your account is ready.")
-    return redirect(url_for("generate.index"))
+    return _remember_device(redirect(url_for("generate.index")), _device(), user.username)
 
 
 @bp.post("/logout")
