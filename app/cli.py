@@ -131,6 +131,28 @@ def user_create(username: str) -> None:
     click.echo(f"Created user {username}.")
 
 
+@user.command("passwd")
+@click.argument("username")
+def user_passwd(username: str) -> None:
+    """Set a new password for an account (the way back in after a forgotten one); ends every session
+    it has. The password is asked for twice, or read from standard input."""
+    from app import create_app
+    from app.auth.accounts import AccountError, set_password, user_named
+
+    if sys.stdin.isatty():
+        password = click.prompt("New password", hide_input=True, confirmation_prompt=True)
+    else:
+        password = sys.stdin.readline().rstrip("\n")
+    app = create_app()
+    with app.app_context():
+        _upgrade(app)
+        try:
+            set_password(user_named(username), password)
+        except AccountError as exc:
+            raise click.ClickException(str(exc)) from None
+    click.echo(f"Changed the password of {username.strip()}; its sessions have ended.")
+
+
 @main.group()
 def db() -> None:
     """Database schema."""

@@ -6,7 +6,7 @@ from flask_login import current_user, login_url, login_user, logout_user
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from app.auth import bp, devices
-from app.auth.accounts import AccountError, create_user
+from app.auth.accounts import MAX_PASSWORD, MIN_PASSWORD, AccountError, create_user
 from app.auth.ratelimit import LoginLimiter
 from app.extensions import db, login_manager
 from app.models import User
@@ -96,8 +96,12 @@ def login():
             if wait:
                 error += f" Wait {_wait_text(wait)} before the next try."
                 headers = {"Retry-After": str(wait)}
-    return render_template("auth/login.html", error=error, no_users=no_users,
-                           setup_allowed=no_users and _setup_allowed()), status, headers
+    return _login_page(error=error, no_users=no_users, setup_allowed=no_users and _setup_allowed(),
+                       username=request.form.get("username", "").strip()[:64]), status, headers
+
+
+def _login_page(**context) -> str:
+    return render_template("auth/login.html", min_password=MIN_PASSWORD, max_password=MAX_PASSWORD, **context)
 
 
 @login_manager.unauthorized_handler
@@ -110,7 +114,9 @@ def unauthorized():
         response = Response(status=401)
         response.headers["HX-Redirect"] = url_for("auth.login", next=next_url)
         return response
-    flash(login_manager.login_message)
+    # Opening Tessera (or before any account exists) needs no "please log in": the page says what to do.
+    if request.path != "/" and db.session.scalar(db.select(User.id).limit(1)) is not None:
+        flash(login_manager.login_message)
     return redirect(login_url("auth.login", next_url=request.url))
 
 
@@ -120,9 +126,11 @@ def setup():
         abort(403, "The first account can be created here only from this machine. "
                    "Run `tessera user create NAME` on the server instead.")
     try:
-        user = create_user(request.form.get("username", ""), request.form.get("password", ""))
+        user = create_user(request.form.get("username", ""), request.form.get("password", ""),
+                           request.form.get("confirm", ""))
     except AccountError as exc:
-        return render_template("auth/login.html", error=str(exc), no_users=True, setup_allowed=True), 422
+        return _login_page(error=str(exc), no_users=True, setup_allowed=True,
+                           username=request.form.get("username", "").strip()[:64]), 422
     login_user(user)
     flash(f"Welcome, {user.username}. Your account is ready.")
     return _remember_device(redirect(url_for("generate.index")), _device(), user.username)
