@@ -230,6 +230,7 @@ class Supervisor:
             delay = child.backoff.delay(now - child.started_at)
             self.say(f"Redis {_describe_exit(code)}; restarting it in {delay:g} s.")
             child.restart_at = now + delay
+            self.redis.mark_restarting(True)  # so the web pages say "restarting", not "start Tessera"
             return
         if now < child.restart_at:
             return
@@ -241,6 +242,7 @@ class Supervisor:
             child.restart_at = time.monotonic() + delay
             return
         child.process, child.started_at, child.restart_at = self.redis.process, time.monotonic(), None
+        self.redis.mark_restarting(False)
         self.say("Redis restarted; restarting the workers.")
         # The workers' connections and their registrations in Redis are gone: start them afresh.
         workers = [c for c in self.children.values() if c.role == "worker" and c.restart_at is None]
@@ -274,6 +276,7 @@ class Supervisor:
         self.children.clear()
         if self.redis is not None:
             self.redis.stop(self.grace)
+            self.redis.mark_restarting(False)
         self._kill_descendants()
 
     def _stop_children(self, children: list[Child]) -> None:

@@ -15,6 +15,7 @@ from redis import Redis
 from rq import Queue
 
 from app.processes import Backoff, descendants, is_alive
+from app.redis_server import queue_unavailable_message
 from tests.live import free_port, wait_until_healthy
 
 GRACE = 2  # TESSERA_STOP_GRACE_SECONDS for these runs
@@ -130,6 +131,13 @@ def test_a_killed_private_redis_is_restarted_and_the_workers_with_it(up):
     [redis_pid] = up.children("redis-server")
     [worker_pid] = up.children("app.cli worker")
     os.kill(redis_pid, signal.SIGKILL)
+    # While it is down, a page that needs the queue says it is restarting (not "start tessera up").
+    marker = up.data / "run" / "redis.restarting"
+    deadline = time.monotonic() + 10
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert marker.exists()
+    assert "restarting it" in queue_unavailable_message(f"unix://{up.data / 'run' / 'redis.sock'}")
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         servers = [pid for pid in up.children("redis-server") if pid != redis_pid]
@@ -140,6 +148,7 @@ def test_a_killed_private_redis_is_restarted_and_the_workers_with_it(up):
     else:
         raise AssertionError("Redis or the worker was not restarted:\n" + up.output())
     assert up.redis.ping()
+    assert not marker.exists()
     said = up.output()
     assert "Redis was killed by SIGKILL; restarting it in 1 s." in said
     assert "Redis restarted; restarting the workers." in said

@@ -6,7 +6,8 @@ from flask_login import current_user, login_url, login_user, logout_user
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from app.auth import bp, devices
-from app.auth.accounts import MAX_PASSWORD, MIN_PASSWORD, AccountError, create_user
+from app.auth.accounts import (MAX_PASSWORD, MIN_PASSWORD, AccountError, create_user, end_all_sessions,
+                               set_password)
 from app.auth.ratelimit import LoginLimiter
 from app.extensions import db, login_manager
 from app.models import User
@@ -138,5 +139,55 @@ def setup():
 
 @bp.post("/logout")
 def logout():
+    # Server-side: the session generation moves on, so a copy of this session or of the "keep me
+    # logged in" cookie is worthless from now on (app.auth.accounts.end_all_sessions).
+    _end_sessions_of_current_user()
     logout_user()
     return redirect(url_for("auth.login"))
+
+
+def _end_sessions_of_current_user() -> None:
+    user = db.session.get(User, current_user.id) if current_user.is_authenticated else None
+    if user is not None:
+        end_all_sessions(user)
+        db.session.commit()
+
+
+@bp.get("/account")
+def account():
+    return _account_page()
+
+
+def _account_page(error: str | None = None):
+    return render_template("auth/account.html", error=error, min_password=MIN_PASSWORD, max_password=MAX_PASSWORD)
+
+
+@bp.post("/account/password")
+def change_password():
+    user = db.session.get(User, current_user.id)
+    # A session left open on a shared computer must not become a way to guess the password.
+    address, limiter = request.remote_addr or "unknown", _limiter()
+    wait = limiter.seconds_blocked(address, user.username, known_device=True)
+    if wait:
+        return _account_page(f"Too many wrong passwords. Try again in {_wait_text(wait)}."), 429, {
+            "Retry-After": str(wait)}
+    if not user.check_password(request.form.get("current_password", "")):
+        limiter.record_failure(address, user.username, known_device=True)
+        return _account_page("The current password is wrong, so nothing was changed."), 403
+    try:
+        set_password(user, request.form.get("new_password", ""), request.form.get("new_confirm", ""))
+    except AccountError as exc:
+        return _account_page(str(exc)), 422
+    # Every session ended with the old password; this browser carries on under the new generation.
+    remembered = current_app.config.get("REMEMBER_COOKIE_NAME", "remember_token") in request.cookies
+    login_user(user, remember=remembered)
+    flash("Your password is changed, and every other session of this account has ended.")
+    return redirect(url_for("auth.account"), 303)
+
+
+@bp.post("/account/logout-everywhere")
+def logout_everywhere():
+    _end_sessions_of_current_user()
+    logout_user()
+    flash("Every session of your account has ended, in every browser. Log in again here.")
+    return redirect(url_for("auth.login"), 303)
