@@ -10,6 +10,7 @@ from werkzeug.exceptions import HTTPException, InternalServerError, RequestEntit
 
 from app.atomic import storage_error_message
 from app.extensions import db
+from app.htmx import is_htmx, render_message
 
 log = logging.getLogger(__name__)
 
@@ -40,13 +41,16 @@ def too_large_message() -> str:
 
 
 def error_response(code: int, message: str, headers: list[tuple[str, str]] | None = None):
+    """The error as JSON for fetch() callers that ask for it (the canvas shows `error` in its status
+    line), the message partial for an HTMX request, else a whole page."""
     if request.accept_mimetypes.best == "application/json":
-        # The canvas's fetch() calls ask for JSON and show `error` in the page's status line.
         return jsonify(error=message), code, headers or []
-    htmx = request.headers.get("HX-Request") == "true"
-    template = "errors/_message.html" if htmx else "errors/page.html"
     title = TITLES.get(code, "Error")
-    return render_template(template, code=code, title=title, message=message), code, headers or []
+    if is_htmx():
+        body = render_message(message, kind="error", title=title, code=code)
+    else:
+        body = render_template("errors/page.html", code=code, title=title, message=message)
+    return body, code, headers or []
 
 
 def _message_of(error: HTTPException) -> str:

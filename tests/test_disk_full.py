@@ -15,7 +15,7 @@ import pytest
 
 from app.atomic import DISK_FULL_MESSAGE, storage_error_message, write_atomic
 from app.canvas.staging import TILES_DIR, tile_store
-from tests.test_canvas_routes import import_image, make_canvas, noise, paint, png, read
+from tests.canvas_helpers import make_canvas, noise, paint, png, read
 
 
 class FullDisk:
@@ -81,10 +81,15 @@ def test_a_real_enospc_is_recognised_and_the_old_file_kept(tmp_path, full_disk):
     assert [p.name for p in disk.path.iterdir() if p.name.endswith(".tmp")] == []  # no half-written temp left
 
 
+def import_image(client, canvas, data, filename="photo.png", **fields):
+    form = {"x": 0, "y": 0, "w": 512, "h": 512, **fields, "image": (io.BytesIO(data), filename)}
+    return client.post(f"/canvas/{canvas.id}/import", data=form, content_type="multipart/form-data")
+
+
 def test_a_tile_write_on_a_full_disk_says_so_and_keeps_the_canvas(app, client, user, full_disk):
     disk = full_disk(Path(app.config["DATA_DIR"]) / TILES_DIR)
     canvas = make_canvas(user)
-    before = noise(256, 256, seed=1)
+    before = noise(256, 256, seed=1, alpha=255)
     paint(canvas, 0, 0, before)
     history = [r.rev for r in tile_store().history(canvas.id)]
     disk.fill()
@@ -117,23 +122,29 @@ def test_an_upload_on_a_full_disk_says_so_and_queues_nothing(app, client, user, 
     assert fake_replicate.requests_to("POST", "/v1/") == []
 
 
-def test_saving_a_generation_on_a_full_disk_leaves_no_partial_file(app, full_disk):
-    from app.generate.outputs import save_png
+def test_a_generation_on_a_full_disk_fails_saying_so_and_leaves_no_partial_file(app, client, run_jobs,
+                                                                                 fake_replicate, full_disk):
+    from app.extensions import db
+    from app.gallery import Generation
+    from app.models import Job
 
     disk = full_disk(Path(app.config["DATA_DIR"]) / "outputs", size=256 * 1024)
     disk.fill()
-    dest = disk.path / "2026" / "job-0.png"
-    with pytest.raises(OSError) as raised:
-        save_png(png(noise(512, 512)), dest, lambda size: "parameters")
-    assert storage_error_message(raised.value) == DISK_FULL_MESSAGE
-    assert not dest.exists() and not [p for p in disk.path.rglob("*") if p.suffix == ".tmp"]
+    response = client.post("/generate", data={"model": "black-forest-labs/flux-schnell", "prompt": "a red fox"})
+    assert response.status_code == 200
+    run_jobs()
+    job = db.session.scalar(db.select(Job))
+    assert job.status == Job.FAILED and job.error == DISK_FULL_MESSAGE
+    assert "disk is full" in client.get(f"/jobs/{job.id}/status").get_data(as_text=True)
+    assert db.session.scalar(db.select(db.func.count(Generation.id))) == 0
+    assert [p.name for p in disk.path.rglob("*") if p.is_file() and not p.name.startswith(".filler")] == []
 
 
 def test_a_database_on_a_full_disk_says_so(app_env, tmp_path, full_disk):
     """SQLite's "database or disk is full" is the same message (the whole data folder on the small disk)."""
     from app.canvas.models import Canvas
     from app.extensions import db
-    from tests.conftest import app_with_fresh_db, log_in, make_user
+    from tests.app_helpers import app_with_fresh_db, log_in, make_user
 
     disk = full_disk(tmp_path / "full-data", size=8 * 1024 * 1024)
     if os.environ.get("TESSERA_TEST_DATABASE_URL"):

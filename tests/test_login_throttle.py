@@ -8,13 +8,7 @@ from app.auth import devices
 from app.auth.ratelimit import KEY_PREFIX, LoginLimiter, address_key
 from app.extensions import db
 from app.models import User
-from tests.conftest import TEST_PASSWORD
-
-
-def forget_login_failures(redis) -> None:
-    keys = list(redis.scan_iter(f"{KEY_PREFIX}:*")) + list(redis.scan_iter("tessera:login-known:*"))
-    if keys:
-        redis.delete(*keys)
+from tests.app_helpers import TEST_PASSWORD, forget_login_failures
 
 
 @pytest.fixture(autouse=True)

@@ -2,7 +2,8 @@
 import pytest
 
 from app.redirects import local_target, safe_redirect_target
-from tests.redirect_targets import HOSTILE, LOCAL
+from tests.app_helpers import TEST_PASSWORD
+from tests.redirect_helpers import HOSTILE, LOCAL
 
 
 @pytest.mark.parametrize("target", HOSTILE)
@@ -22,8 +23,6 @@ def test_non_strings_are_refused():
 
 @pytest.mark.parametrize("target", HOSTILE)
 def test_login_never_sends_anyone_off_site(app, user, target):
-    from tests.conftest import TEST_PASSWORD
-
     client = app.test_client()
     response = client.post("/login", query_string={"next": target},
                            data={"username": "ada", "password": TEST_PASSWORD})
@@ -34,8 +33,26 @@ def test_login_never_sends_anyone_off_site(app, user, target):
 
 
 def test_login_follows_a_same_site_next(app, user):
-    from tests.conftest import TEST_PASSWORD
-
     response = app.test_client().post("/login", query_string={"next": "/datasets/3?tags=a%20b"},
                                       data={"username": "ada", "password": TEST_PASSWORD})
     assert response.headers["Location"] == "/datasets/3?tags=a%20b"
+
+
+def test_undo_goes_back_only_to_a_page_of_this_site(client, run_jobs, app):
+    from app.datasets.models import CaptionBatch
+    from app.extensions import db
+    from tests.datasets_helpers import make_folder, open_dataset
+
+    dataset = open_dataset(client, run_jobs, make_folder(app))
+    home = f"/datasets/{dataset.id}"
+    for number, target in enumerate(HOSTILE + ["/datasets/?from=history"]):
+        client.post(f"{home}/bulk", data={"action": "rename", "old": f"smile{number - 1}" if number else "smile",
+                                          "new": f"smile{number}"})
+        batch = db.session.scalars(db.select(CaptionBatch).order_by(CaptionBatch.created_at.desc())).first()
+        response = client.post(f"{home}/history/{batch.id}/undo", data={"next": target})
+        assert response.status_code == 303
+        expected = target if target.startswith("/datasets/?") else home
+        assert response.headers["Location"] == expected, target
+        # Undo the undo (a redo), so the next rename finds its tag.
+        redo = db.session.scalar(db.select(CaptionBatch).where(CaptionBatch.undo_of == batch.id))
+        client.post(f"{home}/history/{redo.id}/undo")

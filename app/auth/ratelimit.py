@@ -25,6 +25,7 @@ from redis.exceptions import RedisError
 log = logging.getLogger(__name__)
 
 KEY_PREFIX = "tessera:login-failures"
+KNOWN_PREFIX = "tessera:login-known"  # address+username pairs that logged in before
 KNOWN_ADDRESS_SECONDS = 90 * 24 * 3600
 
 
@@ -87,7 +88,7 @@ class LoginLimiter:
             return False
 
     def _known_key(self, address: str, username: str) -> str:
-        return f"tessera:login-known:{username_key(username)}|{address_key(address)}"
+        return f"{KNOWN_PREFIX}:{username_key(username)}|{address_key(address)}"
 
     def seconds_blocked(self, address: str, username: str, *, known_device: bool = False) -> int:
         """0 when a login may be tried now, else the whole seconds to wait. `known_device`: the browser

@@ -1,6 +1,6 @@
 """Chromium's own URL parser agrees with app.redirects: every target it refuses leaves the site (or is
 not a plain path) in a real browser, and every target it keeps stays on the site."""
-from tests.redirect_targets import HOSTILE, LOCAL
+from tests.redirect_helpers import HOSTILE, LOCAL
 
 BASE = "http://tessera.test/datasets/1"
 
