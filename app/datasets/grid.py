@@ -154,6 +154,7 @@ def tag_counts_matching(dataset_id: int, text: str, limit: int = 200) -> dict[st
 
 
 def reviewed_count(dataset_id: int) -> int:
+    """How many of the dataset's images the user marked reviewed."""
     return db.session.scalar(select(func.count()).where(IMAGES.c.dataset_id == dataset_id, IMAGES.c.reviewed))
 
 
@@ -166,11 +167,13 @@ def images_with_tag(dataset_id: int, tag: str) -> list[int]:
 
 
 def progress_for(user_id: int, dataset_id: int) -> DatasetProgress | None:
+    """Where this user left the dataset (last image, grid filter), or None on a first visit."""
     return db.session.scalar(select(DatasetProgress).where(DatasetProgress.user_id == user_id,
                                                            DatasetProgress.dataset_id == dataset_id))
 
 
 def remember(user_id: int, dataset_id: int, *, image_id: int | None = None, grid_filter: GridFilter | None = None) -> None:
+    """Keep the image last opened and/or the grid's filter for this user's next visit (commits)."""
     progress = progress_for(user_id, dataset_id)
     if progress is None:
         progress = DatasetProgress(user_id=user_id, dataset_id=dataset_id, filters={})

@@ -30,6 +30,7 @@ CHUNK = 500  # ids per IN (...) list; SQLite allows 32,766 parameters, PostgreSQ
 
 
 def chunks(items: Sequence, size: int = CHUNK) -> Iterable[Sequence]:
+    """`items` in slices of at most `size`, for IN (...) lists within every database's parameter limit."""
     for start in range(0, len(items), size):
         yield items[start:start + size]
 
