@@ -1,7 +1,7 @@
 """session generation per user: server-side revocation of sessions and remember cookies
 
 Revision ID: c5bf2f665ae4
-Revises: 15580071a371
+Revises: 49acf3d4dd89
 Create Date: 2026-11-30 11:13:14.491157
 
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = 'c5bf2f665ae4'
-down_revision = '15580071a371'
+down_revision = '49acf3d4dd89'
 branch_labels = None
 depends_on = None
 
