@@ -21,7 +21,10 @@ from PIL import Image, ImageOps
 
 from app.canvas.compose import (
     fit_to_model,
+    grown_mask,
     infill,
+    keep_mask,
+    keep_over_result,
     match_colour,
     model_mask,
     outpaint_mask,
@@ -68,10 +71,11 @@ def rules_with_size_choices(rules: ModelRules, width_choices: list, height_choic
 @dataclass
 class PreparedFrame:
     mode: Mode
-    known: Image.Image  # "L": 255 where the canvas has content
-    repaint: Image.Image  # "L": what the model repaints, the painted mask plus the unknown area
-    paste: Image.Image  # "L": the mask a result is pasted through (feathered repaint, unknown in full)
+    known: Image.Image  # "L": 255 where the canvas has content (alpha > 0)
+    repaint: Image.Image  # "L": what the model repaints: the painted mask plus every pixel not fully opaque
+    paste: Image.Image  # "L": the mask a result is pasted through (repaint in full, blend ring outside it)
     image: Image.Image | None  # RGB frame with the unknown area infilled; None in text mode
+    keep: Image.Image | None = None  # "L": half-transparent pixels not painted over, kept over the result
 
 
 def prepare_frame(region: Image.Image, painted: Image.Image, infill_method: str, mask_blur: int) -> PreparedFrame:
@@ -80,12 +84,14 @@ def prepare_frame(region: Image.Image, painted: Image.Image, infill_method: str,
     With no known pixel in the frame there is nothing to keep, whatever was painted: it is drawn
     from text (mode "text") and the result replaces the whole frame.
     """
-    known = region.getchannel("A").point(lambda alpha: 255 if alpha else 0)
-    repaint = outpaint_mask(painted, known)
-    paste = paste_mask(repaint, known, mask_blur)
+    alpha = region.getchannel("A")
+    known = alpha.point(lambda value: 255 if value else 0)
+    repaint = outpaint_mask(painted, alpha)
+    paste = paste_mask(repaint, mask_blur)
     if known.getbbox() is None:
         return PreparedFrame("text", known, repaint, paste, None)
-    return PreparedFrame("inpaint", known, repaint, paste, infill(region, known, infill_method))
+    return PreparedFrame("inpaint", known, repaint, paste, infill(region, known, infill_method),
+                         keep_mask(painted, alpha))
 
 
 def nothing_to_repaint(prepared: PreparedFrame) -> bool:
@@ -96,11 +102,8 @@ def model_images(prepared: PreparedFrame, rules: ModelRules, polarity: str) -> t
     """The image and mask to send, at the model's size; the mask in the polarity the model expects."""
     size = rules.send_size(*prepared.image.size)
     image = prepared.image if prepared.image.size == size else prepared.image.resize(size, Image.Resampling.LANCZOS)
-    # A model repaints what its mask marks at >= 50%: mark every pixel the paste will show,
-    # so the repainted area covers at least what accepting pastes at full strength.
-    repaint = prepared.repaint if prepared.repaint.size == size else prepared.repaint.resize(
-        size, Image.Resampling.BILINEAR).point(lambda value: 255 if value else 0)
-    return image, model_mask(repaint, polarity)
+    # What was painted, never less: binary, scaled without losing thin strokes, grown by a latent cell.
+    return image, model_mask(grown_mask(prepared.repaint, size), polarity)
 
 
 def nearest_aspect_ratio(width: int, height: int, choices: list) -> str | None:
@@ -130,10 +133,13 @@ def fit_result(output: Image.Image, size: tuple[int, int], mode: Mode) -> Image.
 
 
 def finish_variation(region: Image.Image, result: Image.Image, paste: Image.Image,
-                     colour_match: bool) -> tuple[Image.Image, Image.Image]:
-    """(result to paste, preview): the result colour-matched if asked, and the frame after pasting it."""
+                     colour_match: bool, keep: Image.Image | None = None) -> tuple[Image.Image, Image.Image]:
+    """(result to paste, preview): the result colour-matched if asked, the half-transparent pixels
+    under ``keep`` composited over it, and the frame after pasting it."""
     if colour_match:
         result = match_colour(result, region, paste)
+    if keep is not None:
+        result = keep_over_result(region, result, keep)
     return result, paste_back(region, result, paste)
 
 

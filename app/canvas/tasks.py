@@ -104,7 +104,8 @@ def _stage(request: CanvasRequest, region: Image.Image, prepared: pipeline.Prepa
     root = data_dir()
     with Image.open(root / output_path) as output:
         fitted = pipeline.fit_result(output, (request.width, request.height), prepared.mode)
-    result, preview = pipeline.finish_variation(region, fitted, prepared.paste, request.colour_match)
+    result, preview = pipeline.finish_variation(region, fitted, prepared.paste, request.colour_match,
+                                               prepared.keep)
     folder = request_dir(request)
     variation = CanvasVariation(request_id=request.id, canvas_id=request.canvas_id, user_id=request.user_id,
                                 generation_id=generation_id, output_index=index,
