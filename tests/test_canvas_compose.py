@@ -21,6 +21,7 @@ from app.canvas.compose import (
 )
 from app.canvas.tiles import TileStore, canvas_history_head, canvas_revision, canvas_revision_tile, canvas_tile
 from app.metadata import metadata
+from tests.canvas_helpers import noise
 
 
 def L(array):
@@ -31,10 +32,6 @@ def square_mask(size, start, stop, value=255):
     mask = np.zeros((size, size), np.uint8)
     mask[start:stop, start:stop] = value
     return mask
-
-
-def noise(width, height, seed, channels=4):
-    return np.random.default_rng(seed).integers(0, 256, (height, width, channels), dtype=np.uint8)
 
 
 def half_known(size):
@@ -151,7 +148,7 @@ def test_fit_to_model_sizes():
 
 
 def test_scale_back_resizes_to_the_frame():
-    result = Image.fromarray(noise(64, 32, 3, 3))
+    result = Image.fromarray(noise(64, 32, 3, channels=3))
     assert scale_back(result, (100, 50)).size == (100, 50)
     assert np.array_equal(np.asarray(scale_back(result, (64, 32))), np.asarray(result))
 
@@ -161,7 +158,7 @@ def test_paste_back_changes_pixels_only_through_the_mask():
     original[..., 3] = 255
     original[:8, :8, 3] = 0
     original[:8, :8, :3] = 0
-    result = noise(64, 64, 5, 3)
+    result = noise(64, 64, 5, channels=3)
     mask = np.asarray(paste_mask(L(square_mask(64, 20, 44)), 2))
     out = np.asarray(paste_back(Image.fromarray(original), Image.fromarray(result), L(mask)))
     assert np.array_equal(out[mask == 0], original[mask == 0])
@@ -185,7 +182,7 @@ def test_paste_back_matches_what_the_tile_store_writes(tmp_path):
     original[..., 3] = np.where(original[..., 3] < 60, 0, original[..., 3])
     store.write_region(1, -30, -20, Image.fromarray(original), base_revision=None, description="base")
     before = store.read_region(1, -30, -20, 100, 80)
-    result = Image.fromarray(noise(100, 80, 7, 3))
+    result = Image.fromarray(noise(100, 80, 7, channels=3))
     mask = paste_mask(L(square_mask(100, 20, 60)[:80]), 3)
     store.write_region(1, -30, -20, result.convert("RGBA"), base_revision=None, description="paste", mask=mask)
     assert np.array_equal(np.asarray(store.read_region(1, -30, -20, 100, 80)),

@@ -19,6 +19,7 @@ from app.canvas.tiles import (
     canvas_tile,
 )
 from app.metadata import metadata
+from tests.canvas_helpers import noise
 
 TILE = 64
 TABLES = [canvas_history_head, canvas_revision, canvas_revision_tile, canvas_tile]
@@ -34,15 +35,6 @@ def db_url(tmp_path):
 @pytest.fixture
 def store(db_url, tmp_path):
     return TileStore(create_engine(db_url), tmp_path / "tiles", tile_size=TILE, levels=3)
-
-
-def noise(width, height, seed, *, alpha=None):
-    """Random RGBA pixels; alpha fixed, or random (zeros included) when None."""
-    rng = np.random.default_rng(seed)
-    pixels = rng.integers(0, 256, (height, width, 4), dtype=np.uint8)
-    if alpha is not None:
-        pixels[..., 3] = alpha
-    return pixels
 
 
 def solid(width, height, rgba):
@@ -474,3 +466,31 @@ def test_a_write_planned_before_a_concurrent_change_is_planned_again(store, db_u
     store.undo(1)
     assert read(store, 0, 0, 1, 1)[0, 0].tolist() == [9, 9, 9, 255]
     assert read(store, 41, 41, 1, 1)[0, 0].tolist() == [0, 0, 255, 255]
+
+
+def test_write_bands_equals_write_region_and_is_one_revision(store, tmp_path):
+    write(store, 10, 10, noise(150, 90, 12))
+    picture = noise(170, 230, 13)
+    asked = []
+
+    def open_rows():
+        def rows(top, bottom):
+            asked.append((top, bottom))
+            return picture[top:bottom]
+        return rows
+
+    other = TileStore(store.engine, tmp_path / "other", tile_size=TILE, levels=3)
+    expected_store = TileStore(create_engine(f"sqlite:///{tmp_path}/e.db"), tmp_path / "e", tile_size=TILE, levels=3)
+    metadata.create_all(expected_store.engine, tables=TABLES)
+    write(expected_store, 10, 10, noise(150, 90, 12))
+    write(expected_store, -37, -5, picture, mode="over")
+    rev = store.write_bands(1, -37, -5, 170, 230, open_rows, base_revision=1, description="bands", mode="over")
+    assert rev == 2 and [r.rev for r in store.history(1)] == [1, 2]
+    assert np.array_equal(read(store, -64, -64, 300, 320), read(expected_store, -64, -64, 300, 320))
+    # One tile row at a time, top to bottom, never more than a tile's height.
+    assert asked[0][0] == 0 and all(b - a <= TILE for a, b in asked)
+    assert all(asked[i][1] == asked[i + 1][0] for i in range(len(asked) - 1)) and asked[-1][1] == 230
+    assert not list((tmp_path / "tiles").rglob(".pending-*"))
+    store.undo(1)
+    assert np.array_equal(read(store, -64, -64, 300, 320)[74:164, 74:224], normalised(noise(150, 90, 12)))
+    assert other.head(1) == 1

@@ -23,8 +23,9 @@ from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 
 from app.canvas.tiles import blend_rgba
 
+# The largest mask blur (pixels) a request may ask for; "mask blur" is what A1111 and most tools
+# call it (others say "feather").
 MASK_BLUR_MAX = 64
-FEATHER_MAX = MASK_BLUR_MAX  # the old name, until the routes are renamed with the "mask blur" term
 # The blend ring reaches this many mask-blur radii outside the repainted area; beyond it the
 # canvas is untouched (weight 0).
 BLUR_REACH = 3

@@ -57,12 +57,16 @@ class CanvasRequest(db.Model):
     # The head when the job read the frame: accepting after a tile under the frame changed is stale.
     base_revision: Mapped[int | None]
     # Files under DATA_DIR: the mask the user painted (white = repaint) and, once the job ran, the
-    # feathered mask results are pasted through.
+    # blurred (mask blur) mask results are pasted through.
     mask_path: Mapped[str] = mapped_column(String(500))
     paste_mask_path: Mapped[str | None] = mapped_column(String(500))
     # The variation whose accept is on the canvas now; None while the request is staged. Set by a
     # conditional UPDATE, so of two accepts at once exactly one wins (``staging.accept``).
     accepted_variation_id: Mapped[int | None]
+    # How many outputs the model made (set by the job): labels read "seed S, output i of N".
+    output_count: Mapped[int | None]
+    # "Make again": the one output of the source request this request reproduces (same input and seed).
+    only_output: Mapped[int | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     canvas: Mapped[Canvas] = relationship(back_populates="requests")

@@ -8,11 +8,12 @@ from pathlib import Path
 from flask import current_app
 from PIL import Image
 
+from app.canvas import masks
 from app.canvas.models import Canvas, CanvasRequest, CanvasVariation
 from app.canvas.pipeline import render_thumbnail, save_png
 from app.canvas.tiles import TileStore
 from app.extensions import db
-from app.generate.models import Generation
+from app.gallery import Generation
 
 STAGING_DIR = Path("canvas-staging")
 THUMBNAIL_DIR = Path("canvas-thumbnails")
@@ -51,12 +52,28 @@ def create_request(canvas: Canvas, *, model_ref: str, model_input: dict, frame: 
     return request
 
 
-def copy_request(source: CanvasRequest, model_input: dict) -> CanvasRequest:
-    """A new request for the same frame and mask ("generate more"), with its own copy of the mask."""
+def copy_request(source: CanvasRequest, model_input: dict, only_output: int | None = None) -> CanvasRequest:
+    """A new request for the same frame and mask, with its own copy of the mask: "generate more" (a
+    new seed), or "make again" (the same input and seed, staging only output ``only_output``)."""
     with Image.open(data_dir() / source.mask_path) as painted:
-        return create_request(source.canvas, model_ref=source.model_ref, model_input=model_input,
-                              frame=(source.x, source.y, source.width, source.height), painted=painted,
-                              infill=source.infill, mask_blur=source.mask_blur, colour_match=source.colour_match)
+        request = create_request(source.canvas, model_ref=source.model_ref, model_input=model_input,
+                                 frame=(source.x, source.y, source.width, source.height), painted=painted,
+                                 infill=source.infill, mask_blur=source.mask_blur, colour_match=source.colour_match)
+    request.only_output = only_output
+    return request
+
+
+def output_count(request: CanvasRequest) -> int:
+    """How many outputs the request's model call made (its variations, unless it made one again)."""
+    return request.output_count or max((v.output_index for v in request.variations), default=0) + 1
+
+
+def variation_label(variation: CanvasVariation) -> str:
+    """"seed S, output i of N": what makes this exact output again (the model draws N from one seed)."""
+    seed = variation.request.model_input.get("seed")
+    count = output_count(variation.request)
+    where = f"output {variation.output_index + 1} of {count}"
+    return f"seed {seed}, {where}" if seed is not None else where
 
 
 class AlreadyAccepted(Exception):
@@ -208,6 +225,7 @@ def delete_canvas(store: TileStore, canvas: Canvas) -> None:
     store.delete_canvas(canvas_id)
     shutil.rmtree(root / STAGING_DIR / str(canvas_id), ignore_errors=True)
     (root / thumbnail_path(canvas_id)).unlink(missing_ok=True)
+    masks.delete_canvas(root, canvas_id)
 
 
 def thumbnail_path(canvas_id: int) -> Path:

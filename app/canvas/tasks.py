@@ -9,8 +9,9 @@ from app.canvas.modelchoice import DEFAULT_TEXT_MODEL, CanvasModel, canvas_model
 from app.canvas.models import CanvasRequest, CanvasVariation
 from app.canvas.staging import data_dir, request_dir, tile_store
 from app.extensions import db
-from app.generate.tasks import save_generation
-from app.jobs.predictions import client_from_config, follow_prediction
+from app.gallery import save_generation
+from app.jobs.predictions import follow_prediction
+from app.replicate.catalog import client_from_config
 from app.jobs.runner import JobFailed, job_run
 from app.replicate.client import output_urls
 from app.replicate.schema import Field, field_by_name
@@ -65,7 +66,10 @@ def run_canvas_generation(job_id: str) -> None:
             recorded_input = {name: value for name, value in sent_input.items()
                               if name not in (model.image_field, model.mask_field)}
             variation_ids, generation_ids = [], []
+            request.output_count = len(urls)
             for index, url in enumerate(urls):
+                if request.only_output is not None and index != request.only_output:
+                    continue  # "make again" of one output: the model made all N from the seed, as before
                 run.progress(90 + 10 * index // len(urls), f"Staging variation {index + 1} of {len(urls)}")
                 generation = save_generation(client, url, job, model.ref, recorded_input, index, in_gallery=False)
                 variation = _stage(request, region, prepared, generation.path, generation.id, index)

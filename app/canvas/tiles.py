@@ -36,6 +36,7 @@ import io
 import queue
 import shutil
 import threading
+import uuid
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -181,6 +182,12 @@ class _Plan:
     inputs: dict[TileKey, int | None] = field(default_factory=dict)  # versions it was computed from
     changes: dict[TileKey, bytes | None] = field(default_factory=dict)  # new PNG, or None: transparent
     pixels: dict[TileKey, np.ndarray] = field(default_factory=dict)  # the new tiles' pixels, for the cache
+    # Banded writes: new tiles already encoded into durable temporary files, renamed in at commit.
+    files: dict[TileKey, Path] = field(default_factory=dict)
+
+    def discard_files(self) -> None:
+        _remove_files(self.files.values())
+        self.files.clear()
 
 
 class TileStore:
@@ -406,6 +413,38 @@ class TileStore:
             description,
         )
 
+    def write_bands(
+        self,
+        canvas_id: int,
+        x: int,
+        y: int,
+        width: int,
+        height: int,
+        open_rows: Callable[[], Callable[[int, int], np.ndarray]],
+        *,
+        base_revision: int | None,
+        description: str,
+        mode: Literal["replace", "over"] = "over",
+    ) -> int:
+        """``write_region`` for a picture too large to hold: read, blended and encoded a tile row at a time.
+
+        ``open_rows()`` returns ``rows(top, bottom)``, giving the picture's rows top..bottom (end
+        exclusive, asked for in order) as (rows, width, 4) RGBA uint8 arrays. Each new tile is
+        written at once to a durable temporary file and renamed into place at commit, so memory
+        holds one band (width × tile_size pixels) and its tiles, whatever the picture's height.
+        One revision, like ``write_region``; returns the new head.
+        """
+        if mode not in ("replace", "over"):
+            raise ValueError(f"Unknown write mode {mode!r}")
+        _check_size(width, height)
+        self._check_range(x, y, width, height)
+        return self._commit(
+            canvas_id,
+            lambda conn: self._plan_bands(conn, canvas_id, x, y, width, height, open_rows(), mode),
+            base_revision,
+            description,
+        )
+
     def clear(self, canvas_id: int, *, base_revision: int | None, description: str = "Clear canvas") -> int:
         """Remove every tile as one revision (undo brings them back)."""
         return self._commit(canvas_id, lambda conn: self._plan_clear(conn, canvas_id), base_revision, description)
@@ -512,6 +551,44 @@ class TileStore:
         plan.pixels = new_pixels
         return plan
 
+    def _plan_bands(
+        self, conn: Connection, canvas_id: int, x: int, y: int, width: int, height: int,
+        rows: Callable[[int, int], np.ndarray], mode: str,
+    ) -> _Plan:
+        size = self.tile_size
+        tx0, ty0, tx1, ty1 = self._tile_span(x, y, width, height)
+        plan = _Plan({(tx, ty) for ty in range(ty0, ty1) for tx in range(tx0, tx1)})
+        plan.inputs = self._current_versions(conn, canvas_id, [(0, tx, ty) for tx, ty in plan.affected])
+        try:
+            for ty in range(ty0, ty1):
+                top, bottom = max(y, ty * size), min(y + height, (ty + 1) * size)
+                src = np.array(rows(top - y, bottom - y))
+                weight = None
+                if mode == "over":
+                    weight = src[..., 3].astype(np.float32) / 255
+                    src[..., 3] = 255
+                _clear_transparent(src)
+                for tx in range(tx0, tx1):
+                    key = (0, tx, ty)
+                    old = self._read_pixels(canvas_id, *key, plan.inputs[key])
+                    in_tile, part = _overlap(tx * size, ty * size, size, x, top, width, bottom - top)
+                    new = old.copy()
+                    new[in_tile] = blend_rgba(old[in_tile], src[part], None if weight is None else weight[part])
+                    if np.array_equal(new, old):
+                        continue
+                    if not new[..., 3].any():
+                        plan.changes[key] = None
+                        continue
+                    path = self._file(canvas_id, *key, 0).with_name(f".pending-{uuid.uuid4().hex}.png")
+                    write_atomic(path, self._encode_png(new))
+                    plan.files[key] = path
+                    plan.changes[key] = b""  # the bytes are in plan.files[key]
+                del src
+        except BaseException:
+            plan.discard_files()
+            raise
+        return plan
+
     def _plan_clear(self, conn: Connection, canvas_id: int) -> _Plan:
         t = canvas_tile.c
         rows = conn.execute(select(t.level, t.tx, t.ty, t.version).where(
@@ -534,6 +611,15 @@ class TileStore:
         # SQLite: the whole app) wait only for the index update and the file writes.
         with self.engine.connect() as conn:
             plan = make_plan(conn)
+        try:
+            return self._commit_plan(canvas_id, plan, make_plan, base_revision, description)
+        finally:
+            plan.discard_files()
+
+    def _commit_plan(
+        self, canvas_id: int, plan: _Plan, make_plan: Callable[[Connection], _Plan], base_revision: int | None,
+        description: str,
+    ) -> int:
         written: list[Path] = []
         doomed: list[Path] = []
         dropped: set[tuple[int, int]] = set()
@@ -544,6 +630,7 @@ class TileStore:
                 self._refuse_stale(conn, canvas_id, head, base_revision, plan.affected)
                 if self._current_versions(conn, canvas_id, plan.inputs) != plan.inputs:
                     # Another writer changed tiles the plan was built from: build it again under the lock.
+                    plan.discard_files()
                     plan = make_plan(conn)
                 if not plan.changes:
                     return head.head_rev
@@ -556,7 +643,7 @@ class TileStore:
                     versions[key] = None
                     if png is not None:
                         path = self._file(canvas_id, *key, rev)
-                        files[path] = png
+                        files[path] = plan.files.pop(key) if key in plan.files else png
                         versions[key] = rev
                 written += files
                 _write_durably(files)
@@ -578,6 +665,7 @@ class TileStore:
                 self._set_head(conn, canvas_id, head_rev=rev, next_rev=rev + 1, pruned_through=pruned_through)
         except BaseException:
             _remove_files(written)
+            plan.discard_files()  # the plan made again under the lock, if it was
             raise
         _remove_files(doomed)
         for key, pixels in plan.pixels.items():
@@ -960,10 +1048,14 @@ def _check_size(width: int, height: int) -> None:
         raise ValueError(f"A region must be at least 1×1 pixels, not {width}×{height}")
 
 
-def _write_durably(files: dict[Path, bytes]) -> None:
-    """Write files atomically and fsync them and their folders (before a row points at them)."""
+def _write_durably(files: dict[Path, bytes | Path]) -> None:
+    """Write files atomically (bytes, or a durable temporary file renamed into place) and fsync their
+    folders (before a row points at them)."""
     for path, data in files.items():
-        write_atomic(path, data)
+        if isinstance(data, Path):
+            data.replace(path)
+        else:
+            write_atomic(path, data)
     for directory in {path.parent for path in files}:
         fsync_directory(directory)
 

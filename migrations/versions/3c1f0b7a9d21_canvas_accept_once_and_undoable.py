@@ -1,4 +1,4 @@
-"""Canvas: one accept per request, accepts that undo restages; level tiles out of the history
+"""Canvas: one accept per request, accepts that undo restages, make again; level tiles out of the history
 
 Revision ID: 3c1f0b7a9d21
 Revises: 15580071a371
@@ -19,6 +19,8 @@ depends_on = None
 def upgrade():
     with op.batch_alter_table('canvas_request', schema=None) as batch_op:
         batch_op.add_column(sa.Column('accepted_variation_id', sa.Integer(), nullable=True))
+        batch_op.add_column(sa.Column('output_count', sa.Integer(), nullable=True))
+        batch_op.add_column(sa.Column('only_output', sa.Integer(), nullable=True))
     with op.batch_alter_table('canvas_variation', schema=None) as batch_op:
         batch_op.add_column(sa.Column('accepted_rev', sa.Integer(), nullable=True))
     # Level tiles are now a cache derived from level 0 (app.canvas.tiles): their rows go; their
@@ -31,4 +33,6 @@ def downgrade():
     with op.batch_alter_table('canvas_variation', schema=None) as batch_op:
         batch_op.drop_column('accepted_rev')
     with op.batch_alter_table('canvas_request', schema=None) as batch_op:
+        batch_op.drop_column('only_output')
+        batch_op.drop_column('output_count')
         batch_op.drop_column('accepted_variation_id')
