@@ -116,7 +116,7 @@ def test_inpaint_stages_every_variation_and_accept_changes_only_masked_pixels(cl
     model_repainted[256:768, 256:768] = sent_mask > 0
     assert (after[edge & model_repainted] != before[edge & model_repainted]).any(axis=1).mean() > 0.95
     assert (after[edge][:, :3] != colour).any(axis=1).mean() > 0.95
-    assert np.array_equal(np.array(decode(preview.data)), after[256:768, 256:768])  # the preview showed it exactly
+    assert np.array_equal(np.array(decode(preview.data).convert("RGBA")), after[256:768, 256:768])  # the preview showed it exactly
 
     store = tile_store()
     assert [r.description for r in store.history(canvas.id)][-1] == "accept of variation 2 (a red boat)"
@@ -284,7 +284,7 @@ def test_discard_save_and_generate_more(client, user, run_jobs, fake_replicate, 
     assert client.post(f"/canvas/{canvas.id}/staging/discard").get_json()["variations"] == []
     assert staged(client, canvas) == []
     assert db.session.get(Generation, kept.id) is not None  # saved to the gallery: kept
-    assert not list((Path(app.config["DATA_DIR"]) / "canvas-staging" / str(canvas.id)).glob("*/preview-*.png"))
+    assert not list((Path(app.config["DATA_DIR"]) / "canvas-staging" / str(canvas.id)).glob("*/preview-*.webp"))
     assert tile_store().head(canvas.id) == 1  # nothing was pasted
 
 

@@ -93,11 +93,12 @@ def staged(canvas_id):
     return jsonify(variations=_staged_json(canvas))
 
 
-@bp.get("/<int:canvas_id>/variations/<int:variation_id>/preview.png")
+@bp.get("/<int:canvas_id>/variations/<int:variation_id>/preview")
 def preview(canvas_id, variation_id):
     canvas = owned_or_404(Canvas, canvas_id)
     variation = child_or_404(CanvasVariation, variation_id, canvas_id=canvas.id)
-    return send_data_file(variation.preview_path, mimetype="image/png", immutable=True)
+    mimetype = "image/webp" if variation.preview_path.endswith(".webp") else "image/png"
+    return send_data_file(variation.preview_path, mimetype=mimetype, immutable=True)
 
 
 @bp.post("/<int:canvas_id>/variations/<int:variation_id>/accept")
@@ -158,8 +159,6 @@ def _staged_variation(canvas: Canvas, variation_id: int) -> CanvasVariation:
     variation = child_or_404(CanvasVariation, variation_id, canvas_id=canvas.id)
     if variation.status != CanvasVariation.STAGED:
         raise BadInput(f"This variation was already {variation.status}.", 409)
-    if variation.request.accepted_variation_id is not None:
-        raise BadInput("Another variation of this generation is on the canvas: undo it to choose this one.", 409)
     return variation
 
 

@@ -114,9 +114,8 @@ def _stage(request: CanvasRequest, region: Image.Image, prepared: pipeline.Prepa
     variation = CanvasVariation(request_id=request.id, canvas_id=request.canvas_id, user_id=request.user_id,
                                 generation_id=generation_id, output_index=index,
                                 result_path=(folder / f"result-{index}.png").as_posix(),
-                                preview_path=(folder / f"preview-{index}.png").as_posix())
-    pipeline.save_png(root / variation.result_path, result)
-    pipeline.save_png(root / variation.preview_path, preview)
+                                preview_path=(folder / f"preview-{index}.webp").as_posix())
+    pipeline.save_variation(root / variation.result_path, result, root / variation.preview_path, preview)
     db.session.add(variation)
     db.session.commit()
     return variation

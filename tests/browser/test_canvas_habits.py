@@ -3,7 +3,11 @@ hidden, an undone accept stages the variations again, Generate is always in reac
 import numpy as np
 from PIL import Image
 
-from tests.browser.test_canvas_browser import next_frame
+
+
+def next_frame(page):
+    """The view redraws once per animation frame: wait until what an input changed is on screen."""
+    page.evaluate("() => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))")
 
 
 def mask_alpha(page):
