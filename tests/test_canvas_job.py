@@ -379,3 +379,24 @@ def test_a_generation_under_way_shows_its_progress_again_after_a_reload(client, 
     assert f'id="job-{job.id}"' in page and 'hx-trigger="every 1s"' in page
     other = make_canvas(user, "other")
     assert f'id="job-{job.id}"' not in client.get(f"/canvas/{other.id}").get_data(as_text=True)
+
+
+def test_make_again_reproduces_that_output_exactly(client, user, run_jobs, fake_replicate):
+    """'seed S, output i of N': the model draws all N outputs from the seed, so output i is made again by
+    the same input and seed — and only it is staged."""
+    canvas = make_canvas(user)
+    paint(canvas, 0, 0, noise(512, 512, seed=1, alpha=255))
+    generate(client, canvas, (0, 0, 512, 512), square_mask((512, 512), 100, 300), seed=5, num_outputs=3)
+    run_jobs()
+    variations = staged(client, canvas)
+    assert [v["label"] for v in variations] == ["seed 5, output 1 of 3", "seed 5, output 2 of 3",
+                                                "seed 5, output 3 of 3"]
+    second = variations[1]
+    assert client.post(second["again"]).status_code == 200
+    run_jobs()
+    first_create, again_create = creates(fake_replicate)
+    assert again_create.json["input"]["seed"] == 5 and again_create.json["input"]["num_outputs"] == 3
+    [remade] = [v for v in staged(client, canvas) if v["request"] != second["request"]]
+    assert remade["label"] == "seed 5, output 2 of 3"
+    assert np.array_equal(np.array(decode(client.get(remade["preview"]).data)),
+                          np.array(decode(client.get(second["preview"]).data)))

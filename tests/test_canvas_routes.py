@@ -332,10 +332,11 @@ def test_another_users_canvas_is_not_found_on_every_route(client, user, app):
     base = f"/canvas/{theirs.id}"
     gets = [base, f"{base}/form", f"{base}/tiles?level=0&tx0=0&ty0=0&tx1=1&ty1=1", f"{base}/tiles/0/0/0/{head}.png",
             f"{base}/thumbnail.png", f"{base}/unknown.png?x=0&y=0&w=64&h=64", f"{base}/staging",
-            f"{base}/export.png", f"{base}/variations/1/preview.png"]
+            f"{base}/export.png", f"{base}/variations/1/preview", f"{base}/bounds", f"{base}/mask",
+            f"{base}/mask.png"]
     posts = [f"{base}/rename", f"{base}/delete", f"{base}/undo", f"{base}/redo", f"{base}/import", f"{base}/generate",
              f"{base}/staging/discard", f"{base}/variations/1/accept", f"{base}/variations/1/discard",
-             f"{base}/variations/1/save", f"{base}/requests/1/more"]
+             f"{base}/variations/1/save", f"{base}/requests/1/more", f"{base}/variations/1/again", f"{base}/mask"]
     for url in gets:
         assert client.get(url).status_code == 404, url
     for url in posts:
@@ -344,6 +345,38 @@ def test_another_users_canvas_is_not_found_on_every_route(client, user, app):
     db.session.refresh(theirs)
     assert theirs.name == "Eve's canvas" and tile_store().head(theirs.id) == head
     assert db.session.scalar(db.select(db.func.count(Job.id))) == 0
+
+
+def test_the_mask_is_kept_with_the_canvas_for_its_user(client, user):
+    canvas = make_canvas(user)
+    assert client.get(f"/canvas/{canvas.id}/mask").get_json() == {"mask": None}
+    painted = np.zeros((512, 512, 4), np.uint8)
+    painted[100:200, 300:420] = 255  # as the page sends it: white where painted, transparent elsewhere
+    form = {"x": 64, "y": -128, "w": 512, "h": 512, "mask": (io.BytesIO(png(painted)), "mask.png")}
+    saved = client.post(f"/canvas/{canvas.id}/mask", data=form, content_type="multipart/form-data")
+    assert saved.status_code == 200 and saved.get_json()["saved"]
+    kept = client.get(f"/canvas/{canvas.id}/mask").get_json()["mask"]
+    # Cropped to what is painted, placed where it lies on the canvas.
+    assert {k: kept[k] for k in ("x", "y", "width", "height")} == {"x": 364, "y": -28, "width": 120, "height": 100}
+    image = np.array(decode(client.get(kept["url"]).data))
+    assert image.shape == (100, 120) and (image == 255).all()
+    # An empty mask deletes it; a mask of the wrong size is refused.
+    form = {"x": 64, "y": -128, "w": 512, "h": 512, "mask": (io.BytesIO(png(Image.new("L", (512, 512)))), "m.png")}
+    assert client.post(f"/canvas/{canvas.id}/mask", data=form, content_type="multipart/form-data").get_json() == {
+        "saved": False, "version": None}
+    assert client.get(f"/canvas/{canvas.id}/mask").get_json() == {"mask": None}
+    form = {"x": 0, "y": 0, "w": 256, "h": 256, "mask": (io.BytesIO(png(painted)), "m.png")}
+    refused = client.post(f"/canvas/{canvas.id}/mask", data=form, content_type="multipart/form-data")
+    assert refused.status_code == 422 and "the frame is 256×256" in refused.get_json()["error"]
+
+
+def test_bounds_give_the_content_box_and_a_thumbnail(client, user):
+    canvas = make_canvas(user)
+    assert client.get(f"/canvas/{canvas.id}/bounds").get_json()["box"] is None
+    paint(canvas, -300, 100, noise(200, 150, seed=1, alpha=255))
+    body = client.get(f"/canvas/{canvas.id}/bounds").get_json()
+    assert body["box"] == [-300, 100, 200, 150]
+    assert client.get(body["thumbnail"]).status_code == 200
 
 
 def test_canvas_pages_require_a_login(app):

@@ -262,7 +262,7 @@ def mask_image(canvas_id):
 
 @bp.post("/<int:canvas_id>/mask")
 def save_mask(canvas_id):
-    """Keep the painted mask (a PNG, white or opaque = painted) at x, y; an empty mask deletes it."""
+    """Keep the painted mask (a PNG, white = painted, as sent to generate) at x, y; an empty mask deletes it."""
     canvas = owned_or_404(Canvas, canvas_id)
     x, y, width, height = _frame(request.form)
     storage = request.files.get("mask")

@@ -29,7 +29,7 @@ def _meta_path(canvas_id: int, user_id: int) -> Path:
 
 
 def save(data_dir: Path, canvas_id: int, user_id: int, rect: tuple[int, int, int, int], png: bytes) -> int | None:
-    """Keep ``png`` (the mask over ``rect`` = x, y, width, height; painted = white or opaque) as the
+    """Keep ``png`` (the mask over ``rect`` = x, y, width, height; white = painted) as the
     user's mask of the canvas; returns its version, or None when nothing is painted (the saved mask
     is deleted). Raises ValueError for a PNG that is not a readable image of rect's size."""
     x, y, width, height = rect
