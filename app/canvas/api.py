@@ -230,12 +230,16 @@ def import_image(canvas_id):
         raise BadInput(str(exc), 422) from None
     base = request.form.get("base_revision", type=int)
     store = staging.tile_store()
+    source_box = (source.dx, source.dy, source.width, source.height)
     try:
         store.write_bands(canvas.id, x + source.dx, y + source.dy, source.width, source.height, source.bands,
                           base_revision=base, mode="over", description=f"import of {storage.filename}"[:200])
     except StaleWrite as exc:
         return jsonify(error=str(exc), stale=True), 409
-    return jsonify(**_state(store, canvas), placed=[x + source.dx, y + source.dy, source.width, source.height])
+    finally:
+        del source
+        imports.release_memory()
+    return jsonify(**_state(store, canvas), placed=[x + source_box[0], y + source_box[1], source_box[2], source_box[3]])
 
 
 # ---- the mask, kept with the canvas for its user ------------------------------------------------------

@@ -7,6 +7,8 @@ one tile row at a time, top to bottom.
 """
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -14,6 +16,7 @@ import numpy as np
 import pyvips  # libvips: streaming decode and resize with bounded memory (pyvips-binary ships the library)
 
 FITS = ("cover", "contain", "none")
+FETCH_ROWS = 64
 MAX_IMPORT_PIXELS = 64_000_000
 
 # libvips' operation cache keeps recent images alive; an import is read once.
@@ -49,6 +52,10 @@ def open_import(data: bytes, frame_size: tuple[int, int], fit: str) -> ImportSou
     ``fit``: "cover" scales it to fill the frame and crops what overflows (centred); "contain"
     scales it down to fit inside the frame, centred; "none" keeps its size, at the frame's corner.
     EXIF orientation is applied. Raises ImportRefused for an unreadable or too large picture.
+
+    Scaled pictures go through libvips' thumbnail, which decodes a JPEG at a fraction of its size
+    (shrink-on-load) and streams the rest: the result, at most the frame's size, is then held. A
+    picture kept at full size is read a band of rows at a time.
     """
     if fit not in FITS:
         raise ValueError(f"Unknown fit {fit!r}")
@@ -57,37 +64,45 @@ def open_import(data: bytes, frame_size: tuple[int, int], fit: str) -> ImportSou
     if width * height > MAX_IMPORT_PIXELS:
         raise ImportRefused(f"The image is {width}×{height}; import at most {MAX_IMPORT_PIXELS // 1_000_000} megapixels.")
     frame_width, frame_height = frame_size
-    if fit == "none":
-        scale = 1.0
-    elif fit == "contain":
-        scale = min(frame_width / width, frame_height / height, 1.0)
-    else:
-        scale = max(frame_width / width, frame_height / height)
-    scaled = (max(1, round(width * scale)), max(1, round(height * scale)))
-    if fit == "cover":
-        out_size = (min(scaled[0], frame_width), min(scaled[1], frame_height))
-        offset = (0, 0)
-    else:
-        out_size = scaled
-        offset = ((frame_width - scaled[0]) // 2, (frame_height - scaled[1]) // 2) if fit == "contain" else (0, 0)
+    if fit == "none" or (fit == "contain" and width <= frame_width and height <= frame_height):
+        dx, dy = (0, 0) if fit == "none" else ((frame_width - width) // 2, (frame_height - height) // 2)
 
-    def bands() -> RowReader:
-        image = _rgba(_open(data, oriented=True))
-        if scaled != (image.width, image.height):
-            image = image.resize(scaled[0] / image.width, vscale=scaled[1] / image.height, kernel="lanczos3")
-            # libvips may round a side one pixel off: make it exactly the planned size.
-            image = image.embed(0, 0, scaled[0], scaled[1], extend="copy")
-        if out_size != scaled:
-            image = image.crop((scaled[0] - out_size[0]) // 2, (scaled[1] - out_size[1]) // 2, *out_size)
-        region = pyvips.Region.new(image)
+        def stream() -> RowReader:
+            region = pyvips.Region.new(_rgba(_open(data, oriented=True)))
 
-        def rows(top: int, bottom: int) -> np.ndarray:
-            data = region.fetch(0, top, out_size[0], bottom - top)
-            return np.frombuffer(data, np.uint8).reshape(bottom - top, out_size[0], 4)
+            def rows(top: int, bottom: int) -> np.ndarray:
+                # In order, top to bottom, a few lines per fetch: the sequential decoder keeps only
+                # the lines around the ones asked for.
+                band = np.empty((bottom - top, width, 4), np.uint8)
+                for start in range(top, bottom, FETCH_ROWS):
+                    count = min(FETCH_ROWS, bottom - start)
+                    band[start - top:start - top + count] = np.frombuffer(
+                        region.fetch(0, start, width, count), np.uint8).reshape(count, width, 4)
+                return band
 
-        return rows
+            return rows
 
-    return ImportSource(out_size[0], out_size[1], offset[0], offset[1], bands)
+        return ImportSource(width, height, dx, dy, stream)
+    try:
+        options = {"height": frame_height, "size": "down"} if fit == "contain" else {
+            "height": frame_height, "size": "both", "crop": "centre"}
+        image = _rgba(pyvips.Image.thumbnail_buffer(data, frame_width, **options))
+        pixels = np.frombuffer(image.write_to_memory(), np.uint8).reshape(image.height, image.width, 4)
+    except pyvips.Error:
+        raise ImportRefused("The picture could not be read to the end: the file is damaged.") from None
+    dx, dy = (frame_width - image.width) // 2, (frame_height - image.height) // 2
+    return ImportSource(image.width, image.height, dx, dy, lambda: lambda top, bottom: pixels[top:bottom])
+
+
+def release_memory() -> None:
+    """Hand freed memory back to the system after an import (glibc keeps what threads freed in its
+    arenas otherwise, so a burst of imports would stay in the process's RSS)."""
+    libc = ctypes.util.find_library("c")
+    if libc:
+        try:
+            ctypes.CDLL(libc).malloc_trim(0)
+        except (OSError, AttributeError):  # not glibc: nothing to do
+            pass
 
 
 def _open(data: bytes, oriented: bool = False) -> pyvips.Image:
