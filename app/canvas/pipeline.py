@@ -120,6 +120,8 @@ def nearest_aspect_ratio(width: int, height: int, choices: list) -> str | None:
             a, b = (int(part) for part in str(choice).split(":"))
         except ValueError:
             continue
+        if a <= 0 or b <= 0:  # "0:1" in a model's enum is junk, not a ratio
+            continue
         distance = abs(math.log(a / b) - math.log(width / height))
         if distance < best_distance:
             best, best_distance = str(choice), distance
