@@ -516,7 +516,9 @@ class TileStore:
         return Revision(row.rev, row.description, row.created_at, row.tiles_changed, applied)
 
     def delete_canvas(self, canvas_id: int) -> None:
-        """Remove every row and file of a canvas."""
+        """Remove every row and file of a canvas (after the level builds under way, which would
+        otherwise write into its folder again)."""
+        self.wait_for_levels()
         with self.engine.begin() as conn:
             for table in (canvas_history_head, canvas_revision_tile, canvas_revision, canvas_tile):
                 conn.execute(delete(table).where(table.c.canvas_id == canvas_id))
@@ -830,6 +832,8 @@ class TileStore:
             dx, dy = ref.tx - 2 * tx, ref.ty - 2 * ty
             block[dy * size:(dy + 1) * size, dx * size:(dx + 1) * size] = pixels
         pixels = _downsample_half(block)
+        if not self._canvas_dir(canvas_id).is_dir():
+            return None  # the canvas was deleted meanwhile: leave no folder behind
         # A cache: another thread building the same version writes the same bytes.
         write_atomic(path, self._encode_png(pixels))
         self._remember(path, pixels)
