@@ -31,6 +31,7 @@ def tile_store() -> TileStore:
 
 
 def data_dir() -> Path:
+    """DATA_DIR of the current app; every path this module stores is relative to it."""
     return Path(current_app.config["DATA_DIR"])
 
 
@@ -41,6 +42,8 @@ def request_dir(request: CanvasRequest) -> Path:
 
 def create_request(canvas: Canvas, *, model_ref: str, model_input: dict, frame: tuple[int, int, int, int],
                    painted: Image.Image, infill: str, mask_blur: int, colour_match: bool) -> CanvasRequest:
+    """Add (not commit) a request for `frame` (x, y, width, height) and save the painted mask (white =
+    repaint) as its mask.png; the caller commits before queueing the job."""
     x, y, width, height = frame
     request = CanvasRequest(canvas_id=canvas.id, user_id=canvas.user_id, model_ref=model_ref,
                             model_input=model_input, x=x, y=y, width=width, height=height, infill=infill,
