@@ -310,6 +310,11 @@ _EXTENSIONS = {
 }
 
 
+_BELIEVED_TYPES = frozenset({"text/plain", "application/json", "text/csv", "application/x-tar", "application/gzip",
+                             "application/zip", "application/pdf", "model/gltf-binary", "audio/mpeg", "audio/wav",
+                             "audio/ogg", "audio/flac", "audio/mp4", "video/mp4", "video/webm", "video/quicktime"})
+
+
 def _sniff(data: bytes) -> str | None:
     """The content type the first bytes reveal, for the non-image files models return."""
     head = data[:16]
@@ -357,11 +362,10 @@ def identify_output(data: bytes, declared_type: str | None = None) -> OutputFile
         return OutputFile(data, mime, "image", "." + image_format.lower().replace("jpeg", "jpg"), image_format)
     content_type = _sniff(data)
     if content_type is None:
+        # The declared type is believed only where it cannot make a browser run anything (no HTML,
+        # SVG or scripts from a model's output on Tessera's origin).
         declared = (declared_type or "").split(";")[0].strip().lower()
-        if declared and declared != "application/octet-stream" and not declared.startswith("image/"):
-            content_type = declared
-        else:
-            content_type = "application/octet-stream"
+        content_type = declared if declared in _BELIEVED_TYPES else "application/octet-stream"
     kind = content_type.split("/")[0] if content_type.split("/")[0] in ("video", "audio") else "file"
     extension = _EXTENSIONS.get(content_type) or mimetypes.guess_extension(content_type) or ".bin"
     return OutputFile(data, content_type, kind, extension)
