@@ -19,6 +19,7 @@ from typing import Literal
 import numpy as np
 from PIL import Image, ImageOps
 
+from app import imaging
 from app.canvas.compose import (
     fit_to_model,
     infill,
@@ -70,7 +71,7 @@ class PreparedFrame:
     mode: Mode
     known: Image.Image  # "L": 255 where the canvas has content
     repaint: Image.Image  # "L": what the model repaints, the painted mask plus the unknown area
-    paste: Image.Image  # "L": the mask a result is pasted through (feathered repaint, unknown in full)
+    paste: Image.Image  # "L": the mask a result is pasted through (repaint with its mask blur, unknown in full)
     image: Image.Image | None  # RGB frame with the unknown area infilled; None in text mode
 
 
@@ -143,7 +144,8 @@ def place_import(image: Image.Image, frame_size: tuple[int, int],
                  keep_size: bool) -> tuple[Image.Image, tuple[int, int]]:
     """An imported image as RGBA and its offset from the frame's corner: scaled down to fit the frame
     and centred in it, or as it is at the corner when ``keep_size``."""
-    image = ImageOps.exif_transpose(image).convert("RGBA")
+    # The shared decoding (app/imaging.py): upright, 16-bit scaled instead of clipped to white.
+    image = imaging.prepare(image).convert("RGBA")
     if keep_size:
         return image, (0, 0)
     width, height = frame_size
