@@ -70,7 +70,7 @@ SHAPES = [
     shape(IMAGE_INPUT, {}, "files", (None, None), [], id="array of uri (several input images)"),
     shape({"type": "string", "format": "uri"}, {}, "file", (None, None),
                  [("https://example.test/a.png", "https://example.test/a.png"), ("", None),
-                  ("C:/a.png", "Must be a link to a file (https://...) or an uploaded file")], id="one file"),
+                  ("C:/a.png", "Must be a link to a file (https://...), an uploaded file or a gallery image")], id="one file"),
     shape({"anyOf": [{"type": "string", "format": "uri"}, {"type": "null"}], "default": None}, {}, "file",
                  (None, None), [("data:image/png;base64,AAAA", "data:image/png;base64,AAAA")],
                  id="optional file (anyOf uri|null)"),

@@ -12,7 +12,7 @@ from PIL import Image
 
 from app.extensions import db
 from app.gallery import Generation
-from app.gallery.files import OutputFile
+from app.gallery import OutputFile
 from app.models import Job
 
 DEV = "black-forest-labs/flux-dev"
@@ -97,7 +97,7 @@ def test_video_audio_and_archives_are_stored_and_offered(client, run_jobs, fake_
     status = status_of(client, job)
     assert f'<video controls src="/outputs/{rows[0].id}"' in status
     assert f'<audio controls src="/outputs/{rows[1].id}"' in status
-    assert "cannot show a ZIP archive" in status and f'href="/outputs/{rows[2].id}?download=1"' in status
+    assert "returned a ZIP archive, which Tessera cannot show" in status and f'href="/outputs/{rows[2].id}?download=1"' in status
     response = client.get(f"/outputs/{rows[0].id}")
     assert response.status_code == 200 and response.data == MP4 and response.mimetype == "video/mp4"
     response = client.get(f"/outputs/{rows[2].id}?download=1")
