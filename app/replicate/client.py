@@ -467,6 +467,12 @@ def _invalid_fields(problem: dict[str, Any]) -> dict[str, str]:
     return fields
 
 
+def _schema_object(value: Any) -> dict[str, Any]:
+    """A model's openapi schema as published, or {} when what came is not even a JSON object (the
+    schema walker copes with anything inside one)."""
+    return value if isinstance(value, dict) else {}
+
+
 class ReplicateClient:
     """Talks to one Replicate account. Thread-safe; close() it (or use ``with``) when done."""
 
@@ -578,15 +584,16 @@ class ReplicateClient:
         not_found = self._model_not_found(owner, name, version)
         if version is None:
             data = self._json(self._call("GET", f"models/{owner}/{name}", repeatable=True, not_found=not_found))
-            latest = data.get("latest_version") or {}
+            latest = data.get("latest_version") if isinstance(data.get("latest_version"), dict) else {}
             info = ModelInfo(ref=f"{owner}/{name}", owner=owner, name=name,
-                             description=data.get("description") or "", version_id=latest.get("id"),
-                             openapi_schema=latest.get("openapi_schema") or {})
+                             description=str(data.get("description") or "")[:2000],
+                             version_id=latest.get("id") if isinstance(latest.get("id"), str) else None,
+                             openapi_schema=_schema_object(latest.get("openapi_schema")))
         else:
             data = self._json(self._call("GET", f"models/{owner}/{name}/versions/{version}", repeatable=True,
                                          not_found=not_found))
             info = ModelInfo(ref=f"{owner}/{name}:{version}", owner=owner, name=name, description="",
-                             version_id=data.get("id") or version, openapi_schema=data.get("openapi_schema") or {})
+                             version_id=version, openapi_schema=_schema_object(data.get("openapi_schema")))
         self._models[key] = info
         return info
 
