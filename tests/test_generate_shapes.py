@@ -157,3 +157,24 @@ def test_the_models_own_422_lands_on_its_field(shapes, run_jobs, fake_replicate)
     page = shapes.get(f"/?fix={job.id}").get_data(as_text=True)
     assert 'id="in-s0-error" role="alert">Must be less than or equal to 5<' in page
     assert 'name="s0" value="7"' in page  # what the user sent is back in the form
+
+
+def test_a_retry_after_the_secrets_expired_asks_for_them_again(shapes, run_jobs, fake_replicate, app):
+    from app.replicate.inputs import SECRETS_KEY
+
+    shapes.post("/generate", data={"model": MODEL, "prompt": "p", "hf_token": "hf_expiring"})
+    job = db.session.scalar(db.select(Job))
+    app.redis.delete(SECRETS_KEY.format(job.params["secrets"]))  # as if it expired or Redis restarted
+    run_jobs()
+    db.session.refresh(job)
+    assert job.status == Job.FAILED and "hf_token" in job.error and "enter them again" in job.error
+    assert creates(fake_replicate) == []  # nothing was sent without the secret
+
+
+def test_switching_model_keeps_the_chosen_images(shapes, client, run_jobs):
+    client.post("/generate", data={"model": "black-forest-labs/flux-schnell", "prompt": "a door"})
+    run_jobs()
+    generation = db.session.scalar(db.select(Generation))
+    partial = client.get(f"/generate/form?model=black-forest-labs/flux-kontext-pro&previous_model=google/nano-banana"
+                         f"&image_input=generation:{generation.id}&prompt=x").get_data(as_text=True)
+    assert f'name="input_image" value="generation:{generation.id}"' in partial

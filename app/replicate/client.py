@@ -350,12 +350,16 @@ def _sniff(data: bytes) -> str | None:
 
 def identify_output(data: bytes, declared_type: str | None = None) -> OutputFile:
     """What an output file is, from its bytes first and the declared type (Content-Type or the data
-    URI's MIME type, often a generic application/octet-stream) only as a fallback."""
+    URI's MIME type, often a generic application/octet-stream) only as a fallback. Raises
+    OutputError for an image with more pixels than Pillow's MAX_IMAGE_PIXELS."""
     try:
         with Image.open(io.BytesIO(data)) as image:
             image_format = image.format
             image.verify()
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+    except Image.DecompressionBombError:
+        raise OutputError(f"The output is not an image Tessera can read: it has more than "
+                          f"{Image.MAX_IMAGE_PIXELS:,} pixels, the limit that keeps decompression bombs out.") from None
+    except (OSError, SyntaxError, ValueError):
         image_format = None
     if image_format:
         mime = Image.MIME.get(image_format, f"image/{image_format.lower()}")
