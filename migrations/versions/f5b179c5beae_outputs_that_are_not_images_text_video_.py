@@ -1,7 +1,7 @@
 """Outputs that are not images: text, video, audio and other files (OutputFile)
 
 Revision ID: f5b179c5beae
-Revises: 49acf3d4dd89
+Revises: c5bf2f665ae4
 Create Date: 2026-11-30 11:01:41.400298
 
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = 'f5b179c5beae'
-down_revision = '49acf3d4dd89'
+down_revision = 'c5bf2f665ae4'
 branch_labels = None
 depends_on = None
 
