@@ -1,7 +1,7 @@
 """Canvas: one accept per request, accepts that undo restages, make again; level tiles out of the history
 
 Revision ID: 3c1f0b7a9d21
-Revises: c5bf2f665ae4
+Revises: f5b179c5beae
 Create Date: 2026-11-30 11:00:00
 
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '3c1f0b7a9d21'
-down_revision = 'c5bf2f665ae4'
+down_revision = 'f5b179c5beae'
 branch_labels = None
 depends_on = None
 
