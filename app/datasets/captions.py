@@ -2,14 +2,24 @@
 
 Reads tolerate what real datasets contain (BOM, CRLF, Windows-1252, UTF-16 from Notepad) and say
 so; writes are UTF-8 without BOM with `\\n` newlines, atomic (temp file + fsync + rename) and keep
-the file's mode and owner. A write can carry the mtime the editor saw, so two tabs editing one
+the file's mode and owner. A write can carry the version the editor saw, so two tabs editing one
 caption get a conflict instead of one edit vanishing.
+
+Versions are content hashes of the bytes on disk (`caption_version`), not mtimes: a coarse clock
+cannot give two different contents one version, and a rescan can tell any difference. The check
+and the replace run under `folder_lock`, an OS lock on a hidden file in the caption's own folder,
+so exactly one writer per version wins across threads, processes and hosts that share the folder.
+Caption files are read only up to `MAX_CAPTION_BYTES`.
 """
+import fcntl
+import hashlib
 import os
 import shutil
 import stat
 import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,10 +30,16 @@ CAPTION_EXTS = (".txt", ".caption", ".cap")
 _UTF8_BOM = b"\xef\xbb\xbf"
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 
-# Serialises check-then-replace for versioned writes within this process, so two requests for
-# the same caption cannot both pass the mtime check. (Separate worker processes are still only
-# protected by the mtime check itself.)
-caption_write_lock = threading.Lock()
+# Captions are a line of tags or a paragraph: CLIP reads 77 tokens, FLUX's T5 512 (a few KB), and
+# the longest real captions (VLM descriptions) are 2–4 KB. 64 KiB is over ten times that, yet keeps
+# a page of 60 captions, an editor's chips and every read bounded; a bigger "caption" is a mistake
+# (or an attack) and is refused at import, skipped with a reason at scan and never written.
+MAX_CAPTION_BYTES = 64 * 1024
+
+# The hidden file whose OS lock serialises caption writes within one folder (see folder_lock).
+LOCK_NAME = ".tessera-captions.lock"
+# fcntl locks belong to a process, so threads of one process also take one of these first.
+_thread_locks = [threading.Lock() for _ in range(64)]
 
 
 class CaptionWriteError(OSError):
@@ -34,19 +50,78 @@ class CaptionWriteError(OSError):
         self.message = message
 
 
+class CaptionTooLarge(CaptionWriteError):
+    """A caption file (or a caption to write) is over `MAX_CAPTION_BYTES`."""
+
+    def __init__(self, name: str, size: int, limit: int = MAX_CAPTION_BYTES) -> None:
+        super().__init__(f"{name} is {size / 1024:,.0f} KiB; captions are limited to {limit // 1024:,} KiB, "
+                         "so it is not read or written (split it or shorten it)")
+        self.size = size
+
+
 class CaptionConflict(Exception):
     """The caption changed on disk since the editor loaded it.
 
-    Carries what is on disk now (`current_text` is None if the file was deleted) so the UI can
-    show both versions and let the user choose.
+    Carries what is on disk now (`current_text` is None if the file was deleted or unreadable,
+    `current_version` None if it does not exist) so the UI can show both and let the user choose.
     """
 
-    def __init__(self, path: Path, current_text: str | None, current_mtime_ns: int | None) -> None:
-        what = "was deleted" if current_text is None else "was changed"
+    def __init__(self, path: Path, current_text: str | None, current_version: str | None) -> None:
+        what = "was deleted" if current_version is None else "was changed"
         super().__init__(f"{path.name} {what} on disk after it was opened; reload to see the other edit")
         self.path = path
         self.current_text = current_text
-        self.current_mtime_ns = current_mtime_ns
+        self.current_version = current_version
+
+
+def caption_version(data: bytes | None) -> str | None:
+    """The version of caption bytes: 32 hex digits of BLAKE2b; None for "no file"."""
+    return None if data is None else hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+@contextmanager
+def folder_lock(folder: Path) -> Iterator[None]:
+    """Hold the exclusive caption-write lock of `folder` (threads, processes, and hosts over NFS).
+
+    An fcntl record lock on `folder/.tessera-captions.lock`: it lives with the captions, so every
+    machine that can write them sees it; the OS drops it when a process dies. Raises
+    `CaptionWriteError` if the folder cannot hold the lock file (then it cannot hold captions).
+    """
+    folder = Path(folder)
+    with _thread_locks[hash(os.fspath(folder)) % len(_thread_locks)]:
+        try:
+            fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as exc:
+            raise CaptionWriteError(f"Cannot lock the folder to save captions: {exc.strerror or exc}") from exc
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
+
+
+def read_caption_bytes(path: Path, max_bytes: int = MAX_CAPTION_BYTES) -> bytes:
+    """The file's bytes, refusing (`CaptionTooLarge`) anything over `max_bytes` without reading it."""
+    with open(path, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        if size > max_bytes:
+            raise CaptionTooLarge(Path(path).name, size, max_bytes)
+        data = fh.read(max_bytes + 1)
+    if len(data) > max_bytes:  # grew while we read
+        raise CaptionTooLarge(Path(path).name, len(data), max_bytes)
+    return data
+
+
+def current_version(path: Path) -> tuple[str | None, bytes | None]:
+    """(version, bytes) of the caption at `path` now; (None, None) if there is no file."""
+    try:
+        data = read_caption_bytes(path)
+    except FileNotFoundError:
+        return None, None
+    except CaptionTooLarge as exc:
+        # A file too large to read still has a version no editor can hold: any save conflicts.
+        return f"too-large-{exc.size}", None
+    return caption_version(data), data
 
 
 @dataclass(frozen=True)
@@ -120,43 +195,75 @@ def decode_caption(data: bytes) -> CaptionText:
 
 
 def read_caption(path: Path) -> CaptionText:
-    """Read a caption file, tolerating a BOM, CRLF and non-UTF-8 text (with a warning)."""
-    return decode_caption(Path(path).read_bytes())
+    """Read a caption file, tolerating a BOM, CRLF and non-UTF-8 text (with a warning).
+
+    Raises `CaptionTooLarge` for a file over `MAX_CAPTION_BYTES`, OSError if it cannot be read.
+    """
+    return decode_caption(read_caption_bytes(Path(path)))
+
+
+def read_caption_versioned(path: Path) -> tuple[CaptionText, str]:
+    """`read_caption` plus the `caption_version` of the bytes read (one read, so they agree)."""
+    data = read_caption_bytes(Path(path))
+    return decode_caption(data), caption_version(data)
 
 
 def check_writable(target: Path, current: os.stat_result | None) -> None:
     # Mode bits are checked as well as access(): a server running as root would otherwise ignore
     # a file or folder the user deliberately made read-only.
     if current is not None and (not current.st_mode & 0o222 or not os.access(target, os.W_OK)):
-        raise CaptionWriteError(f"Caption file is read-only: {target}")
+        raise CaptionWriteError(f"Caption file is read-only: {target.name}")
     try:
         folder = os.stat(target.parent)
     except FileNotFoundError:
-        raise CaptionWriteError(f"Folder does not exist: {target.parent}") from None
+        raise CaptionWriteError(f"The folder of {target.name} does not exist") from None
     if not folder.st_mode & 0o222 or not os.access(target.parent, os.W_OK | os.X_OK):
-        raise CaptionWriteError(f"Folder is read-only, cannot save captions in it: {target.parent}")
+        raise CaptionWriteError(f"The folder of {target.name} is read-only, cannot save captions in it")
 
 
-def write_caption(path: Path, text: str, *, expected_mtime_ns: int | None = None) -> os.stat_result:
-    """Atomically write `text` as UTF-8 (no BOM, `\\n` newlines) and return the new file's stat.
+UNCHECKED = object()  # write_caption without a version check
 
-    `expected_mtime_ns` is the mtime the editor loaded; if the file has changed (or vanished)
-    since, `CaptionConflict` is raised and nothing is written. A symlinked caption is written
+
+@dataclass(frozen=True)
+class Written:
+    version: str  # caption_version of the bytes written
+    mtime_ns: int
+
+
+def encode_caption(text: str) -> bytes:
+    """Caption text as written: UTF-8 without BOM, `\\n` newlines. Raises `CaptionTooLarge`."""
+    data = text.replace("\r\n", "\n").replace("\r", "\n").removeprefix("\ufeff").encode("utf-8")
+    if len(data) > MAX_CAPTION_BYTES:
+        raise CaptionTooLarge("The caption", len(data))
+    return data
+
+
+def write_caption(path: Path, text: str, *, expected_version: str | None | object = UNCHECKED) -> Written:
+    """Atomically write `text` as UTF-8 (no BOM, `\\n` newlines); returns the new version and mtime.
+
+    `expected_version` is the `caption_version` the editor loaded (None: there was no file); if
+    the file holds anything else now, `CaptionConflict` is raised and nothing is written. The
+    check and the replace run under `folder_lock`, so of several writers holding one version
+    exactly one succeeds, whichever process or host it runs on. A symlinked caption is written
     through to its target so the link survives. Failures raise `CaptionWriteError`.
     """
     target = Path(os.path.realpath(path))
-    text = text.replace("\r\n", "\n").replace("\r", "\n").removeprefix("\ufeff")
-    data = text.encode("utf-8")
-    with caption_write_lock:
+    data = encode_caption(text)
+    try:
+        current = os.stat(target)
+    except FileNotFoundError:
+        current = None
+    check_writable(target, current)
+    with folder_lock(target.parent):
+        if expected_version is not UNCHECKED:
+            version, on_disk = current_version(target)
+            if version != expected_version:
+                text_now = decode_caption(on_disk).text if on_disk is not None else None
+                raise CaptionConflict(target, text_now, version)
         try:
             current = os.stat(target)
         except FileNotFoundError:
             current = None
-        if expected_mtime_ns is not None and (current is None or current.st_mtime_ns != expected_mtime_ns):
-            on_disk = read_caption(target).text if current is not None else None
-            raise CaptionConflict(target, on_disk, current.st_mtime_ns if current else None)
-        check_writable(target, current)
-
         tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.tmp")
         try:
             # New files get 0o666 minus the umask, like any editor would create them.
@@ -173,11 +280,6 @@ def write_caption(path: Path, text: str, *, expected_mtime_ns: int | None = None
                             os.chown(tmp, current.st_uid, current.st_gid)
                         except PermissionError:
                             pass  # only root may give a file away; keeping our ownership is fine
-                    # Coarse filesystem clocks can give two quick writes the same mtime; the
-                    # version check relies on every write moving it forward.
-                    written = os.stat(tmp)
-                    if written.st_mtime_ns <= current.st_mtime_ns:
-                        os.utime(tmp, ns=(written.st_atime_ns, current.st_mtime_ns + 1))
                 os.replace(tmp, target)
             except BaseException:
                 tmp.unlink(missing_ok=True)
@@ -185,7 +287,7 @@ def write_caption(path: Path, text: str, *, expected_mtime_ns: int | None = None
             fsync_directory(target.parent)
         except OSError as exc:
             raise CaptionWriteError(f"Could not save {target.name}: {exc.strerror or exc}") from exc
-        return os.stat(target)
+        return Written(caption_version(data), os.stat(target).st_mtime_ns)
 
 
 def backup_original(path: Path, backup_root: Path, relpath: str | None = None) -> Path | None:
