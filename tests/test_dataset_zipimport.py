@@ -169,3 +169,85 @@ def test_zip_from_path_keeps_dates(tmp_path: Path) -> None:
     path.write_bytes(make_zip([(info, png_bytes())]).getvalue())
     extract_dataset_zip(path, tmp_path / "ds")
     assert time.localtime((tmp_path / "ds" / "a.png").stat().st_mtime)[:5] == (2021, 5, 4, 3, 2)
+
+
+# --- bombs, fakes and quotas ------------------------------------------------------------------
+
+import zlib
+
+MiB = 1 << 20
+
+
+def deflated_zeros(size: int) -> tuple[bytes, int]:
+    """(raw deflate stream, crc32) of `size` zero bytes, made in 1 MiB steps."""
+    squeeze = zlib.compressobj(9, zlib.DEFLATED, -15)
+    block, crc, parts = bytes(MiB), 0, []
+    for start in range(0, size, MiB):
+        piece = block[:min(MiB, size - start)]
+        crc = zlib.crc32(piece, crc)
+        parts.append(squeeze.compress(piece))
+    parts.append(squeeze.flush())
+    return b"".join(parts), crc
+
+
+def honest_bomb(count: int, size: int) -> io.BytesIO:
+    """A zip of `count` entries named N.png, each `size` zero bytes, with truthful headers —
+    the 10 MB zip of 50 zero-filled 199 MiB "png"s from the security review. Built by hand from
+    one deflate stream, so making it costs one compression, not `count`."""
+    data, crc = deflated_zeros(size)
+    out, central = io.BytesIO(), io.BytesIO()
+    for n in range(count):
+        name = f"{n}.png".encode()
+        offset = out.tell()
+        fields = (20, 0, 8, 0, 0, crc, len(data), size, len(name), 0)
+        out.write(struct.pack("<IHHHHHIIIHH", 0x04034B50, *fields) + name + data)
+        central.write(struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, *fields, 0, 0, 0, 0, offset) + name)
+    directory = central.getvalue()
+    out.write(directory + struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, count, count, len(directory), out.tell(), 0))
+    out.seek(0)
+    return out
+
+
+def test_the_review_zip_bomb_is_refused_quickly_writing_nothing(tmp_path: Path) -> None:
+    bomb = honest_bomb(50, 199 * MiB)
+    assert len(bomb.getvalue()) < 12 * MiB
+    work = tmp_path / "work"
+    work.mkdir()
+    with pytest.raises(ZipRefused, match=r"more than 100×"):
+        extract_dataset_zip(bomb, work / "ds")
+    assert list(work.iterdir()) == []
+
+
+def test_archive_ratio_is_limited_even_when_each_entry_is_small(tmp_path: Path) -> None:
+    # 100 entries of 900 KiB zeros: each under the per-entry floor, together a 88 MiB bomb.
+    bomb = honest_bomb(100, 900 * 1024)
+    with pytest.raises(ZipRefused, match=r"more than 20×"):
+        extract_dataset_zip(bomb, tmp_path / "ds")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_entries_that_are_not_images_are_skipped_before_writing(tmp_path: Path) -> None:
+    zipped = make_zip([("a.png", png_bytes()), ("fake.png", b"\x00" * 4000), ("script.jpg", b"#!/bin/sh\nrm -rf /\n"),
+                       ("b.webp", b"RIFF\x00\x00\x00\x00WEBPVP8 " + bytes(20))])
+    dest = tmp_path / "ds"
+    result = extract_dataset_zip(zipped, dest)
+    assert result.images == ["a.png", "b.webp"]
+    assert dict(result.skipped) == {"fake.png": "not an image: its contents are not PNG, JPEG, WebP, GIF or BMP",
+                                    "script.jpg": "not an image: its contents are not PNG, JPEG, WebP, GIF or BMP"}
+    assert sorted(p.name for p in dest.iterdir()) == ["a.png", "b.webp"]
+
+
+def test_oversized_caption_is_skipped_with_a_reason(tmp_path: Path) -> None:
+    zipped = make_zip([("a.png", png_bytes()), ("a.txt", b"tag, " * 20_000), ("b.png", png_bytes()), ("b.txt", b"ok")])
+    result = extract_dataset_zip(zipped, tmp_path / "ds")
+    assert result.captions == ["b.txt"]
+    assert result.skipped == [("a.txt", "caption larger than the 64 KiB limit per caption")]
+    assert not (tmp_path / "ds" / "a.txt").exists()
+
+
+def test_quota_refuses_before_writing(tmp_path: Path) -> None:
+    zipped = make_zip([("a.png", png_bytes()), ("b.png", png_bytes("blue"))])
+    with pytest.raises(ZipRefused, match="quota has only 100 bytes left"):
+        extract_dataset_zip(zipped, tmp_path / "ds", quota_left=100)
+    assert list(tmp_path.iterdir()) == []
+    assert extract_dataset_zip(zipped, tmp_path / "ds", quota_left=10 * MiB).images == ["a.png", "b.png"]

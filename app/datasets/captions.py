@@ -100,12 +100,27 @@ def folder_lock(folder: Path) -> Iterator[None]:
             os.close(fd)  # closing releases the lock
 
 
-def read_caption_bytes(path: Path, max_bytes: int = MAX_CAPTION_BYTES) -> bytes:
-    """The file's bytes, refusing (`CaptionTooLarge`) anything over `max_bytes` without reading it."""
-    with open(path, "rb") as fh:
-        size = os.fstat(fh.fileno()).st_size
-        if size > max_bytes:
-            raise CaptionTooLarge(Path(path).name, size, max_bytes)
+class CaptionOutside(OSError):
+    """The caption file is a symlink (or inside a symlinked folder) leading out of the root."""
+
+
+def read_caption_bytes(path: Path, max_bytes: int = MAX_CAPTION_BYTES, *, within: Path | None = None) -> bytes:
+    """The file's bytes, refusing (`CaptionTooLarge`) anything over `max_bytes` without reading it.
+
+    With `within` (a real, symlink-free folder), a file whose real path lies outside it raises
+    `CaptionOutside` and is never opened. Only regular files are read: a FIFO or device named
+    like a caption raises OSError instead of blocking the reader.
+    """
+    real = os.path.realpath(path)
+    if within is not None and not Path(real).is_relative_to(within):
+        raise CaptionOutside(f"{Path(path).name} is a link to a file outside the dataset folder; it is not read")
+    fd = os.open(real, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as fh:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(f"{Path(path).name} is not a regular file")
+        if info.st_size > max_bytes:
+            raise CaptionTooLarge(Path(path).name, info.st_size, max_bytes)
         data = fh.read(max_bytes + 1)
     if len(data) > max_bytes:  # grew while we read
         raise CaptionTooLarge(Path(path).name, len(data), max_bytes)

@@ -2,8 +2,15 @@
 
 Rescans are incremental: an image whose size and mtime match what the index already knows is
 not opened or hashed again, so rescanning 10,000 unchanged images costs one directory walk plus
-reading the caption files. A corrupt or oversized image becomes a record with `error` set, never
-an exception, and an oversized one is never decoded (Pillow reads the header only).
+reading the caption files. Every caption is read and compared by content version, so a rescan
+repairs any difference between the files and the index, whatever the files' clocks say.
+A corrupt or oversized image becomes a record with `error` set, never an exception, and an
+oversized one is never decoded (Pillow reads the header only).
+
+Confinement: every file the scan opens, captions included, must really lie inside the root
+(a symlink leading out is skipped with a reason and never read); captions over
+`MAX_CAPTION_BYTES` are skipped with a reason. Messages name files relative to the root,
+never by their absolute server path.
 """
 import os
 import stat
@@ -14,7 +21,8 @@ from pathlib import Path, PurePosixPath
 
 from PIL import Image
 
-from app.datasets.captions import caption_name_for, read_caption
+from app.datasets.captions import (CaptionOutside, CaptionTooLarge, caption_name_for, caption_version,
+                                   decode_caption, read_caption_bytes)
 from app.datasets.imagehash import content_hash, perceptual_hash
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp")
@@ -42,7 +50,7 @@ class ImageRecord:
     caption_text: str | None
     caption_warning: str | None
     error: str | None
-    caption_mtime_ns: int | None
+    caption_version: str | None  # captions.caption_version of the file; None: none or unreadable
 
 
 @dataclass(frozen=True)
@@ -53,7 +61,7 @@ class CaptionRecord:
     caption_relpath: str | None
     caption_text: str | None
     caption_warning: str | None
-    caption_mtime_ns: int | None
+    caption_version: str | None
 
 
 @dataclass
@@ -63,7 +71,7 @@ class ScanResult:
     removed: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     # Captions of unchanged images that differ from what `known` says (or all of them when
-    # `known` carries no caption mtime).
+    # `known` carries no caption version).
     captions_changed: list[CaptionRecord] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (relpath, reason)
 
@@ -77,6 +85,15 @@ class _Found:
     caption: Path | None
     caption_relpath: str | None
     caption_note: str | None  # e.g. the caption is shared with a sibling image
+    real_root: Path
+
+
+def relative_message(message: str, root: Path) -> str:
+    """`message` with the root's absolute path (as given or real) taken out, so a file is named
+    relative to the dataset: "cannot identify image file '/srv/data/me/x.png'" -> "… 'x.png'"."""
+    for prefix in {os.fspath(root), os.path.realpath(root)}:
+        message = message.replace(prefix.rstrip(os.sep) + os.sep, "").replace(prefix, ".")
+    return message
 
 
 def _is_junk(name: str) -> bool:
@@ -94,11 +111,11 @@ def _walk(root: Path, result: ScanResult, unreadable: list[str]) -> list[_Found]
                 entries = sorted(listing, key=lambda e: e.name)
         except OSError as exc:
             if directory == root:
-                raise ScanError(f"Cannot read dataset folder {root}: {exc.strerror or exc}") from exc
+                raise ScanError(f"Cannot read the dataset folder: {exc.strerror or exc}") from exc
             result.skipped.append((rel_dir.as_posix(), f"Cannot read folder: {exc.strerror or exc}"))
             unreadable.append(rel_dir.as_posix())
             continue
-        names = {entry.name.casefold(): entry.name for entry in entries}
+        names: dict[str, str] = {}  # regular files inside the root: what a caption may be
         images: list[tuple[os.DirEntry, os.stat_result]] = []
         for entry in entries:
             if _is_junk(entry.name):
@@ -121,8 +138,10 @@ def _walk(root: Path, result: ScanResult, unreadable: list[str]) -> list[_Found]
                 continue
             if stat.S_ISDIR(info.st_mode):
                 pending.append((Path(entry.path), rel_dir / entry.name))
-            elif stat.S_ISREG(info.st_mode) and os.path.splitext(entry.name)[1].lower() in IMAGE_EXTS:
-                images.append((entry, info))
+            elif stat.S_ISREG(info.st_mode):
+                names[entry.name.casefold()] = entry.name
+                if os.path.splitext(entry.name)[1].lower() in IMAGE_EXTS:
+                    images.append((entry, info))
 
         # Pair captions; a.png and a.jpg both claim a.txt, and the user should know.
         claims: dict[str, list[str]] = {}
@@ -144,33 +163,31 @@ def _walk(root: Path, result: ScanResult, unreadable: list[str]) -> list[_Found]
                 caption=Path(directory) / caption_name if caption_name else None,
                 caption_relpath=(rel_dir / caption_name).as_posix() if caption_name else None,
                 caption_note=note,
+                real_root=real_root,
             ))
     return found
 
 
-def _mtime_ns_or_none(path: Path | None) -> int | None:
-    if path is None:
-        return None
-    try:
-        return os.stat(path).st_mtime_ns
-    except FileNotFoundError:
-        return None
+def _read_caption_of(item: _Found) -> tuple[str | None, str | None, str | None, str | None]:
+    """(text, warning, version, skip reason) of an image's caption; problems become the warning.
 
-
-def _read_caption_of(item: _Found) -> tuple[str | None, str | None, int | None]:
-    """(text, warning, mtime_ns) of an image's caption; problems become the warning."""
+    The skip reason is set when the file exists but is not used (too large, outside the root).
+    """
     if item.caption is None:
-        return None, None, None
+        return None, None, None, None
     try:
-        mtime_ns = os.stat(item.caption).st_mtime_ns
-        caption = read_caption(item.caption)
+        data = read_caption_bytes(item.caption, within=item.real_root)
+    except (CaptionTooLarge, CaptionOutside) as exc:
+        return None, str(exc), None, str(exc)
     except OSError as exc:
-        return None, f"Cannot read caption: {exc.strerror or exc}", None
+        return None, f"Cannot read caption: {exc.strerror or exc}", None, None
+    caption = decode_caption(data)
     warnings = [w for w in (caption.warning, item.caption_note) if w]
-    return caption.text, "; ".join(warnings) or None, mtime_ns
+    return caption.text, "; ".join(warnings) or None, caption_version(data), None
 
 
-def _inspect(item: _Found, max_pixels: int) -> ImageRecord:
+def _inspect(item: _Found, max_pixels: int) -> tuple[ImageRecord, str | None]:
+    """The image's record, and why its caption file is not used (or None)."""
     width = height = fmt = phash = digest = None
     error = None
     try:
@@ -185,13 +202,13 @@ def _inspect(item: _Found, max_pixels: int) -> ImageRecord:
     except Image.DecompressionBombError as exc:
         error = f"Image too large to process: {exc}"
     except Exception as exc:  # Pillow raises many types for corrupt files
-        error = f"Cannot read image: {exc}"
-    text, warning, caption_mtime_ns = _read_caption_of(item)
+        error = f"Cannot read image: {relative_message(str(exc), item.real_root)}"
+    text, warning, version, unused = _read_caption_of(item)
     return ImageRecord(
         relpath=item.relpath, size=item.size, mtime_ns=item.mtime_ns, width=width, height=height,
         format=fmt, content_hash=digest, phash=phash, caption_relpath=item.caption_relpath,
-        caption_text=text, caption_warning=warning, error=error, caption_mtime_ns=caption_mtime_ns,
-    )
+        caption_text=text, caption_warning=warning, error=error, caption_version=version,
+    ), unused
 
 
 def scan_folder(
@@ -204,22 +221,24 @@ def scan_folder(
 ) -> ScanResult:
     """Compare the images under `root` with `known` and inspect what is new or changed.
 
-    `known` maps image relpath -> (size, mtime_ns) or (size, mtime_ns, caption_mtime_ns | None).
-    With the third value, captions of unchanged images are reported only when they changed;
-    without it every unchanged image's caption is read and reported in `captions_changed`.
+    `known` maps image relpath -> (size, mtime_ns) or (size, mtime_ns, caption_version | None).
+    Every caption is read; with the third value, captions of unchanged images are reported only
+    when their content differs from it, without it all are reported in `captions_changed`.
+    Captions not used (too large, leading outside the root) are also listed in `skipped`.
     `max_pixels` defaults to Pillow's MAX_IMAGE_PIXELS. `workers` > 1 decodes and hashes in
     threads (Pillow and hashlib release the GIL). `on_progress(done, total)` counts inspected
     images. Raises `ScanError` if `root` is not a readable folder.
     """
     root = Path(root)
     if not root.is_dir():
-        raise ScanError(f"Dataset folder not found: {root}")
+        raise ScanError("The dataset folder is missing or is not a folder")
     limit = max_pixels or Image.MAX_IMAGE_PIXELS or 2**62
     result = ScanResult()
     unreadable: list[str] = []
     found = _walk(root, result, unreadable)
 
     to_inspect: list[tuple[_Found, bool]] = []
+    unused: dict[str, str] = {}  # caption relpath -> why it is not used (once per file)
     for item in found:
         previous = known.get(item.relpath)
         if previous is None:
@@ -228,11 +247,13 @@ def scan_folder(
             to_inspect.append((item, False))
         else:
             result.unchanged.append(item.relpath)
-            if len(previous) > 2 and _mtime_ns_or_none(item.caption) == previous[2]:
+            text, warning, version, reason = _read_caption_of(item)
+            if reason:
+                unused[item.caption_relpath] = reason
+            if len(previous) > 2 and version == previous[2] and (version is not None or item.caption is None):
                 continue
-            text, warning, mtime_ns = _read_caption_of(item)
             result.captions_changed.append(
-                CaptionRecord(item.relpath, item.caption_relpath, text, warning, mtime_ns)
+                CaptionRecord(item.relpath, item.caption_relpath, text, warning, version)
             )
 
     present = {item.relpath for item in found}
@@ -248,8 +269,11 @@ def scan_folder(
     total = len(to_inspect)
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         records = pool.map(lambda pair: _inspect(pair[0], limit), to_inspect)
-        for done, (record, (_, is_new)) in enumerate(zip(records, to_inspect), start=1):
+        for done, ((record, reason), (_, is_new)) in enumerate(zip(records, to_inspect), start=1):
             (result.added if is_new else result.changed).append(record)
+            if reason:
+                unused[record.caption_relpath] = reason
             if on_progress is not None:
                 on_progress(done, total)
+    result.skipped += sorted(unused.items())
     return result
