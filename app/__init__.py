@@ -23,6 +23,21 @@ CONTENT_SECURITY_POLICY = (
 )
 
 
+# Every module that defines tables, shared layers first. Imported by the factory (and so by every
+# web process, worker and Alembic run) whichever area loads first; add a new area's tables here.
+TABLE_MODULES = (
+    "app.models", "app.replicate.models", "app.gallery.models",
+    "app.canvas.models", "app.canvas.tiles", "app.datasets.models",
+)
+
+
+def _register_tables() -> None:
+    import importlib
+
+    for module in TABLE_MODULES:
+        importlib.import_module(module)
+
+
 def create_app(overrides: dict | None = None) -> Flask:
     app = Flask(
         __name__,
@@ -52,14 +67,14 @@ def create_app(overrides: dict | None = None) -> Flask:
     app.redis = Redis.from_url(app.config["REDIS_URL"])
     app.task_queue = Queue(app.config["QUEUE_NAME"], connection=app.redis)
 
-    from app import models  # noqa: F401  (registers the tables)
-    from app.auth import bp as auth_bp
-    from app.jobs import bp as jobs_bp
-    from app.generate import bp as generate_bp
-    from app.canvas.routes import bp as canvas_bp
-    from app.datasets import bp as datasets_bp
-    from app.webhooks import bp as webhooks_bp
+    _register_tables()
     from app import errors
+    from app.auth import bp as auth_bp
+    from app.canvas import bp as canvas_bp
+    from app.datasets import bp as datasets_bp
+    from app.generate import bp as generate_bp
+    from app.jobs import bp as jobs_bp
+    from app.webhooks import bp as webhooks_bp
 
     app.register_blueprint(auth_bp)
     app.register_blueprint(jobs_bp, url_prefix="/jobs")

@@ -194,6 +194,7 @@ def run(count: int, workdir: Path, ram_dir: Path | None) -> None:
 
     from app import create_app
     from app.datasets import index
+    from app.datasets.history import recent_batches
     from app.datasets.models import Dataset, DatasetImage
     from app.datasets.scan import scan_folder
     from app.datasets.tasks import run_thumbnails
@@ -275,7 +276,7 @@ def run(count: int, workdir: Path, ram_dir: Path | None) -> None:
         rows.append(("Rename a tag in every caption, first time (also backs up originals)", f"{first:.2f}", "s",
                      f"{changed:,} files", "< 2 s"))
         rows.append(("Rename a tag in every caption, again", f"{second:.2f}", "s", f"{changed:,} files", "< 2 s"))
-        undo_batch = index.history(dataset.id, limit=1)[0]
+        undo_batch = recent_batches(dataset.id, limit=1)[0]
         undo_s, _ = timed(lambda: client.post(f"{base}/history/{undo_batch.id}/undo"))
         rows.append(("Undo that rename (one batch)", f"{undo_s:.2f}", "s", f"{changed:,} files", "—"))
 

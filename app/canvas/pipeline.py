@@ -70,7 +70,7 @@ class PreparedFrame:
     mode: Mode
     known: Image.Image  # "L": 255 where the canvas has content
     repaint: Image.Image  # "L": what the model repaints, the painted mask plus the unknown area
-    paste: Image.Image  # "L": the mask a result is pasted through (feathered repaint, unknown in full)
+    paste: Image.Image  # "L": the mask a result is pasted through (repaint with its mask blur, unknown in full)
     image: Image.Image | None  # RGB frame with the unknown area infilled; None in text mode
 
 

@@ -9,8 +9,9 @@ from app.canvas.modelchoice import DEFAULT_TEXT_MODEL, CanvasModel, canvas_model
 from app.canvas.models import CanvasRequest, CanvasVariation
 from app.canvas.staging import data_dir, request_dir, tile_store
 from app.extensions import db
-from app.generate.tasks import save_generation
-from app.jobs.predictions import client_from_config, follow_prediction
+from app.gallery import save_generation
+from app.jobs.predictions import follow_prediction
+from app.replicate.catalog import client_from_config
 from app.jobs.runner import JobFailed, job_run
 from app.replicate.client import output_urls
 from app.replicate.schema import Field, field_by_name

@@ -19,7 +19,8 @@ from app.datasets.paths import PathRefused
 from app.datasets.scan import ScanError, scan_folder
 from app.datasets.thumbnails import make_thumbnail, thumb_relpath
 from app.extensions import db
-from app.jobs.predictions import client_from_config, follow_prediction
+from app.jobs.predictions import follow_prediction
+from app.replicate.catalog import client_from_config
 from app.jobs.runner import JobFailed, JobRun, enqueue_job, job_run
 from app.replicate.client import ReplicateError
 
@@ -39,8 +40,8 @@ def _dataset(run: JobRun) -> tuple[Dataset, Path]:
 
 
 def enqueue_scan(dataset: Dataset):
-    return enqueue_job(user_id=dataset.user_id, kind="datasets.scan", title=f"Scan {dataset.name}",
-                       task="app.datasets.tasks.run_scan", params={"dataset_id": dataset.id})
+    return enqueue_job(run_scan, user_id=dataset.user_id, kind="datasets.scan", title=f"Scan {dataset.name}",
+                       params={"dataset_id": dataset.id})
 
 
 def run_scan(job_id: str) -> None:
@@ -66,8 +67,8 @@ def run_scan(job_id: str) -> None:
         if result.skipped:
             run.job.message += f"; {len(result.skipped):,} skipped"
         if index.images_needing_thumbnails(dataset.id):
-            enqueue_job(user_id=dataset.user_id, kind="datasets.thumbs", title=f"Thumbnails for {dataset.name}",
-                        task="app.datasets.tasks.run_thumbnails", params={"dataset_id": dataset.id})
+            enqueue_job(run_thumbnails, user_id=dataset.user_id, kind="datasets.thumbs",
+                        title=f"Thumbnails for {dataset.name}", params={"dataset_id": dataset.id})
 
 
 def run_thumbnails(job_id: str) -> None:
