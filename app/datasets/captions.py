@@ -253,14 +253,16 @@ def encode_caption(text: str) -> bytes:
     return data
 
 
-def write_caption(path: Path, text: str, *, expected_version: str | None | object = UNCHECKED) -> Written:
+def write_caption(path: Path, text: str, *, expected_version: str | None | object = UNCHECKED,
+                  locked: bool = False) -> Written:
     """Atomically write `text` as UTF-8 (no BOM, `\\n` newlines); returns the new version and mtime.
 
     `expected_version` is the `caption_version` the editor loaded (None: there was no file); if
     the file holds anything else now, `CaptionConflict` is raised and nothing is written. The
-    check and the replace run under `folder_lock`, so of several writers holding one version
-    exactly one succeeds, whichever process or host it runs on. A symlinked caption is written
-    through to its target so the link survives. Failures raise `CaptionWriteError`.
+    check and the replace run under `folder_lock` (pass `locked=True` when the caller already
+    holds it), so of several writers holding one version exactly one succeeds, whichever process
+    or host it runs on. A symlinked caption is written through to its target so the link survives.
+    Failures raise `CaptionWriteError` (`CaptionTooLarge` for a caption over the size limit).
     """
     target = Path(os.path.realpath(path))
     data = encode_caption(text)
@@ -269,40 +271,47 @@ def write_caption(path: Path, text: str, *, expected_version: str | None | objec
     except FileNotFoundError:
         current = None
     check_writable(target, current)
+    if locked:
+        return _replace(target, data, expected_version)
     with folder_lock(target.parent):
-        if expected_version is not UNCHECKED:
-            version, on_disk = current_version(target)
-            if version != expected_version:
-                text_now = decode_caption(on_disk).text if on_disk is not None else None
-                raise CaptionConflict(target, text_now, version)
-        try:
-            current = os.stat(target)
-        except FileNotFoundError:
-            current = None
-        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.tmp")
+        return _replace(target, data, expected_version)
+
+
+def _replace(target: Path, data: bytes, expected_version: str | None | object) -> Written:
+    """Check the version and put `data` in place of `target` (the folder lock is held)."""
+    if expected_version is not UNCHECKED:
+        version, on_disk = current_version(target)
+        if version != expected_version:
+            text_now = decode_caption(on_disk).text if on_disk is not None else None
+            raise CaptionConflict(target, text_now, version)
+    try:
+        current = os.stat(target)
+    except FileNotFoundError:
+        current = None
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.tmp")
+    try:
         try:
             # New files get 0o666 minus the umask, like any editor would create them.
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-            try:
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(data)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                if current is not None:
-                    os.chmod(tmp, stat.S_IMODE(current.st_mode))
-                    if os.name == "posix" and (current.st_uid, current.st_gid) != (os.geteuid(), os.getegid()):
-                        try:
-                            os.chown(tmp, current.st_uid, current.st_gid)
-                        except PermissionError:
-                            pass  # only root may give a file away; keeping our ownership is fine
-                os.replace(tmp, target)
-            except BaseException:
-                tmp.unlink(missing_ok=True)
-                raise
-            fsync_directory(target.parent)
-        except OSError as exc:
-            raise CaptionWriteError(f"Could not save {target.name}: {exc.strerror or exc}") from exc
-        return Written(caption_version(data), os.stat(target).st_mtime_ns)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            if current is not None:
+                os.chmod(tmp, stat.S_IMODE(current.st_mode))
+                if os.name == "posix" and (current.st_uid, current.st_gid) != (os.geteuid(), os.getegid()):
+                    try:
+                        os.chown(tmp, current.st_uid, current.st_gid)
+                    except PermissionError:
+                        pass  # only root may give a file away; keeping our ownership is fine
+            os.replace(tmp, target)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        fsync_directory(target.parent)
+    except OSError as exc:
+        raise CaptionWriteError(f"Could not save {target.name}: {exc.strerror or exc}") from exc
+    return Written(caption_version(data), os.stat(target).st_mtime_ns)
 
 
 def backup_original(path: Path, backup_root: Path, relpath: str | None = None) -> Path | None:

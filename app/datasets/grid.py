@@ -25,6 +25,10 @@ SORTS = {
 }
 
 
+MAX_SEARCH_CHARS = 500
+TAG_PAGE = 200  # tags per page of the tag panel
+
+
 @dataclass(frozen=True)
 class GridFilter:
     q: str = ""  # tag expression, see tagexpr
@@ -49,11 +53,17 @@ class GridFilter:
 
     @property
     def problem(self) -> str | None:
-        """Why the tag expression cannot be used, or None."""
+        """Why the filter cannot be used (a message for the user), or None.
+
+        Filters come from query strings anyone can link to, so they are checked (size, depth:
+        see tagexpr) before any query runs; `filtered_select` raises `TagExprError` for the same.
+        """
+        if len(self.search) > MAX_SEARCH_CHARS:
+            return f"Caption text to find is {len(self.search):,} characters long; the limit is {MAX_SEARCH_CHARS:,}"
         try:
             parse(self.q)
         except TagExprError as exc:
-            return str(exc)
+            return f"Filter not used: {exc}"
         return None
 
 
@@ -85,6 +95,8 @@ def filtered_select(dataset_id: int, grid_filter: GridFilter, *columns):
 
     Raises `tagexpr.TagExprError` for a malformed tag expression.
     """
+    if len(grid_filter.search) > MAX_SEARCH_CHARS:
+        raise TagExprError(grid_filter.problem, 0)
     query = select(*(columns or (IMAGES.c.id,))).where(IMAGES.c.dataset_id == dataset_id)
     if grid_filter.q:
         query = query.where(_expr_condition(dataset_id, parse(grid_filter.q)))
@@ -116,12 +128,18 @@ def neighbours(dataset_id: int, grid_filter: GridFilter, image_id: int) -> tuple
     return (ids[at - 1] if at > 0 else None), (ids[at + 1] if at + 1 < len(ids) else None), at + 1, len(ids)
 
 
-def tag_counts(dataset_id: int) -> list[tuple[str, int]]:
-    """Every tag with the number of images carrying it, most used first."""
+def tag_page(dataset_id: int, *, offset: int = 0, limit: int = TAG_PAGE, find: str = "") -> tuple[list[tuple[str, int]], int]:
+    """One page of the dataset's tags with image counts, most used first, and how many tags
+    there are in all (of those containing `find`, compared as `normalise_tag` compares)."""
     count = func.count().label("n")
-    rows = db.session.execute(select(TAGS.c.tag, count).where(TAGS.c.dataset_id == dataset_id)
-                              .group_by(TAGS.c.tag).order_by(count.desc(), TAGS.c.tag))
-    return [(tag, n) for tag, n in rows]
+    where = [TAGS.c.dataset_id == dataset_id]
+    key = normalise_tag(find)[:MAX_SEARCH_CHARS]
+    if key:
+        where.append(TAGS.c.key.like(f"%{_like_escape(key)}%", escape="\\"))
+    rows = db.session.execute(select(TAGS.c.tag, count).where(*where).group_by(TAGS.c.tag)
+                              .order_by(count.desc(), TAGS.c.tag).offset(max(offset, 0)).limit(limit))
+    total = db.session.scalar(select(func.count(func.distinct(TAGS.c.tag))).where(*where))
+    return [(tag, n) for tag, n in rows], total
 
 
 def tag_counts_matching(dataset_id: int, text: str, limit: int = 200) -> dict[str, int]:

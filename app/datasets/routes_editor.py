@@ -1,5 +1,7 @@
 """The image editor: caption as tags or text, saved as you go with a version check; autocomplete."""
 import logging
+import re
+import threading
 from pathlib import Path
 
 from flask import current_app, make_response, render_template, request, url_for
@@ -13,35 +15,38 @@ from app.datasets.history import refresh_caption, save_caption
 from app.datasets.suggestions import accept_suggestions, clear_suggestions
 from app.datasets.models import Dataset, DatasetImage
 from app.datasets.routes import data_dir, root_of
-from app.datasets.tagcomplete import TagIndex
+from app.datasets.tagcomplete import TagIndex, TagListCache, dataset_suggestions
+from app.datasets.tagexpr import normalise_tag
 from app.datasets.tags import add_tags, apply_trigger, move_to_front, remove_tag, split_tags
 from app.extensions import db
 from app.htmx import message, redirect_page, retarget
 
 log = logging.getLogger(__name__)
 SUGGESTIONS = 12
-_tag_lists: dict[tuple[str, ...], TagIndex] = {}
+_tag_lists: dict[tuple[str, ...], TagListCache] = {}
+_tag_lists_lock = threading.Lock()
+_VERSION = re.compile(r"[0-9a-f]{32}|too-large-\d{1,20}")
 
 
-def tag_list_index() -> TagIndex:
-    """The configured tag lists (TESSERA_TAG_LISTS), loaded once per process."""
+def tag_list_index() -> TagIndex | None:
+    """The configured tag lists (TESSERA_TAG_LISTS): one cache per process, opened on first need;
+    None while the lists are still being read into it (in the background) or none are set."""
     paths = tuple(current_app.config.get("TAG_LISTS", []))
-    if paths not in _tag_lists:
-        tag_index = TagIndex()
-        for path in paths:
-            try:
-                tag_index.add_csv(Path(path))
-            except (OSError, UnicodeDecodeError) as exc:
-                log.warning("Tag list %s not loaded: %s", path, exc)
-        _tag_lists[paths] = tag_index
-    return _tag_lists[paths]
-
-
-def _version(value: str | None) -> int | None:
-    try:
-        return int(value) if value else None
-    except ValueError:
+    if not paths:
         return None
+    with _tag_lists_lock:
+        cache = _tag_lists.get(paths)
+        if cache is None:
+            cache = _tag_lists[paths] = TagListCache(paths, Path(current_app.config["DATA_DIR"]) / "cache" / "tag-lists")
+    return cache.index()
+
+
+def _version(value: str | None) -> str | None:
+    """The caption version a form sent: None for "there was no caption file"; anything that is
+    no version at all becomes one no file has, so the save is a conflict rather than a guess."""
+    if not value:
+        return None
+    return value if _VERSION.fullmatch(value) else "unknown"
 
 
 def editor_context(dataset, image, *, text: str | None = None, warning: str | None = None, note: str | None = None):
@@ -49,7 +54,7 @@ def editor_context(dataset, image, *, text: str | None = None, warning: str | No
     caption = caption or ""
     return {
         "dataset": dataset, "image": image, "text": caption, "tags": index.caption_tags(caption),
-        "version": image.caption_mtime_ns if image.caption is not None else "",
+        "version": (image.caption_version or "") if image.caption is not None else "",
         "warning": warning if warning is not None else image.caption_warning, "note": note,
         "trigger_missing": bool(dataset.trigger) and bool(caption) and apply_trigger(caption, dataset.trigger) != caption,
     }
@@ -62,8 +67,9 @@ def editor(dataset_id, image_id):
     caption = refresh_caption(dataset, image, root_of(dataset))
     progress = progress_for(current_user.id, dataset.id)
     grid_filter = GridFilter.from_args(progress.filters if progress else {})
-    if grid_filter.problem:  # a saved filter that no longer parses: browse everything
+    if grid_filter.problem:  # a remembered filter that cannot be used is dropped: browse everything
         grid_filter = GridFilter()
+        remember(current_user.id, dataset.id, grid_filter=grid_filter)
     previous_id, next_id, position, total = neighbours(dataset.id, grid_filter, image.id)
     remember(current_user.id, dataset.id, image_id=image.id)
     return render_template("datasets/editor.html", previous_id=previous_id, next_id=next_id, position=position,
@@ -79,7 +85,7 @@ def _save(dataset, image, text: str, version: int | None):
     except CaptionConflict as exc:
         db.session.rollback()
         response = make_response(render_template("datasets/_conflict.html", dataset=dataset, image=image, mine=text,
-                                                 theirs=exc.current_text, theirs_version=exc.current_mtime_ns or ""), 409)
+                                                 theirs=exc.current_text, theirs_version=exc.current_version or ""), 409)
     except CaptionWriteError as exc:
         db.session.rollback()
         response = make_response(render_template("datasets/_save_status.html", error=exc.message), 403)
@@ -96,7 +102,7 @@ def save_text(dataset_id, image_id):
     text = request.form.get("text", "").replace("\r\n", "\n")
     version = _version(request.form.get("version"))
     # A repeated save of the same text writes nothing, unless the file still needs converting to UTF-8.
-    unchanged = (text == (image.caption or "") and version == image.caption_mtime_ns and image.caption is not None
+    unchanged = (text == (image.caption or "") and version == image.caption_version and image.caption is not None
                  and not image.caption_warning)
     if not unchanged:
         failed = _save(dataset, image, text, version)
@@ -168,5 +174,11 @@ def complete(dataset_id):
     head, _, last = typed.rpartition(",")
     prefix = f"{head}, " if head.strip() else ""
     counts = tag_counts_matching(dataset.id, last)
-    suggestions = tag_list_index().suggest(last, counts, SUGGESTIONS) if last.strip() else []
+    lists = tag_list_index()
+    if not last.strip():
+        suggestions = []
+    elif lists is None:  # no lists, or they are still being read: the dataset's own tags answer now
+        suggestions = dataset_suggestions(normalise_tag(last), counts, SUGGESTIONS)
+    else:
+        suggestions = lists.suggest(last, counts, SUGGESTIONS)
     return render_template("datasets/_suggestions.html", suggestions=suggestions, prefix=prefix)

@@ -66,7 +66,7 @@ class ExtractResult:
     ignored_junk: int = 0
 
 
-def _size_text(size: int) -> str:
+def size_text(size: int) -> str:
     if size >= GiB:
         return f"{size / GiB:.1f} GiB"
     if size >= MiB:
@@ -156,7 +156,7 @@ def extract_dataset_zip(
 
 
 def _ratio_text(info: zipfile.ZipInfo) -> str:
-    return f"{_size_text(info.file_size)} from {_size_text(info.compress_size)}"
+    return f"{size_text(info.file_size)} from {size_text(info.compress_size)}"
 
 
 def _looks_like_image(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bool:
@@ -167,6 +167,31 @@ def _looks_like_image(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bool:
     except (zipfile.BadZipFile, NotImplementedError, RuntimeError, EOFError, OSError, zlib_error) as exc:
         raise ZipRefused(f"Corrupt zip data in {info.filename!r}: {exc}") from exc
     return head.startswith(_IMAGE_SIGNATURES) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
+
+
+def check_dataset_zip(
+    zip_path_or_file: str | Path | BinaryIO,
+    *,
+    max_files: int = 20000,
+    max_total_bytes: int = 10 * GiB,
+    max_file_bytes: int = 200 * MiB,
+    quota_left: int | None = None,
+) -> ExtractResult:
+    """Every check `extract_dataset_zip` makes before writing, without writing anything.
+
+    Reads the zip's directory and the first bytes of each image, so a request can refuse a bomb
+    or a fake at once and leave the unpacking to a job. Returns what would be extracted (the
+    names in `images`, `captions`, `metadata_files`) and skipped; raises `ZipRefused`.
+    """
+    try:
+        archive = zipfile.ZipFile(zip_path_or_file)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise ZipRefused(f"Not a readable zip file: {exc}") from exc
+    with archive:
+        plan, result = _plan(archive, max_files, max_total_bytes, max_file_bytes, quota_left)
+    for _, parts, kind in plan:
+        getattr(result, kind).append("/".join(parts))
+    return result
 
 
 def _plan(
@@ -203,7 +228,7 @@ def _plan(
             raise ZipRefused(f"{name!r} would expand to {_ratio_text(info)}, more than {MAX_ENTRY_RATIO}× — "
                              "no image compresses like that (a zip bomb?)")
         elif info.file_size > max_file_bytes:
-            result.skipped.append((name, f"larger than the {_size_text(max_file_bytes)} limit per file"))
+            result.skipped.append((name, f"larger than the {size_text(max_file_bytes)} limit per file"))
         elif ext in CAPTION_EXTS and info.file_size > MAX_CAPTION_BYTES:
             result.skipped.append((name, f"caption larger than the {MAX_CAPTION_BYTES // 1024} KiB limit per caption"))
         elif "/".join(parts).casefold() in taken:
@@ -217,14 +242,14 @@ def _plan(
             plan.append((info, parts, kind))
     if declared_total > max_total_bytes:
         raise ZipRefused(
-            f"Zip would unpack to {_size_text(declared_total)}; the limit is {_size_text(max_total_bytes)}"
+            f"Zip would unpack to {size_text(declared_total)}; the limit is {size_text(max_total_bytes)}"
         )
     if declared_total > RATIO_FLOOR_ARCHIVE and declared_total > MAX_ARCHIVE_RATIO * max(compressed_total, 1):
-        raise ZipRefused(f"Zip would expand to {_size_text(declared_total)} from {_size_text(compressed_total)}, "
+        raise ZipRefused(f"Zip would expand to {size_text(declared_total)} from {size_text(compressed_total)}, "
                          f"more than {MAX_ARCHIVE_RATIO}× — image datasets do not compress like that (a zip bomb?)")
     if quota_left is not None and declared_total > quota_left:
-        raise ZipRefused(f"Zip would unpack to {_size_text(declared_total)}, but your storage quota has only "
-                         f"{_size_text(max(quota_left, 0))} left; delete an uploaded dataset or ask for a larger quota")
+        raise ZipRefused(f"Zip would unpack to {size_text(declared_total)}, but your storage quota has only "
+                         f"{size_text(max(quota_left, 0))} left; delete an uploaded dataset or ask for a larger quota")
     checked = []
     for info, parts, kind in plan:
         if kind == "images" and not _looks_like_image(archive, info):
