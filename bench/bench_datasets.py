@@ -105,7 +105,7 @@ from pathlib import Path
 sys.path.insert(0, {root!r})
 mode, csv_path, cache_dir = sys.argv[1:4]
 queries = ["hai", "smi", "a", "k", "ri to", "ng_ha", "zzz", "12345", "long hair", "q"]
-from app.datasets.tagcomplete import TagListCache  # imported first: the app's own import is not the list's cost
+from app.datasets.taglists import TagListCache  # imported first: the app's own import is not the list's cost
 base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 start = time.perf_counter()
 if mode == "plain":

@@ -108,7 +108,7 @@ import subprocess
 import sys
 import textwrap
 
-from app.datasets.tagcomplete import TagListCache
+from app.datasets.taglists import TagListCache
 
 
 def write_list(path: Path, rows: int) -> Path:
@@ -145,7 +145,7 @@ def test_two_processes_build_one_cache_once(tmp_path: Path) -> None:
         import logging, sys
         from pathlib import Path
         logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(message)s")
-        from app.datasets.tagcomplete import TagListCache
+        from app.datasets.taglists import TagListCache
         index = TagListCache([{str(tags)!r}], Path({str(tmp_path / "cache")!r})).wait(120)
         print("answer", index.suggest("tag_04999", {{}}, limit=1)[0].tag)
     """)

@@ -173,39 +173,9 @@ def test_zip_from_path_keeps_dates(tmp_path: Path) -> None:
 
 # --- bombs, fakes and quotas ------------------------------------------------------------------
 
-import zlib
+from tests.datasets_helpers import honest_bomb
 
 MiB = 1 << 20
-
-
-def deflated_zeros(size: int) -> tuple[bytes, int]:
-    """(raw deflate stream, crc32) of `size` zero bytes, made in 1 MiB steps."""
-    squeeze = zlib.compressobj(9, zlib.DEFLATED, -15)
-    block, crc, parts = bytes(MiB), 0, []
-    for start in range(0, size, MiB):
-        piece = block[:min(MiB, size - start)]
-        crc = zlib.crc32(piece, crc)
-        parts.append(squeeze.compress(piece))
-    parts.append(squeeze.flush())
-    return b"".join(parts), crc
-
-
-def honest_bomb(count: int, size: int) -> io.BytesIO:
-    """A zip of `count` entries named N.png, each `size` zero bytes, with truthful headers —
-    the 10 MB zip of 50 zero-filled 199 MiB "png"s from the security review. Built by hand from
-    one deflate stream, so making it costs one compression, not `count`."""
-    data, crc = deflated_zeros(size)
-    out, central = io.BytesIO(), io.BytesIO()
-    for n in range(count):
-        name = f"{n}.png".encode()
-        offset = out.tell()
-        fields = (20, 0, 8, 0, 0, crc, len(data), size, len(name), 0)
-        out.write(struct.pack("<IHHHHHIIIHH", 0x04034B50, *fields) + name + data)
-        central.write(struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, *fields, 0, 0, 0, 0, offset) + name)
-    directory = central.getvalue()
-    out.write(directory + struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, count, count, len(directory), out.tell(), 0))
-    out.seek(0)
-    return out
 
 
 def test_the_review_zip_bomb_is_refused_quickly_writing_nothing(tmp_path: Path) -> None:

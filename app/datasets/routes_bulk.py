@@ -5,7 +5,7 @@ from flask import abort, current_app, flash, redirect, render_template, request,
 from flask_login import current_user
 
 from app.auth.access import child_or_404, owned_or_404
-from app import saferegex
+from app.datasets import saferegex
 from app.datasets import bp, index, tags
 from app.datasets.grid import filtered_select, GridFilter, images_with_tag
 from app.datasets.health import health_report
@@ -91,7 +91,7 @@ def _bulk_edit(dataset, action: str, ids: list[int] | None):
         regex = form.get("regex") == "1"
         replace = form.get("replace", "")
         # One time budget for the whole edit: a pattern that backtracks is stopped, with a message,
-        # long before it could hold a worker (see app.saferegex).
+        # long before it could hold a worker (see app.datasets.saferegex).
         deadline = saferegex.Deadline()
         tags.replace_text("", find, replace, regex, deadline=deadline)  # an invalid pattern fails before any file
         return (partial(tags.replace_text, find=find, replace=replace, regex=regex, deadline=deadline), ids,

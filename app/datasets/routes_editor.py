@@ -15,7 +15,8 @@ from app.datasets.history import refresh_caption, save_caption
 from app.datasets.suggestions import accept_suggestions, clear_suggestions
 from app.datasets.models import Dataset, DatasetImage
 from app.datasets.routes import data_dir, root_of
-from app.datasets.tagcomplete import TagIndex, TagListCache, dataset_suggestions
+from app.datasets.tagcomplete import TagIndex, dataset_suggestions
+from app.datasets.taglists import TagListCache
 from app.datasets.tagexpr import normalise_tag
 from app.datasets.tags import add_tags, apply_trigger, move_to_front, remove_tag, split_tags
 from app.extensions import db
@@ -28,9 +29,8 @@ _tag_lists_lock = threading.Lock()
 _VERSION = re.compile(r"[0-9a-f]{32}|too-large-\d{1,20}")
 
 
-def tag_list_index() -> TagIndex | None:
-    """The configured tag lists (TESSERA_TAG_LISTS): one cache per process, opened on first need;
-    None while the lists are still being read into it (in the background) or none are set."""
+def tag_list_cache() -> TagListCache | None:
+    """The configured tag lists (TESSERA_TAG_LISTS) as one cache per process, made on first need."""
     paths = tuple(current_app.config.get("TAG_LISTS", []))
     if not paths:
         return None
@@ -38,7 +38,13 @@ def tag_list_index() -> TagIndex | None:
         cache = _tag_lists.get(paths)
         if cache is None:
             cache = _tag_lists[paths] = TagListCache(paths, Path(current_app.config["DATA_DIR"]) / "cache" / "tag-lists")
-    return cache.index()
+    return cache
+
+
+def tag_list_index() -> TagIndex | None:
+    """The lists, or None while they are still being read into the cache (in the background)."""
+    cache = tag_list_cache()
+    return cache.index() if cache is not None else None
 
 
 def _version(value: str | None) -> str | None:
@@ -173,6 +179,7 @@ def complete(dataset_id):
     typed = request.args.get("tag", "")
     head, _, last = typed.rpartition(",")
     prefix = f"{head}, " if head.strip() else ""
+    last = last[:200]  # a tag, not a text: longer input is cut, not searched for
     counts = tag_counts_matching(dataset.id, last)
     lists = tag_list_index()
     if not last.strip():

@@ -10,7 +10,7 @@ is an alternative caption, so each line is edited as its own tag list and the ot
 import re
 from collections.abc import Callable, Iterable
 
-from app import saferegex
+from app.datasets import saferegex
 from app.datasets.captions import MAX_CAPTION_BYTES
 
 TRIGGER_PLACEHOLDER = "[trigger]"
@@ -215,7 +215,7 @@ def replace_text(caption: str, find: str, replace: str, regex: bool = False, *,
                  deadline: saferegex.Deadline | None = None) -> str:
     """Replace text anywhere in the caption (not tag-aware); `regex` uses Python `re` syntax.
 
-    A regex runs bounded (see app.saferegex): pass one `deadline` for a whole bulk edit. The result
+    A regex runs bounded (see app.datasets.saferegex): pass one `deadline` for a whole bulk edit. The result
     may not exceed `MAX_CAPTION_BYTES` characters. Raises ValueError (`saferegex.PatternError`)
     with a readable message for an invalid, too slow or too productive pattern.
     """
