@@ -134,7 +134,7 @@ def test_hostile_regex_gives_up_with_a_message_and_the_site_stays_up(live: Live)
 
     # Alternations it cannot optimise would backtrack for hours: stopped, said so, nothing written,
     # and /health (served by the same processes) answered within a second all along.
-    for pattern in ("(a|a)+$", "(a|aa)+$", "(.*a){30}!x"):
+    for pattern in ("(a|a)+$", "(a|aa)+$", "(aa|a)+b", "(?:a|a)*$"):
         response, health, seconds = _health_while(live.base, lambda: client.post(f"/datasets/{dataset_id}/bulk", data={
             "action": "replace", "find": pattern, "replace": "x", "regex": "1", "scope": "all"}))
         assert response.status_code == 303 and seconds < 8, (pattern, seconds)

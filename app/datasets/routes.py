@@ -22,7 +22,7 @@ from app.datasets.tags import apply_trigger
 from app.datasets.tasks import enqueue_scan
 from app.datasets.thumbnails import make_thumbnail, thumb_relpath
 from app.extensions import db
-from app.files import data_path, send_data_file
+from app.files import data_path, header_safe_name, send_data_file
 from app.htmx import message
 from app.gallery import Generation
 from app.jobs.runner import QueueUnavailable
@@ -38,9 +38,7 @@ RECENT_JOB_AGE = timedelta(minutes=10)
 
 def user_roots() -> list[DatasetRoot]:
     """The dataset roots of the logged-in account: its own (`{user}`) and the shared ones."""
-    if "dataset_roots" not in g:
-        g.dataset_roots = roots_for_user(current_app.config["DATASET_ROOTS"], current_user.username)
-    return g.dataset_roots
+    return roots_for_user(current_app.config["DATASET_ROOTS"], current_user.username)
 
 
 def root_of(dataset: Dataset) -> Path:
@@ -75,9 +73,9 @@ def dataset_jobs(dataset: Dataset) -> list[Job]:
                                    and utcnow() - job.finished_at < RECENT_JOB_AGE))][:4]
 
 
-def start_scan(dataset: Dataset) -> Job | None:
+def start_scan(dataset: Dataset, *, full: bool = False) -> Job | None:
     try:
-        return enqueue_scan(dataset)
+        return enqueue_scan(dataset, full=full)
     except QueueUnavailable as exc:
         flash(str(exc), "error")
         return None
@@ -155,7 +153,7 @@ def open_folder():
 @bp.post("/<int:dataset_id>/rescan")
 def rescan(dataset_id):
     dataset = owned_or_404(Dataset, dataset_id)
-    start_scan(dataset)
+    start_scan(dataset, full=True)
     return redirect(url_for("datasets.show", dataset_id=dataset.id), 303)
 
 
@@ -298,7 +296,7 @@ def image_file(dataset_id, image_id):
     if path.is_relative_to(data_dir):
         # Behind nginx this becomes an X-Accel-Redirect; roots outside the data folder stay app-served.
         return send_data_file(path.relative_to(data_dir), mimetype=mimetype)
-    return send_file(path, mimetype=mimetype, conditional=True, max_age=0)
+    return send_file(path, mimetype=mimetype, conditional=True, max_age=0, download_name=header_safe_name(path.name))
 
 
 @bp.app_template_global()

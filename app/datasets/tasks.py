@@ -48,9 +48,11 @@ def _dataset(run: JobRun) -> tuple[Dataset, Path]:
         raise JobFailed(exc.message) from exc
 
 
-def enqueue_scan(dataset: Dataset):
+def enqueue_scan(dataset: Dataset, *, full: bool = False):
+    """Scan the dataset's folder; `full` (the Rescan button) re-reads every caption into the index,
+    so whatever went wrong between the files and the index is repaired."""
     return enqueue_job(run_scan, user_id=dataset.user_id, kind="datasets.scan", title=f"Scan {dataset.name}",
-                       params={"dataset_id": dataset.id})
+                       params={"dataset_id": dataset.id, "full": full})
 
 
 def run_scan(job_id: str) -> None:
@@ -65,7 +67,10 @@ def run_scan(job_id: str) -> None:
                 run.check_canceled()
 
         try:
-            result = scan_folder(root, known=index.known_state(dataset.id), workers=2, on_progress=on_progress)
+            known = index.known_state(dataset.id)
+            if run.job.params.get("full"):  # without caption versions every caption is reported and stored
+                known = {relpath: state[:2] for relpath, state in known.items()}
+            result = scan_folder(root, known=known, workers=2, on_progress=on_progress)
         except ScanError as exc:
             raise JobFailed(str(exc)) from exc
         run.progress(96, "Saving the index")
