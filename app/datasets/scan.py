@@ -12,6 +12,7 @@ Confinement: every file the scan opens, captions included, must really lie insid
 `MAX_CAPTION_BYTES` are skipped with a reason. Messages name files relative to the root,
 never by their absolute server path.
 """
+import dataclasses
 import os
 import stat
 from collections.abc import Callable, Mapping, Sequence
@@ -21,8 +22,9 @@ from pathlib import Path, PurePosixPath
 
 from PIL import Image
 
-from app.datasets.captions import (CaptionOutside, CaptionTooLarge, caption_name_for, caption_version,
-                                   decode_caption, read_caption_bytes)
+from app import imaging
+from app.datasets.captions import (CAPTION_EXTS, CaptionOutside, CaptionTooLarge, caption_name_for, caption_version,
+                                   dataset_encoding, decode_caption, read_caption_bytes)
 from app.datasets.imagehash import content_hash, perceptual_hash
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp")
@@ -50,7 +52,11 @@ class ImageRecord:
     caption_text: str | None
     caption_warning: str | None
     error: str | None
-    caption_version: str | None  # captions.caption_version of the file; None: none or unreadable
+    caption_version: str | None  # captions.caption_version of the file; None: none or not used
+    orientation: int = 1  # EXIF 1-8; width and height above are already upright
+    alpha: float = 0.0  # share of pixels that are not fully opaque (0: none)
+    caption_problems: tuple[str, ...] = ()  # captions.CAPTION_PROBLEMS keys
+    pairing_note: str | None = None  # how the caption was paired, when it is not plain
 
 
 @dataclass(frozen=True)
@@ -62,6 +68,8 @@ class CaptionRecord:
     caption_text: str | None
     caption_warning: str | None
     caption_version: str | None
+    caption_problems: tuple[str, ...] = ()
+    pairing_note: str | None = None
 
 
 @dataclass
@@ -74,6 +82,9 @@ class ScanResult:
     # `known` carries no caption version).
     captions_changed: list[CaptionRecord] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (relpath, reason)
+    # The encoding the dataset's non-UTF-8 captions share, when the detector is sure of it
+    # (keep it for the next scan: one new short caption alone may not settle it).
+    caption_encoding: str | None = None
 
 
 @dataclass
@@ -84,7 +95,7 @@ class _Found:
     mtime_ns: int
     caption: Path | None
     caption_relpath: str | None
-    caption_note: str | None  # e.g. the caption is shared with a sibling image
+    caption_note: str | None  # how it was paired: shared with a sibling, a second caption file, by case
     real_root: Path
 
 
@@ -115,7 +126,7 @@ def _walk(root: Path, result: ScanResult, unreadable: list[str]) -> list[_Found]
             result.skipped.append((rel_dir.as_posix(), f"Cannot read folder: {exc.strerror or exc}"))
             unreadable.append(rel_dir.as_posix())
             continue
-        names: dict[str, str] = {}  # regular files inside the root: what a caption may be
+        names: dict[str, str] = {}  # regular files really inside the root: what a caption may be
         images: list[tuple[os.DirEntry, os.stat_result]] = []
         for entry in entries:
             if _is_junk(entry.name):
@@ -151,10 +162,6 @@ def _walk(root: Path, result: ScanResult, unreadable: list[str]) -> list[_Found]
                 claims.setdefault(caption_name, []).append(entry.name)
         for entry, info in images:
             caption_name = caption_name_for(entry.name, names)
-            note = None
-            if caption_name is not None and len(claims[caption_name]) > 1:
-                others = ", ".join(n for n in claims[caption_name] if n != entry.name)
-                note = f"{caption_name} is also the caption of {others}; editing one edits both"
             found.append(_Found(
                 relpath=(rel_dir / entry.name).as_posix(),
                 path=Path(entry.path),
@@ -162,53 +169,90 @@ def _walk(root: Path, result: ScanResult, unreadable: list[str]) -> list[_Found]
                 mtime_ns=info.st_mtime_ns,
                 caption=Path(directory) / caption_name if caption_name else None,
                 caption_relpath=(rel_dir / caption_name).as_posix() if caption_name else None,
-                caption_note=note,
+                caption_note=pairing_note(entry.name, caption_name, claims.get(caption_name, []), names),
                 real_root=real_root,
             ))
     return found
 
 
-def _read_caption_of(item: _Found) -> tuple[str | None, str | None, str | None, str | None]:
-    """(text, warning, version, skip reason) of an image's caption; problems become the warning.
+def pairing_note(image_name: str, caption_name: str | None, claimants: Sequence[str],
+                 names_by_casefold: Mapping[str, str]) -> str | None:
+    """Why the pairing of an image with its caption needs a look, or None when it is plain.
 
-    The skip reason is set when the file exists but is not used (too large, outside the root).
+    - several images claim one caption (`a.png`, `a.jpg` -> `a.txt`): editing one edits all;
+    - more than one caption file fits (`a.txt` and `a.caption`): which one Tessera uses;
+    - the names match only by letter case (`A.png` / `a.txt`, `a.TXT`): trainers on Linux look
+      for the exact name (kohya: stem + `--caption_extension`) and will not find it.
     """
+    if caption_name is None:
+        return None
+    notes = []
+    others = [n for n in claimants if n != image_name]
+    if others:
+        notes.append(f"{caption_name} is also the caption of {', '.join(others)}; editing one edits all")
+    stem = os.path.splitext(image_name)[0]
+    unused = [names_by_casefold[(stem + ext).casefold()] for ext in CAPTION_EXTS
+              if (stem + ext).casefold() in names_by_casefold and names_by_casefold[(stem + ext).casefold()] != caption_name]
+    if unused:
+        notes.append(f"{', '.join(unused)} {'is' if len(unused) == 1 else 'are'} also there; Tessera and trainers use {caption_name}")
+    caption_stem, caption_ext = os.path.splitext(caption_name)
+    if caption_stem != stem or caption_ext != caption_ext.lower():
+        notes.append(f"{caption_name} matches {image_name} only by letter case; trainers on Linux will not pair them")
+    return "; ".join(notes) or None
+
+
+@dataclass(frozen=True)
+class _CaptionRead:
+    text: str | None = None
+    warning: str | None = None
+    version: str | None = None
+    problems: tuple[str, ...] = ()
+    raw: bytes | None = None  # kept for non-UTF-8 captions, to detect the dataset's encoding
+    unused: str | None = None  # why a caption file that exists is not read (too large, outside)
+
+
+def _read_caption_of(item: _Found, hint: str | None = None, data: bytes | None = None) -> _CaptionRead:
+    """An image's caption, decoded; problems reading it become the warning."""
     if item.caption is None:
-        return None, None, None, None
-    try:
-        data = read_caption_bytes(item.caption, within=item.real_root)
-    except (CaptionTooLarge, CaptionOutside) as exc:
-        return None, str(exc), None, str(exc)
-    except OSError as exc:
-        return None, f"Cannot read caption: {exc.strerror or exc}", None, None
-    caption = decode_caption(data)
-    warnings = [w for w in (caption.warning, item.caption_note) if w]
-    return caption.text, "; ".join(warnings) or None, caption_version(data), None
+        return _CaptionRead()
+    if data is None:
+        try:
+            data = read_caption_bytes(item.caption, within=item.real_root)
+        except (CaptionTooLarge, CaptionOutside) as exc:
+            return _CaptionRead(warning=str(exc), unused=str(exc))
+        except OSError as exc:
+            return _CaptionRead(warning=f"Cannot read caption: {exc.strerror or exc}")
+    caption = decode_caption(data, hint)
+    return _CaptionRead(caption.text, caption.warning, caption_version(data), caption.problems,
+                        data if caption.encoding != "utf-8" else None)
 
 
-def _inspect(item: _Found, max_pixels: int) -> tuple[ImageRecord, str | None]:
-    """The image's record, and why its caption file is not used (or None)."""
+def _inspect(item: _Found, max_pixels: int, hint: str | None) -> tuple[ImageRecord, _CaptionRead]:
     width = height = fmt = phash = digest = None
     error = None
+    turn, alpha = 1, 0.0
     try:
         digest = content_hash(item.path)
         with Image.open(item.path) as image:
-            width, height = image.size
+            width, height = imaging.upright_size(image)
+            turn = imaging.orientation(image)
             fmt = image.format
             if width * height > max_pixels:
                 error = f"Image too large to process: {width}×{height} pixels (limit {max_pixels:,})"
             else:
+                alpha = imaging.alpha_coverage(image)
                 phash = perceptual_hash(image)
     except Image.DecompressionBombError as exc:
         error = f"Image too large to process: {exc}"
     except Exception as exc:  # Pillow raises many types for corrupt files
         error = f"Cannot read image: {relative_message(str(exc), item.real_root)}"
-    text, warning, version, unused = _read_caption_of(item)
+    caption = _read_caption_of(item, hint)
     return ImageRecord(
         relpath=item.relpath, size=item.size, mtime_ns=item.mtime_ns, width=width, height=height,
         format=fmt, content_hash=digest, phash=phash, caption_relpath=item.caption_relpath,
-        caption_text=text, caption_warning=warning, error=error, caption_version=version,
-    ), unused
+        caption_text=caption.text, caption_warning=caption.warning, error=error, caption_version=caption.version,
+        orientation=turn, alpha=alpha, caption_problems=caption.problems, pairing_note=item.caption_note,
+    ), caption
 
 
 def scan_folder(
@@ -218,6 +262,7 @@ def scan_folder(
     max_pixels: int | None = None,
     workers: int = 1,
     on_progress: Callable[[int, int], None] | None = None,
+    caption_encoding: str | None = None,
 ) -> ScanResult:
     """Compare the images under `root` with `known` and inspect what is new or changed.
 
@@ -227,7 +272,10 @@ def scan_folder(
     Captions not used (too large, leading outside the root) are also listed in `skipped`.
     `max_pixels` defaults to Pillow's MAX_IMAGE_PIXELS. `workers` > 1 decodes and hashes in
     threads (Pillow and hashlib release the GIL). `on_progress(done, total)` counts inspected
-    images. Raises `ScanError` if `root` is not a readable folder.
+    images. `caption_encoding` is what an earlier scan found the dataset's non-UTF-8 captions to
+    be (`ScanResult.caption_encoding`); captions whose encoding is uncertain alone are decoded
+    again with the encoding of all of them read together. Raises `ScanError` if `root` is not
+    a readable folder.
     """
     root = Path(root)
     if not root.is_dir():
@@ -239,6 +287,7 @@ def scan_folder(
 
     to_inspect: list[tuple[_Found, bool]] = []
     unused: dict[str, str] = {}  # caption relpath -> why it is not used (once per file)
+    raw_captions: dict[str, tuple[_Found, bytes | None]] = {}
     for item in found:
         previous = known.get(item.relpath)
         if previous is None:
@@ -247,14 +296,14 @@ def scan_folder(
             to_inspect.append((item, False))
         else:
             result.unchanged.append(item.relpath)
-            text, warning, version, reason = _read_caption_of(item)
-            if reason:
-                unused[item.caption_relpath] = reason
-            if len(previous) > 2 and version == previous[2] and (version is not None or item.caption is None):
+            read = _read_caption_of(item, caption_encoding)
+            if read.unused:
+                unused[item.caption_relpath] = read.unused
+            if len(previous) > 2 and read.version == previous[2] and (read.version is not None or item.caption is None):
                 continue
-            result.captions_changed.append(
-                CaptionRecord(item.relpath, item.caption_relpath, text, warning, version)
-            )
+            raw_captions[item.relpath] = (item, read.raw)
+            result.captions_changed.append(CaptionRecord(item.relpath, item.caption_relpath, read.text, read.warning,
+                                                         read.version, read.problems, item.caption_note))
 
     present = {item.relpath for item in found}
     for relpath in known:
@@ -268,12 +317,39 @@ def scan_folder(
 
     total = len(to_inspect)
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        records = pool.map(lambda pair: _inspect(pair[0], limit), to_inspect)
-        for done, ((record, reason), (_, is_new)) in enumerate(zip(records, to_inspect), start=1):
+        records = pool.map(lambda pair: _inspect(pair[0], limit, caption_encoding), to_inspect)
+        for done, ((record, read), (item, is_new)) in enumerate(zip(records, to_inspect), start=1):
             (result.added if is_new else result.changed).append(record)
-            if reason:
-                unused[record.caption_relpath] = reason
+            raw_captions[item.relpath] = (item, read.raw)
+            if read.unused:
+                unused[item.caption_relpath] = read.unused
             if on_progress is not None:
                 on_progress(done, total)
     result.skipped += sorted(unused.items())
+    _settle_encodings(result, raw_captions, caption_encoding)
     return result
+
+
+def _settle_encodings(result: ScanResult, raw_captions: Mapping[str, tuple[_Found, bytes | None]],
+                      known_encoding: str | None) -> None:
+    """Decode uncertain captions again with the encoding of all non-UTF-8 captions read together."""
+    uncertain = {_image_of(r) for r in (*result.added, *result.changed, *result.captions_changed)
+                 if "encoding_uncertain" in r.caption_problems}
+    samples = [raw for _, raw in raw_captions.values() if raw is not None]
+    found = dataset_encoding(samples) if samples else None
+    result.caption_encoding = found or known_encoding
+    if not uncertain or found is None or found == known_encoding:
+        return
+
+    def redo(record):
+        item, raw = raw_captions[_image_of(record)]
+        read = _read_caption_of(item, found, raw)
+        return dataclasses.replace(record, caption_text=read.text, caption_warning=read.warning,
+                                   caption_problems=read.problems)
+
+    for records in (result.added, result.changed, result.captions_changed):
+        records[:] = [redo(r) if _image_of(r) in uncertain else r for r in records]
+
+
+def _image_of(record: ImageRecord | CaptionRecord) -> str:
+    return record.relpath if isinstance(record, ImageRecord) else record.image_relpath

@@ -11,7 +11,9 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from flask import current_app
-from PIL import Image, ImageOps
+from PIL import Image
+
+from app import imaging
 
 from app.datasets import index
 from app.datasets.export import kohya_metadata_json, write_kohya_folder_zip, write_training_zip
@@ -224,12 +226,12 @@ def with_prefix_suffix(text: str, prefix: str, suffix: str) -> str:
 
 
 def _caption_input_image(path: Path) -> tuple[bytes, str]:
-    with Image.open(path) as image:
-        image.draft("RGB", (CAPTION_MAX_SIDE, CAPTION_MAX_SIDE))
-        image = ImageOps.exif_transpose(image)
+    with Image.open(path) as opened:
+        # The shared conversion: upright, 16-bit scaled, transparency flattened onto white.
+        image = imaging.prepare(opened, keep_alpha=False, rgb=True, draft=(CAPTION_MAX_SIDE, CAPTION_MAX_SIDE))
         image.thumbnail((CAPTION_MAX_SIDE, CAPTION_MAX_SIDE))
         buffer = io.BytesIO()
-        image.convert("RGB").save(buffer, "JPEG", quality=90)
+        image.save(buffer, "JPEG", quality=90)
         return buffer.getvalue(), "image/jpeg"
 
 
