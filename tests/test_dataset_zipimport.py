@@ -221,3 +221,12 @@ def test_quota_refuses_before_writing(tmp_path: Path) -> None:
         extract_dataset_zip(zipped, tmp_path / "ds", quota_left=100)
     assert list(tmp_path.iterdir()) == []
     assert extract_dataset_zip(zipped, tmp_path / "ds", quota_left=10 * MiB).images == ["a.png", "b.png"]
+
+
+def test_entry_count_is_refused_from_the_end_record_before_parsing(tmp_path: Path, monkeypatch) -> None:
+    zipped = make_zip([(f"{n}.png", b"") for n in range(30)])
+    parsed = []
+    monkeypatch.setattr(zipfile.ZipFile, "_RealGetContents", lambda self: parsed.append(1))
+    with pytest.raises(ZipRefused, match="30 entries; the limit is 20"):
+        extract_dataset_zip(zipped, tmp_path / "ds", max_files=20)
+    assert parsed == []  # the central directory was never read into memory

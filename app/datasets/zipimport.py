@@ -17,6 +17,7 @@ or failed import leaves nothing behind and a successful one appears all at once.
 import os
 import re
 import shutil
+import struct
 import time
 import uuid
 import zipfile
@@ -74,6 +75,53 @@ def size_text(size: int) -> str:
     return f"{size:,} bytes"
 
 
+def _declared_entries(zip_path_or_file: str | Path | BinaryIO) -> int | None:
+    """How many entries the zip's end-of-central-directory record declares (zip64 too), or None.
+
+    Read before `zipfile` parses the central directory, which it holds in memory whole: a 2 GB
+    upload of empty entries would otherwise be tens of millions of objects before any limit.
+    """
+    fh = open(zip_path_or_file, "rb") if isinstance(zip_path_or_file, (str, Path)) else zip_path_or_file
+    try:
+        start = fh.tell()
+        fh.seek(0, os.SEEK_END)
+        size = fh.tell()
+        tail_start = max(0, size - (1 << 16) - 22)  # the record ends the file, after a comment of <= 64 KiB
+        fh.seek(tail_start)
+        tail = fh.read()
+        fh.seek(start)
+    finally:
+        if fh is not zip_path_or_file:
+            fh.close()
+    at = tail.rfind(b"PK\x05\x06")
+    if at == -1 or at + 22 > len(tail):
+        return None
+    entries = struct.unpack_from("<H", tail, at + 10)[0]
+    if entries == 0xFFFF:  # zip64: the count is in the zip64 record the locator points at
+        locator = tail.rfind(b"PK\x06\x07", 0, at)
+        if locator == -1:
+            return None
+        record = struct.unpack_from("<Q", tail, locator + 8)[0] - tail_start
+        if record < 0 or tail[record:record + 4] != b"PK\x06\x06":
+            return None
+        entries = struct.unpack_from("<Q", tail, record + 32)[0]
+    return entries
+
+
+def _open_archive(zip_path_or_file: str | Path | BinaryIO, max_files: int) -> zipfile.ZipFile:
+    """`zipfile.ZipFile`, after refusing a directory that declares more than `max_files` entries."""
+    try:
+        declared = _declared_entries(zip_path_or_file)
+    except OSError as exc:
+        raise ZipRefused(f"Not a readable zip file: {exc}") from exc
+    if declared is not None and declared > max_files:
+        raise ZipRefused(f"Zip has {declared:,} entries; the limit is {max_files:,}")
+    try:
+        return zipfile.ZipFile(zip_path_or_file)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise ZipRefused(f"Not a readable zip file: {exc}") from exc
+
+
 def _safe_parts(name: str) -> list[str]:
     """The path components of an entry name; raises ZipRefused if it could escape."""
     normalised = name.replace("\\", "/")
@@ -124,10 +172,7 @@ def extract_dataset_zip(
     dest_dir = Path(dest_dir)
     if dest_dir.exists() and (not dest_dir.is_dir() or any(dest_dir.iterdir())):
         raise ZipRefused(f"Destination already exists and is not empty: {dest_dir}")
-    try:
-        archive = zipfile.ZipFile(zip_path_or_file)
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise ZipRefused(f"Not a readable zip file: {exc}") from exc
+    archive = _open_archive(zip_path_or_file, max_files)
 
     with archive:
         plan, result = _plan(archive, max_files, max_total_bytes, max_file_bytes, quota_left)
@@ -183,10 +228,7 @@ def check_dataset_zip(
     or a fake at once and leave the unpacking to a job. Returns what would be extracted (the
     names in `images`, `captions`, `metadata_files`) and skipped; raises `ZipRefused`.
     """
-    try:
-        archive = zipfile.ZipFile(zip_path_or_file)
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise ZipRefused(f"Not a readable zip file: {exc}") from exc
+    archive = _open_archive(zip_path_or_file, max_files)
     with archive:
         plan, result = _plan(archive, max_files, max_total_bytes, max_file_bytes, quota_left)
     for _, parts, kind in plan:
