@@ -10,7 +10,8 @@ from app.datasets import bp, index, tags
 from app.datasets.grid import filtered_select, GridFilter, images_with_tag
 from app.datasets.health import health_report
 from app.datasets.history import NORMALISERS, changes_by_others, edit_captions, recent_batches, undo_batch
-from app.datasets.suggestions import accept_suggestions, clear_suggestions, pending_suggestions, uncaptioned_ids
+from app.datasets.suggestions import (accept_suggestions, clear_suggestions, pending_count, pending_suggestions,
+                                     uncaptioned_ids)
 from app.datasets.models import CaptionBatch, Dataset
 from app.datasets.routes import data_dir, dataset_jobs, root_of, shared_root
 from app.datasets.tagexpr import TagExprError
@@ -23,6 +24,7 @@ from app.jobs.runner import QueueUnavailable, enqueue_job
 from app.models import Job
 
 DEFAULT_CAPTIONER = "salesforce/blip"
+SUGGESTION_PAGE = 200  # suggestions listed at once; accepting or discarding brings on the next
 
 
 def _scope_ids(dataset) -> tuple[list[int] | None, str]:
@@ -183,7 +185,8 @@ def autocaption(dataset_id):
     dataset = owned_or_404(Dataset, dataset_id)
     return render_template("datasets/autocaption.html", dataset=dataset, models=_captioners(),
                            default_model=_default_captioner(), uncaptioned=len(uncaptioned_ids(dataset.id)),
-                           suggestions=pending_suggestions(dataset.id),
+                           suggestions=pending_suggestions(dataset.id, limit=SUGGESTION_PAGE),
+                           suggestion_total=pending_count(dataset.id),
                            jobs=[job for job in dataset_jobs(dataset) if job.kind == "datasets.caption"],
                            token_missing=not current_app.config["REPLICATE_API_TOKEN"])
 
