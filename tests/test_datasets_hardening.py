@@ -139,7 +139,11 @@ def test_caption_symlinked_outside_never_reaches_tags_autocomplete_or_export(cli
     assert "private" not in " ".join(db.session.scalars(db.select(DatasetTag.tag)))
     assert "private" not in client.get(f"/datasets/{dataset.id}/complete?tag=priv").get_data(as_text=True)
     editor = client.get(f"/datasets/{dataset.id}/images/{image_named(dataset, 'a.png').id}")
+    assert editor.status_code == 200 and "links outside the dataset folder" in editor.get_data(as_text=True)
     assert "private" not in editor.get_data(as_text=True)
+    saved = client.post(f"/datasets/{dataset.id}/images/{image_named(dataset, 'a.png').id}/caption",
+                        data={"text": "overwrite through the link", "version": ""})
+    assert saved.status_code == 403 and secret.read_text() == "private words of another account"
     archive = export_zip(client, run_jobs, dataset)
     assert all(b"private" not in archive.read(name) for name in archive.namelist())
 

@@ -43,7 +43,13 @@ def refresh_caption(dataset: Dataset, image: DatasetImage, root: Path):
     large: the row's warning then says why, and its version makes any save a conflict).
     """
     relpath = caption_relpath_for(dataset, image.relpath, image.caption_relpath)
-    path = resolve_within([root], relpath)
+    try:
+        path = resolve_within([root], relpath)
+    except PathRefused:
+        # A caption file that links out of the dataset folder is never read (nor written).
+        image.caption_warning = f"{relpath} links outside the dataset folder; it is not read, and saving is refused"
+        db.session.commit()
+        return None
     warning = None
     try:
         caption, version = read_caption_versioned(path)
