@@ -1,4 +1,17 @@
-"""Tessera: the app factory."""
+"""Tessera: the app factory, and the map of the code.
+
+Shared layers at the bottom, areas as peers above them, no import running back up
+(tests/test_architecture.py enforces it):
+
+- core: config, metadata, extensions, models (User, Job), atomic, files, uploads, htmx, errors
+- auth: logging in; ``auth.access`` — the ownership helpers every view uses
+- replicate: client, schema, presets, the model ``catalog``, ``inputs`` (seed, job title)
+- jobs: enqueue_job/job_run and the job contract (``jobs.runner``), predictions, status partial
+- gallery: every image a model made (Generation, save_generation)
+- webhooks: Replicate's pushed prediction states
+- areas: generate, canvas, datasets — each a package with ``bp``; one area uses another only
+  through the names in that package's ``__all__``.
+"""
 import warnings
 from pathlib import Path
 
@@ -69,6 +82,7 @@ def create_app(overrides: dict | None = None) -> Flask:
 
     _register_tables()
     from app import errors
+    # Every area's blueprint the same way: its package exports `bp`.
     from app.auth import bp as auth_bp
     from app.canvas import bp as canvas_bp
     from app.datasets import bp as datasets_bp

@@ -5,7 +5,8 @@ import pytest
 
 from app.replicate.client import parse_model_ref
 from app.replicate.presets import PRESETS, preset_for
-from app.replicate.schema import KINDS, field_by_name, input_fields, mask_polarity, validate_input
+from app.replicate.forminput import validate_input
+from app.replicate.schema import KINDS, field_by_name, input_fields, mask_polarity
 
 SDXL = "stability-ai/sdxl:7762fd07cf82c948538e41f63f77d685e02b063e37e496e96eefd46c929f9bdc"
 SD_INPAINTING = ("stability-ai/stable-diffusion-inpainting:"

@@ -11,8 +11,8 @@ import json
 
 import pytest
 
-from app.replicate.schema import (MAX_RENDERED_CHOICES, field_by_name, input_fields, secret_names, validate_input,
-                                  without_secrets)
+from app.replicate.forminput import validate_input
+from app.replicate.schema import MAX_RENDERED_CHOICES, field_by_name, input_fields, secret_names, without_secrets
 
 
 def openapi(properties: dict, *, required: list[str] = (), **schemas: dict) -> dict:

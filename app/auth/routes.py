@@ -1,3 +1,4 @@
+"""Logging in and out, and the first-run page that makes the first account."""
 from functools import cache
 from urllib.parse import urlsplit
 

@@ -8,5 +8,6 @@ Modules: `routes` (pages and HTMX partials), `api` (the JSON and image endpoints
 from flask import Blueprint
 
 bp = Blueprint("canvas", __name__)
+__all__ = ["bp"]
 
 from app.canvas import api, routes  # noqa: E402,F401

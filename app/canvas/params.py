@@ -16,7 +16,8 @@ from app.canvas.modelchoice import CanvasModel
 from app.canvas.pipeline import NOTHING_TO_REPAINT
 from app.canvas.tiles import TILE_LIMIT, TileStore
 from app.replicate.inputs import with_seed
-from app.replicate.schema import Field, validate_input
+from app.replicate.schema import Field
+from app.replicate.forminput import validate_input
 
 # A frame's sides in pixels: what every current model can take, and what the page lets the user drag.
 MIN_FRAME_SIDE, MAX_FRAME_SIDE = 64, 4096

@@ -31,6 +31,12 @@ TAG_PAGE = 200  # tags per page of the tag panel
 
 @dataclass(frozen=True)
 class GridFilter:
+    """What the grid shows: a tag expression, untagged only, caption text, and the sort order.
+
+    `from_args` reads it from a query string or form (unknown sorts fall back to "name"); `to_args`
+    gives back only what differs from the defaults; `problem` says why ``q`` cannot be parsed.
+    """
+
     q: str = ""  # tag expression, see tagexpr
     untagged: bool = False
     search: str = ""  # text anywhere in the caption

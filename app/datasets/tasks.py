@@ -58,6 +58,12 @@ def enqueue_scan(dataset: Dataset, *, full: bool = False):
 
 
 def run_scan(job_id: str) -> None:
+    """The ``datasets.scan`` job: read the dataset's folder and bring the index in line with it.
+
+    params: ``dataset_id``. result: ``dataset_id``, counts ``added``, ``changed``, ``removed``,
+    ``captions``, and ``skipped`` (up to 50 [name, reason]). Queues ``datasets.thumbs`` when images
+    lack thumbnails. Fails with a message when the dataset is gone or its folder is refused or unreadable.
+    """
     with job_run(job_id) as run:
         dataset, root = _dataset(run)
         run.progress(1, "Listing files")
@@ -149,6 +155,11 @@ def run_import_zip(job_id: str) -> None:
 
 
 def run_thumbnails(job_id: str) -> None:
+    """The ``datasets.thumbs`` job: make the grid's missing thumbnails, a batch of rows at a time.
+
+    params: ``dataset_id``. result: ``dataset_id``. An image that cannot be read gets the reason on
+    its row (shown in the grid and health) instead of failing the job.
+    """
     with job_run(job_id) as run:
         dataset, root = _dataset(run)
         data_dir = Path(current_app.config["DATA_DIR"])
@@ -236,6 +247,13 @@ def _caption_input_image(path: Path) -> tuple[bytes, str]:
 
 
 def run_autocaption(job_id: str) -> None:
+    """The ``datasets.caption`` job: one prediction per image, each caption kept as a suggestion
+    (never written to the caption file until the user accepts it).
+
+    params: ``dataset_id``, ``image_ids``, ``model`` (a captioning model ref), ``prefix``, ``suffix``.
+    result: ``dataset_id``, ``captioned`` (ids done, so a retry resumes), ``failures`` ({relpath:
+    reason}). Fails at once on a bad token or no credit (401/402), and when no image could be captioned.
+    """
     with job_run(job_id) as run:
         dataset, root = _dataset(run)
         params = run.job.params
@@ -285,6 +303,14 @@ EXPORT_FORMATS = {
 
 
 def run_export(job_id: str) -> None:
+    """The ``datasets.export`` job: write the dataset as a trainer's zip or kohya metadata JSON.
+
+    params: ``dataset_id``, ``format`` (a key of EXPORT_FORMATS), ``trigger``, ``max_side`` (pixels
+    or None), ``sequential``, ``strip_escapes``, ``png_jpeg_only``, ``repeats`` and ``class_token``
+    (kohya). result: ``dataset_id``, ``download`` (DATA_DIR/exports/<job id>.zip or .json),
+    ``filename`` (what the browser saves it as), ``skipped`` (up to 50 [name, reason]). The file
+    appears only when complete. Fails with a message when nothing is readable or an option is refused.
+    """
     with job_run(job_id) as run:
         dataset, root = _dataset(run)
         params = run.job.params

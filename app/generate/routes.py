@@ -13,7 +13,8 @@ from app.jobs.runner import QueueUnavailable, enqueue_job
 from app.replicate.catalog import add_model, available_models, is_available, model_schema
 from app.replicate.client import ReplicateError
 from app.replicate.inputs import prompt_title, with_seed
-from app.replicate.schema import input_fields, validate_input
+from app.replicate.schema import input_fields
+from app.replicate.forminput import validate_input
 from app.uploads import UploadRejected, read_image_upload, store_upload
 
 DEFAULT_MODEL = "black-forest-labs/flux-schnell"

@@ -14,6 +14,13 @@ from app.replicate.client import ReplicateClient, output_urls
 
 
 def run_generation(job_id: str) -> None:
+    """The ``generate.image`` job: one prediction, every output kept as a gallery image.
+
+    params: ``model`` (ref), ``input`` (the validated input, seed included), ``files`` ({input name:
+    upload path under DATA_DIR}, sent as data URIs or through the files API). result:
+    ``generations`` (Generation ids in output order); message "N images". Fails with a message when
+    the model returns no image, or with Replicate's message when a call fails.
+    """
     with job_run(job_id) as run:
         job = run.job
         model_ref, model_input = job.params["model"], dict(job.params["input"])

@@ -506,6 +506,21 @@ class ReplicateClient:
 
     def create_prediction(self, model_ref: str, input: dict[str, Any], *, webhook: str | None = None,
                           webhook_events_filter: list[str] | None = None, wait: int | None = None) -> Prediction:
+        """Start a prediction and return it as Replicate answered (status usually "starting").
+
+        `model_ref` "owner/name" runs the model's latest version (POST /v1/models/{owner}/{name}/predictions);
+        "owner/name:version" runs that version (POST /v1/predictions). `input` maps the model's input
+        names to values; files go in as data URIs or file URLs made by `file_input`. `webhook` (a URL)
+        with `webhook_events_filter` (of "start", "output", "logs", "completed") makes Replicate push
+        each state change; `wait` (1–60 seconds) holds the request until the prediction ends
+        (``Prefer: wait``). Source: Replicate's HTTP API (/work/shared/reference/replicate-api.md).
+
+        A create is never repeated once sent (that could pay twice); a 429 or an unsent request is.
+        Raises ValueError for a malformed `model_ref` or `wait`; AuthenticationError (401),
+        BillingError (402), NotFoundError (404: unknown model or version), InputError (422, with
+        ``fields``), ThrottledError (429 after the retries) and TransientError (5xx or network
+        trouble; the prediction may or may not exist).
+        """
         owner, name, version = parse_model_ref(model_ref)
         body: dict[str, Any] = {"input": input}
         if version is None:
