@@ -4,7 +4,6 @@ import io
 import os
 import re
 import zipfile
-from pathlib import Path
 
 from app.datasets.models import CaptionBatch, Dataset, DatasetProgress, DatasetTag
 from app.extensions import db
