@@ -6,18 +6,16 @@ from pathlib import Path
 import pytest
 
 from app.datasets.captions import (
-    LOCK_NAME,
     MAX_CAPTION_BYTES,
     CaptionConflict,
     CaptionTooLarge,
     CaptionWriteError,
-    backup_original,
     caption_version,
     find_caption,
     read_caption,
     read_caption_versioned,
-    write_caption,
 )
+from app.datasets.captionwrite import LOCK_NAME, backup_original, write_caption
 
 
 def test_find_caption_prefers_txt_then_caption_then_cap(tmp_path: Path) -> None:

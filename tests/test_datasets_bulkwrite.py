@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from app.datasets.bulkwrite import CaptionWrite, write_captions
-from app.datasets.captions import LOCK_NAME, caption_version
+from app.datasets.captions import caption_version
+from app.datasets.captionwrite import LOCK_NAME
 
 
 def v(path):

@@ -137,7 +137,9 @@ def test_hostile_regex_gives_up_with_a_message_and_the_site_stays_up(live: Live)
     for pattern in ("(a|a)+$", "(a|aa)+$", "(aa|a)+b", "(?:a|a)*$"):
         response, health, seconds = _health_while(live.base, lambda: client.post(f"/datasets/{dataset_id}/bulk", data={
             "action": "replace", "find": pattern, "replace": "x", "regex": "1", "scope": "all"}))
-        assert response.status_code == 303 and seconds < 8, (pattern, seconds)
+        # The budget is 1 s of the matching thread's CPU time: on this shared, busy machine that can
+        # be several seconds of wall time, still a fraction of what the pattern would need.
+        assert response.status_code == 303 and seconds < 15, (pattern, seconds)
         page = client.get(response.headers["location"]).text
         assert "backtracks too much" in page, pattern
         assert health and max(health) < 1.0, (pattern, health)

@@ -1,13 +1,13 @@
 """Writing many captions at once: each file replaced atomically, the batch made durable with one sync.
 
-`captions.write_caption` fsyncs every file and its folder: about 1 ms per caption here, so a
+`captionwrite.write_caption` fsyncs every file and its folder: about 1 ms per caption here, so a
 rename across 10,000 captions would take over 10 s. A batch writes every temp file first, syncs
 the filesystem once, then, holding each folder's `folder_lock` once, checks every caption's
 version and renames it into place, and syncs each folder once. The guarantees are the same per
 file (UTF-8 without BOM, `\\n`, at most MAX_CAPTION_BYTES, mode and owner kept, a file whose
 content changed since it was read is a conflict, read-only files are refused); a crash before the renames
 leaves only hidden temp files behind. Each caption's original is kept before its first overwrite,
-where and as `captions.backup_original` keeps it (first one wins), but without an fsync per file.
+where and as `captionwrite.backup_original` keeps it (first one wins), but without an fsync per file.
 """
 import ctypes
 import os
@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from app.atomic import fsync_directory
-from app.datasets.captions import (CaptionConflict, CaptionWriteError, Written, caption_version, check_writable,
-                                   current_version, decode_caption, encode_caption, folder_lock)
+from app.datasets.captions import CaptionConflict, CaptionWriteError, caption_version, decode_caption
+from app.datasets.captionwrite import Written, check_writable, current_version, encode_caption, folder_lock
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ class CaptionWrite:
     path: str | Path  # real (symlink-free), as resolve_within returns it
     text: str | None  # None deletes the caption file (undoing a caption that did not exist)
     expected_version: str | None  # the caption_version read; None means the file must not exist
-    # Where the original is kept before its first overwrite (see captions.backup_original).
+    # Where the original is kept before its first overwrite (see captionwrite.backup_original).
     backup_root: str | Path | None = None
     backup_relpath: str | None = None
 

@@ -19,8 +19,9 @@ from sqlalchemy import bindparam, insert, select, update
 
 from app.datasets import tags
 from app.datasets.bulkwrite import CaptionWrite, write_captions
-from app.datasets.captions import (CaptionConflict, CaptionTooLarge, backup_original, check_writable, current_version,
-                                   decode_caption, encode_caption, folder_lock, read_caption_versioned, write_caption)
+from app.datasets.captions import CaptionConflict, CaptionTooLarge, decode_caption, read_caption_versioned
+from app.datasets.captionwrite import (backup_original, check_writable, current_version, encode_caption, folder_lock,
+                                       write_caption)
 from app.datasets.index import (EDITS, IMAGES, backup_root, caption_relpath_for, caption_tags, chunks,
                                 sync_tags)
 from app.datasets.models import CaptionBatch, CaptionEdit, Dataset, DatasetImage

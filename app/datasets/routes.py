@@ -12,7 +12,8 @@ from sqlalchemy import select
 
 from app.auth.access import child_or_404, owned_or_404
 from app.datasets import bp, index
-from app.datasets.captions import CaptionConflict, CaptionWriteError, write_caption
+from app.datasets.captions import CaptionConflict, CaptionWriteError
+from app.datasets.captionwrite import write_caption
 from app.datasets.grid import (SORTS, TAG_PAGE, GridFilter, count_filtered, grid_page, progress_for, remember,
                                reviewed_count, tag_page)
 from app.datasets.history import NORMALISERS, recent_batches
