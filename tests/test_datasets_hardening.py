@@ -138,7 +138,7 @@ def test_caption_symlinked_outside_never_reaches_tags_autocomplete_or_export(cli
     assert "private" not in " ".join(db.session.scalars(db.select(DatasetTag.tag)))
     assert "private" not in client.get(f"/datasets/{dataset.id}/complete?tag=priv").get_data(as_text=True)
     editor = client.get(f"/datasets/{dataset.id}/images/{image_named(dataset, 'a.png').id}")
-    assert editor.status_code == 200 and "links outside the dataset folder" in editor.get_data(as_text=True)
+    assert editor.status_code == 200 and "leads outside the dataset folder" in editor.get_data(as_text=True)
     assert "private" not in editor.get_data(as_text=True)
     saved = client.post(f"/datasets/{dataset.id}/images/{image_named(dataset, 'a.png').id}/caption",
                         data={"text": "overwrite through the link", "version": ""})

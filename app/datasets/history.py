@@ -48,7 +48,8 @@ def refresh_caption(dataset: Dataset, image: DatasetImage, root: Path):
         path = resolve_within([root], relpath)
     except PathRefused:
         # A caption file that links out of the dataset folder is never read (nor written).
-        image.caption_warning = f"{relpath} links outside the dataset folder; it is not read, and saving is refused"
+        image.caption_warning = (f"{relpath} leads outside the dataset folder (a link or '..'); "
+                                 "it is not read, and saving it is refused")
         db.session.commit()
         return None
     warning = None
