@@ -37,9 +37,10 @@ MAX_CAPTION_BYTES = 64 * 1024
 class CaptionWriteError(OSError):
     """A caption could not be written; `message` is fit to show the user."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, disk_full: bool = False) -> None:
         super().__init__(message)
         self.message = message
+        self.disk_full = disk_full  # answered 507 rather than 403: nothing is wrong with the file
 
 
 class CaptionTooLarge(CaptionWriteError):

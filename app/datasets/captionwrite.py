@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.atomic import fsync_directory
+from app.atomic import fsync_directory, storage_error_message
 from app.datasets.captions import (MAX_CAPTION_BYTES, CaptionConflict, CaptionTooLarge, CaptionWriteError,
                                    caption_version, decode_caption, read_caption_bytes)
 
@@ -147,7 +147,9 @@ def _replace(target: Path, data: bytes, expected_version: str | None | object) -
             raise
         fsync_directory(target.parent)
     except OSError as exc:
-        raise CaptionWriteError(f"Could not save {target.name}: {exc.strerror or exc}") from exc
+        full = storage_error_message(exc)
+        raise CaptionWriteError(full or f"Could not save {target.name}: {exc.strerror or exc}",
+                                disk_full=bool(full)) from exc
     return Written(caption_version(data), os.stat(target).st_mtime_ns)
 
 

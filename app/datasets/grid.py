@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import and_, func, not_, or_, select, true
 
-from app.datasets.index import IMAGES, TAGS
+from app.datasets.index import IMAGES, TAGS, chunks
 from app.datasets.models import DatasetImage, DatasetProgress
 from app.datasets.tagexpr import And, Expr, MatchAll, Not, Or, Tag, TagExprError, Wildcard, normalise_tag, parse
 from app.extensions import db
@@ -134,18 +134,50 @@ def neighbours(dataset_id: int, grid_filter: GridFilter, image_id: int) -> tuple
     return (ids[at - 1] if at > 0 else None), (ids[at + 1] if at + 1 < len(ids) else None), at + 1, len(ids)
 
 
+def tag_counts(dataset_id: int) -> list[tuple[str, int]]:
+    """Every tag with the number of images carrying it, most used first.
+
+    Spellings that normalise alike (`long hair` / `long_hair`, `photo (medium)` / `photo_(medium)`)
+    are one tag here, as in the filter: shown in their most used spelling, their counts added
+    (Health offers to merge them on disk).
+    """
+    count = func.count().label("n")
+    rows = db.session.execute(select(TAGS.c.key, TAGS.c.tag, count).where(TAGS.c.dataset_id == dataset_id)
+                              .group_by(TAGS.c.key, TAGS.c.tag))
+    by_key: dict[str, list] = {}
+    for key, tag, n in rows:
+        entry = by_key.setdefault(key, [tag, 0, 0])
+        if n > entry[2] or (n == entry[2] and tag < entry[0]):
+            entry[0], entry[2] = tag, n
+        entry[1] += n
+    return sorted(((tag, total) for tag, total, _ in by_key.values()), key=lambda tc: (-tc[1], tc[0]))
+
+
 def tag_page(dataset_id: int, *, offset: int = 0, limit: int = TAG_PAGE, find: str = "") -> tuple[list[tuple[str, int]], int]:
-    """One page of the dataset's tags with image counts, most used first, and how many tags
-    there are in all (of those containing `find`, compared as `normalise_tag` compares)."""
+    """One page of `tag_counts` (most used first), and how many tags there are in all — of those
+    containing `find` when given, compared as `normalise_tag` compares. Spellings that normalise
+    alike are one tag, shown in their most used spelling, as in `tag_counts`; a page costs one
+    grouped query however many tags the dataset has.
+    """
     count = func.count().label("n")
     where = [TAGS.c.dataset_id == dataset_id]
-    key = normalise_tag(find)[:MAX_SEARCH_CHARS]
-    if key:
-        where.append(TAGS.c.key.like(f"%{_like_escape(key)}%", escape="\\"))
-    rows = db.session.execute(select(TAGS.c.tag, count).where(*where).group_by(TAGS.c.tag)
-                              .order_by(count.desc(), TAGS.c.tag).offset(max(offset, 0)).limit(limit))
-    total = db.session.scalar(select(func.count(func.distinct(TAGS.c.tag))).where(*where))
-    return [(tag, n) for tag, n in rows], total
+    needle = normalise_tag(find)[:MAX_SEARCH_CHARS]
+    if needle:
+        where.append(TAGS.c.key.like(f"%{_like_escape(needle)}%", escape="\\"))
+    keys = db.session.execute(select(TAGS.c.key, count).where(*where).group_by(TAGS.c.key)
+                              .order_by(count.desc(), TAGS.c.key).offset(max(offset, 0)).limit(limit)).all()
+    total = db.session.scalar(select(func.count(func.distinct(TAGS.c.key))).where(*where))
+    spelling: dict[str, tuple[str, int]] = {}
+    for chunk in chunks([key for key, _ in keys]):
+        for key, tag, n in db.session.execute(select(TAGS.c.key, TAGS.c.tag, func.count())
+                                              .where(TAGS.c.dataset_id == dataset_id, TAGS.c.key.in_(chunk))
+                                              .group_by(TAGS.c.key, TAGS.c.tag)):
+            best = spelling.get(key)
+            if best is None or n > best[1] or (n == best[1] and tag < best[0]):
+                spelling[key] = (tag, n)
+    return [(spelling[key][0], n) for key, n in keys], total
+
+
 
 
 def tag_counts_matching(dataset_id: int, text: str, limit: int = 200) -> dict[str, int]:
@@ -161,6 +193,7 @@ def tag_counts_matching(dataset_id: int, text: str, limit: int = 200) -> dict[st
 
 
 def reviewed_count(dataset_id: int) -> int:
+    """How many of the dataset's images the user marked reviewed."""
     return db.session.scalar(select(func.count()).where(IMAGES.c.dataset_id == dataset_id, IMAGES.c.reviewed))
 
 
@@ -173,11 +206,13 @@ def images_with_tag(dataset_id: int, tag: str) -> list[int]:
 
 
 def progress_for(user_id: int, dataset_id: int) -> DatasetProgress | None:
+    """Where this user left the dataset (last image, grid filter), or None on a first visit."""
     return db.session.scalar(select(DatasetProgress).where(DatasetProgress.user_id == user_id,
                                                            DatasetProgress.dataset_id == dataset_id))
 
 
 def remember(user_id: int, dataset_id: int, *, image_id: int | None = None, grid_filter: GridFilter | None = None) -> None:
+    """Keep the image last opened and/or the grid's filter for this user's next visit (commits)."""
     progress = progress_for(user_id, dataset_id)
     if progress is None:
         progress = DatasetProgress(user_id=user_id, dataset_id=dataset_id, filters={})

@@ -19,7 +19,8 @@ from sqlalchemy import bindparam, insert, select, update
 
 from app.datasets import tags
 from app.datasets.bulkwrite import CaptionWrite, write_captions
-from app.datasets.captions import CaptionConflict, CaptionTooLarge, decode_caption, read_caption_versioned
+from app.datasets.captions import (CaptionConflict, CaptionTooLarge, caption_problems, caption_version, decode_as,
+                                   decode_caption, read_caption_bytes, read_caption_versioned)
 from app.datasets.captionwrite import (backup_original, check_writable, current_version, encode_caption, folder_lock,
                                        write_caption)
 from app.datasets.index import (EDITS, IMAGES, backup_root, caption_relpath_for, caption_tags, chunks,
@@ -54,7 +55,7 @@ def refresh_caption(dataset: Dataset, image: DatasetImage, root: Path):
         return None
     warning = None
     try:
-        caption, version = read_caption_versioned(path)
+        caption, version = read_caption_versioned(path, (dataset.settings or {}).get("caption_encoding"))
     except FileNotFoundError:
         caption, version, relpath = None, None, None
     except CaptionTooLarge as exc:
@@ -67,6 +68,8 @@ def refresh_caption(dataset: Dataset, image: DatasetImage, root: Path):
         image.tag_count = len(new_tags)
     if caption is not None or warning is not None:
         image.caption_warning = caption.warning if caption is not None else warning
+    if caption is not None:
+        image.caption_problems = ",".join(caption.problems)
     db.session.commit()
     return caption
 
@@ -98,6 +101,7 @@ def save_caption(dataset: Dataset, image: DatasetImage, text: str, version: str 
         sync_tags(dataset.id, {image.id: new_tags})
         image.caption, image.caption_version, image.caption_relpath = text, written.version, relpath
         image.caption_warning, image.tag_count = None, len(new_tags)
+        image.caption_problems = ",".join(caption_problems(text))
         db.session.commit()
 
 
@@ -106,6 +110,22 @@ def _stat_or_none(path: Path) -> os.stat_result | None:
         return os.stat(path)
     except FileNotFoundError:
         return None
+
+
+def confirm_encoding(dataset: Dataset, image: DatasetImage, encoding: str, *, root: Path, data_dir: Path,
+                     user_id: int) -> None:
+    """Rewrite a caption whose encoding was uncertain as UTF-8, read with the `encoding` the user chose.
+
+    One undoable edit like any other (the original bytes are backed up first). Raises
+    UnicodeDecodeError if the bytes do not decode with `encoding`, LookupError for an encoding
+    Tessera does not offer, and what `save_caption` raises.
+    """
+    relpath = caption_relpath_for(dataset, image.relpath, image.caption_relpath)
+    path = resolve_within([root], relpath)
+    data = read_caption_bytes(path)
+    version = caption_version(data)
+    text = decode_as(data, encoding).text
+    save_caption(dataset, image, text, version, root=root, data_dir=data_dir, user_id=user_id)
 
 
 def _record_single_edit(dataset_id: int, image_id: int, before: str | None, after: str, user_id: int) -> None:
@@ -134,10 +154,16 @@ class EditOutcome:
     changed: int = 0
     conflicts: list[str] = field(default_factory=list)  # image relpaths changed on disk since the scan
     errors: list[str] = field(default_factory=list)  # messages (read-only files, refused paths)
+    # Captions left byte-identical because their encoding is a guess (caption relpaths).
+    uncertain: list[str] = field(default_factory=list)
 
     @property
     def summary(self) -> str:
         parts = [f"{self.changed} caption{'s' if self.changed != 1 else ''} changed"]
+        if self.uncertain:
+            parts.append(f"{len(self.uncertain)} left unchanged because their encoding is uncertain (open each in "
+                         f"the editor to confirm how it reads): {', '.join(self.uncertain[:10])}"
+                         + (" …" if len(self.uncertain) > 10 else ""))
         if self.conflicts:
             parts.append(f"{len(self.conflicts)} skipped because they changed on disk since the last scan "
                          f"(rescan, then try again): {', '.join(self.conflicts[:5])}")
@@ -156,7 +182,8 @@ NORMALISERS = {
     "trim": ("Trim spaces and empty tags", tags.trim),
 }
 
-_ROW_COLUMNS = (IMAGES.c.id, IMAGES.c.relpath, IMAGES.c.caption, IMAGES.c.caption_relpath, IMAGES.c.caption_version)
+_ROW_COLUMNS = (IMAGES.c.id, IMAGES.c.relpath, IMAGES.c.caption, IMAGES.c.caption_relpath, IMAGES.c.caption_version,
+                IMAGES.c.caption_problems)
 
 
 def caption_rows(dataset_id: int, image_ids: Sequence[int] | None):
@@ -187,12 +214,19 @@ def edit_captions(dataset: Dataset, image_ids: Sequence[int] | None, edit: Calla
 
 def apply_plan(dataset: Dataset, plan: list[tuple[object, str | None]], *, root: Path, data_dir: Path, user_id: int,
            description: str, kind: str, undo_of: str | None = None) -> EditOutcome:
-    """Write each (row, new caption or None to delete the file) and record them as one batch."""
+    """Write each (row, new caption or None to delete the file) and record them as one batch.
+
+    A caption whose encoding is uncertain is never written here: what it holds is a guess, so it is
+    left byte-identical and named in `EditOutcome.uncertain` (the editor confirms a reading first).
+    """
     outcome = EditOutcome()
     writes, kept = [], []
     resolve = _CaptionResolver(root)
     for row, new in plan:
         relpath = caption_relpath_for(dataset, row.relpath, row.caption_relpath)
+        if "encoding_uncertain" in (row.caption_problems or ""):
+            outcome.uncertain.append(relpath)
+            continue
         try:
             path = resolve(relpath)
         except PathRefused as exc:
@@ -221,7 +255,7 @@ def apply_plan(dataset: Dataset, plan: list[tuple[object, str | None]], *, root:
     db.session.execute(update(IMAGES).where(IMAGES.c.id == bindparam("b_id")), [
         {"b_id": row.id, "caption": new, "caption_version": version,
          "caption_relpath": relpath if new is not None else None, "caption_warning": None,
-         "tag_count": len(new_tags[row.id])}
+         "tag_count": len(new_tags[row.id]), "caption_problems": ",".join(caption_problems(new or ""))}
         for row, relpath, new, version in done
     ])
     sync_tags(dataset.id, new_tags)

@@ -48,8 +48,10 @@ from rq import Callback
 from rq.exceptions import NoSuchJobError
 from rq.job import Job as RQJob
 
+from app.atomic import storage_error_message
 from app.extensions import db
 from app.models import Job, utcnow
+from app.redis_server import queue_unavailable_message
 
 log = logging.getLogger(__name__)
 
@@ -127,9 +129,9 @@ def _push(job: Job, timeout: int) -> None:
             on_failure=Callback(mark_failed_from_rq), on_stopped=Callback(mark_stopped_from_rq),
         )
     except RedisError as exc:
-        job.status, job.error, job.finished_at = Job.FAILED, (
-            "The job queue is not reachable (Redis), so nothing was queued. Start Tessera with "
-            "`tessera up`, or check REDIS_URL."), utcnow()
+        # "Restarting" when `tessera up` is bringing its Redis back, never "start Tessera" while it runs.
+        job.status, job.error, job.finished_at = (
+            Job.FAILED, queue_unavailable_message(current_app.config["REDIS_URL"]), utcnow())
         db.session.commit()
         raise QueueUnavailable(job.error) from exc
 
@@ -263,7 +265,9 @@ def job_run(job_id: str) -> Iterator[JobRun]:
         return
     except Exception as exc:
         db.session.rollback()
-        message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+        # A full disk is said plainly (no OS error text with a server path); the rest as before.
+        message = (storage_error_message(exc) or getattr(exc, "message", None)
+                   or f"{type(exc).__name__}: {exc}")
         _end(job, Job.FAILED, error=message)
         raise
     if not job.ended:

@@ -1,7 +1,7 @@
 """Caption versions are content hashes, not mtimes
 
 Revision ID: b7e2c4d9a1f3
-Revises: 15580071a371
+Revises: c5bf2f665ae4
 Create Date: 2026-11-30 10:55:00
 
 A forced mtime let two saves in one clock tick share a version (both "won") and let a rescan miss
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 
 revision = 'b7e2c4d9a1f3'
-down_revision = '15580071a371'
+down_revision = 'c5bf2f665ae4'
 branch_labels = None
 depends_on = None
 
