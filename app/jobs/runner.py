@@ -52,6 +52,7 @@ from app.atomic import storage_error_message
 from app.extensions import db
 from app.models import Job, utcnow
 from app.redis_server import queue_unavailable_message
+from app.replicate.client import shorten_urls
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,12 @@ class JobCanceled(Exception):
 
 
 class JobFailed(Exception):
-    """Raised inside a job function with a message meant for the user."""
+    """Raised inside a job function with a message meant for the user; ``result`` (optional JSON)
+    becomes the failed job's result, e.g. which inputs a model refused so the page can show them."""
+
+    def __init__(self, message: str, *, result: dict | None = None) -> None:
+        super().__init__(message)
+        self.result = result
 
 
 def task_path(task: Callable[[str], None]) -> str:
@@ -158,7 +164,8 @@ def _end(job: Job, status: str, *, message: str = "", error: str | None = None) 
         job.message = message
     if status == Job.SUCCEEDED:
         job.progress = 100
-    job.error = error
+    # A model's error may quote a 10 kB data: URI or a long signed URL: every URL is cut short.
+    job.error = shorten_urls(error) if error else error
     db.session.commit()
 
 
@@ -261,6 +268,8 @@ def job_run(job_id: str) -> Iterator[JobRun]:
         return
     except JobFailed as exc:
         db.session.rollback()
+        if exc.result is not None:
+            job.result = exc.result
         _end(job, Job.FAILED, error=str(exc))
         return
     except Exception as exc:

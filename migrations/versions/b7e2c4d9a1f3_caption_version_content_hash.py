@@ -1,7 +1,7 @@
 """Caption versions are content hashes, not mtimes
 
 Revision ID: b7e2c4d9a1f3
-Revises: c5bf2f665ae4
+Revises: 3c1f0b7a9d21
 Create Date: 2026-11-30 10:55:00
 
 A forced mtime let two saves in one clock tick share a version (both "won") and let a rescan miss
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 
 revision = 'b7e2c4d9a1f3'
-down_revision = 'c5bf2f665ae4'
+down_revision = '3c1f0b7a9d21'
 branch_labels = None
 depends_on = None
 
