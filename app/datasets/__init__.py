@@ -13,7 +13,7 @@ from flask import Blueprint
 
 bp = Blueprint("datasets", __name__)
 
-from app.datasets import routes, routes_bulk, routes_editor, routes_health  # noqa: E402,F401
+from app.datasets import routes, routes_bulk, routes_editor, routes_health, routes_import  # noqa: E402,F401
 from app.datasets.export import write_training_zip  # noqa: E402
 from app.datasets.models import Dataset  # noqa: E402
 from app.datasets.paths import PathRefused  # noqa: E402
