@@ -18,7 +18,7 @@ from app.loras.models import Lora
 from app.models import Job
 from app.replicate.trainers import FLUX_LORA_TRAINER
 from tests.canvas_helpers import make_canvas, noise, paint, png
-from tests.datasets_helpers import open_dataset, save_image
+from tests.datasets_helpers import open_dataset, save_image, user_root
 from tests.fake_replicate import ACCOUNT
 
 CAPTIONS = {f"img{n:02d}.png": f"tok, a red cat {n}" for n in range(12)}
@@ -48,7 +48,7 @@ def flux_dev_lora(fake_replicate, app):
 
 def training_folder(app, name: str, captions: dict, side: int = 512) -> Path:
     """Images at a side the trainer works at (make_folder's are thumbnails), with their captions."""
-    root = Path(app.config["DATASET_ROOTS"][0]) / name
+    root = user_root(app) / name
     for number, (image, caption) in enumerate(captions.items()):
         save_image(root / image, (number * 20 % 256, 80, 160), (side, side))
         if caption is not None:
@@ -203,7 +203,7 @@ def test_errors_block_and_warnings_need_consent(client, run_jobs, app, fake_repl
     assert response.status_code == 422 and "Fix the errors" in response.get_data(as_text=True)
     assert db.session.scalars(db.select(Lora)).all() == []
     assert [r for r in fake_replicate.requests if r.method == "POST"] == []
-    (Path(app.config["DATASET_ROOTS"][0]) / "small" / "b.txt").write_text("tok, a bird")
+    (user_root(app) / "small" / "b.txt").write_text("tok, a bird")
     client.post(f"/datasets/{dataset.id}/rescan")
     run_jobs()
     response = start_training(client, dataset)

@@ -11,8 +11,9 @@ from sqlalchemy import select
 from app.datasets.grid import GridFilter, filtered_select
 from app.datasets.index import dataset_root, existing_ids
 from app.datasets.models import Dataset, DatasetImage
-from app.datasets.paths import PathRefused, resolve_within
+from app.datasets.paths import PathRefused, resolve_within, roots_for_user
 from app.extensions import db
+from app.models import User
 
 SCOPES = ("all", "filtered", "selected")
 
@@ -56,7 +57,8 @@ def zip_items(dataset: Dataset, roots: Sequence[Path], image_ids: Sequence[int] 
     """(items, formats) for `write_training_zip`: (image path, name stem, caption) of every readable
     image (of `image_ids` when given), and the set of their formats. Raises PathRefused when the
     dataset's folder is not under an allowed root any more."""
-    root = dataset_root(dataset, roots)
+    owner = db.session.get(User, dataset.user_id)
+    root = dataset_root(dataset, [r.path for r in roots_for_user(roots, owner.username)])
     wanted = set(image_ids) if image_ids is not None else None
     query = (select(DatasetImage.id, DatasetImage.relpath, DatasetImage.caption, DatasetImage.error,
                     DatasetImage.format)

@@ -30,7 +30,7 @@ def quick_polls(app_env, fake_replicate):
 
 
 def make_dataset(app_env) -> Path:
-    folder = Path(app_env["TESSERA_DATA_DIR"]) / "datasets" / "ink"
+    folder = Path(app_env["TESSERA_DATA_DIR"]) / "datasets" / "ada" / "ink"  # ada's own dataset folder
     folder.mkdir(parents=True)
     for number in range(10):
         Image.new("RGB", (512, 512), (20 * number, 40, 90)).save(folder / f"ink{number}.png")
