@@ -56,3 +56,32 @@ def test_undo_goes_back_only_to_a_page_of_this_site(client, run_jobs, app):
         # Undo the undo (a redo), so the next rename finds its tag.
         redo = db.session.scalar(db.select(CaptionBatch).where(CaptionBatch.undo_of == batch.id))
         client.post(f"{home}/history/{redo.id}/undo")
+
+
+def test_the_health_fixes_go_back_only_to_a_page_of_this_site(client, run_jobs, app):
+    from tests.datasets_helpers import make_folder, open_dataset
+
+    dataset = open_dataset(client, run_jobs, make_folder(app))
+    home = f"/datasets/{dataset.id}/health"
+    for target in HOSTILE:
+        for path, data in ((f"/datasets/{dataset.id}/health/fix", {"problem": "none such"}),
+                           (f"/datasets/{dataset.id}/health/merge", {}),
+                           (f"/datasets/{dataset.id}/exclude", {})):
+            response = client.post(path, data={**data, "next": target})
+            assert response.status_code == 303 and response.headers["Location"] == home, (path, target)
+    kept = client.post(f"/datasets/{dataset.id}/exclude", data={"next": f"/datasets/{dataset.id}?excluded=1"})
+    assert kept.headers["Location"] == f"/datasets/{dataset.id}?excluded=1"
+
+
+def test_every_view_that_reads_a_return_address_checks_it_with_the_one_helper():
+    """A new "next"/"back" parameter read anywhere in app/ must go through app.redirects."""
+    import re
+    from pathlib import Path
+
+    import app as package
+
+    root = Path(package.__file__).parent
+    reading = re.compile(r"""request\.(?:form|args|values)\.get\(\s*["'](?:next|back|return_to|redirect_to|url)["']""")
+    unchecked = [path.relative_to(root).as_posix() for path in root.rglob("*.py")
+                 if reading.search(path.read_text()) and "safe_redirect_target" not in path.read_text()]
+    assert unchecked == []
