@@ -7,6 +7,7 @@ from pathlib import Path
 
 from flask import current_app
 
+from app.atomic import storage_error_message
 from app.canvas import canvas_png
 from app.extensions import db
 from app.gallery import Generation, OutputFile, store_generation, store_output_file, store_output_text
@@ -74,6 +75,8 @@ def _keep_outputs(run, client: ReplicateClient, output, model_ref: str, public_i
             problems.append(f"{name} could not be kept: {exc.message}")
         except (OSError, ValueError, SyntaxError) as exc:  # Pillow could identify but not convert it
             db.session.rollback()
+            if storage_error_message(exc):
+                raise  # a full disk fails the job saying so (app.jobs.runner); a retry refetches
             problems.append(f"{name} could not be kept: {type(exc).__name__}: {exc}"[:500])
     if parsed.text:
         others.append(store_output_text(parsed.text, job, model_ref).id)
