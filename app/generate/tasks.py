@@ -75,8 +75,10 @@ def _keep_outputs(run, client: ReplicateClient, output, model_ref: str, public_i
             problems.append(f"{name} could not be kept: {exc.message}")
         except (OSError, ValueError, SyntaxError) as exc:  # Pillow could identify but not convert it
             db.session.rollback()
-            if storage_error_message(exc):
-                raise  # a full disk fails the job saying so (app.jobs.runner); a retry refetches
+            full = storage_error_message(exc)
+            if full:  # every further output would fail alike; say it plainly, without OS error text
+                raise JobFailed(f"{full} Replicate keeps the outputs for about an hour: Retry once there is "
+                                "space.") from exc
             problems.append(f"{name} could not be kept: {type(exc).__name__}: {exc}"[:500])
     if parsed.text:
         others.append(store_output_text(parsed.text, job, model_ref).id)
