@@ -1,4 +1,17 @@
-"""Tessera: the app factory."""
+"""Tessera: the app factory, and the map of the code.
+
+Shared layers at the bottom, areas as peers above them, no import running back up
+(tests/test_architecture.py enforces it):
+
+- core: config, metadata, extensions, models (User, Job), atomic, files, uploads, htmx, errors
+- auth: logging in; ``auth.access`` — the ownership helpers every view uses
+- replicate: client, schema, presets, the model ``catalog``, ``inputs`` (seed, job title)
+- jobs: enqueue_job/job_run and the job contract (``jobs.runner``), predictions, status partial
+- gallery: every image a model made (Generation, save_generation)
+- webhooks: Replicate's pushed prediction states
+- areas: generate, canvas, datasets — each a package with ``bp``; one area uses another only
+  through the names in that package's ``__all__``.
+"""
 import warnings
 from pathlib import Path
 
@@ -21,6 +34,21 @@ CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
     "connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
 )
+
+
+# Every module that defines tables, shared layers first. Imported by the factory (and so by every
+# web process, worker and Alembic run) whichever area loads first; add a new area's tables here.
+TABLE_MODULES = (
+    "app.models", "app.replicate.models", "app.gallery.models",
+    "app.canvas.models", "app.canvas.tiles", "app.datasets.models",
+)
+
+
+def _register_tables() -> None:
+    import importlib
+
+    for module in TABLE_MODULES:
+        importlib.import_module(module)
 
 
 def create_app(overrides: dict | None = None) -> Flask:
@@ -52,14 +80,15 @@ def create_app(overrides: dict | None = None) -> Flask:
     app.redis = Redis.from_url(app.config["REDIS_URL"])
     app.task_queue = Queue(app.config["QUEUE_NAME"], connection=app.redis)
 
-    from app import models  # noqa: F401  (registers the tables)
-    from app.auth import bp as auth_bp
-    from app.jobs import bp as jobs_bp
-    from app.generate import bp as generate_bp
-    from app.canvas.routes import bp as canvas_bp
-    from app.datasets import bp as datasets_bp
-    from app.webhooks import bp as webhooks_bp
+    _register_tables()
     from app import errors
+    # Every area's blueprint the same way: its package exports `bp`.
+    from app.auth import bp as auth_bp
+    from app.canvas import bp as canvas_bp
+    from app.datasets import bp as datasets_bp
+    from app.generate import bp as generate_bp
+    from app.jobs import bp as jobs_bp
+    from app.webhooks import bp as webhooks_bp
 
     app.register_blueprint(auth_bp)
     app.register_blueprint(jobs_bp, url_prefix="/jobs")

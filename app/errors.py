@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, Flask, current_app, render_template, request
+from flask import Blueprint, Flask, current_app, render_template
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError, RequestEntityTooLarge
 
 from app.extensions import db
+from app.htmx import is_htmx, render_message
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +40,13 @@ def too_large_message() -> str:
 
 
 def error_response(code: int, message: str, headers: list[tuple[str, str]] | None = None):
-    htmx = request.headers.get("HX-Request") == "true"
-    template = "errors/_message.html" if htmx else "errors/page.html"
+    """The error as the message partial for an HTMX request, else as a whole page."""
     title = TITLES.get(code, "Error")
-    return render_template(template, code=code, title=title, message=message), code, headers or []
+    if is_htmx():
+        body = render_message(message, kind="error", title=title, code=code)
+    else:
+        body = render_template("errors/page.html", code=code, title=title, message=message)
+    return body, code, headers or []
 
 
 def _message_of(error: HTTPException) -> str:

@@ -16,6 +16,17 @@ def data_path(relpath: str | Path) -> Path:
 
 def send_data_file(relpath: str | Path, *, mimetype: str | None = None, download_name: str | None = None,
                    immutable: bool = False, max_age: int = 0) -> Response:
+    """Answer with the file at `relpath` (relative to DATA_DIR) after the view has checked access.
+
+    Behind nginx (ACCEL_REDIRECT_PREFIX set) the response is empty and carries
+    ``X-Accel-Redirect: <prefix>/<relpath>``, so nginx streams the file; otherwise Flask sends it with
+    conditional and range requests. `mimetype` defaults to a guess from the name (application/
+    octet-stream behind nginx); `download_name` makes it an attachment of that name (UTF-8,
+    RFC 6266); `immutable` lets the browser keep it for a year (only for URLs whose content never
+    changes); `max_age` is the cache lifetime in seconds when the app sends the file (0: revalidate).
+
+    :raise 404: when `relpath` resolves outside DATA_DIR or is not a file.
+    """
     path = data_path(relpath)
     if not path.is_file():
         abort(404)

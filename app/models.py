@@ -84,7 +84,3 @@ class Job(db.Model):
         return db.session.connection().execute(
             db.select(table).join(users, users.c.id == table.c.user_id)
             .where(table.c.id == job_id, users.c.id == user_id)).first()
-
-# The tile store keeps its index as Core tables on the shared metadata; import it so every
-# process (and Alembic) sees them, whichever area loads first.
-import app.canvas.tiles  # noqa: E402,F401

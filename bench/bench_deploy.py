@@ -17,7 +17,7 @@ from common import median_ms, p95_ms, print_table
 from app import create_app
 from app.auth.accounts import create_user
 from app.extensions import db
-from app.generate.models import Generation
+from app.gallery import Generation
 from app.redis_server import PrivateRedis
 from tests.test_nginx import make_certificate, nginx_in_front_of_gunicorn, proxy_settings
 

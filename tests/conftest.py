@@ -1,21 +1,17 @@
-"""Fixtures: a real private Redis, the fake Replicate server, an app per test with its own data folder."""
+"""Fixtures: a real private Redis, the fake Replicate server, an app per test with its own data folder,
+a CSRF-protected app and client. Helpers (no fixtures) live in tests/*_helpers.py."""
 from __future__ import annotations
 
 import os
 import uuid
-from contextlib import contextmanager
 
 import pytest
-from flask import g
 from rq import SimpleWorker
 
-from app import create_app
 from app.extensions import db
-from app.models import User
 from app.redis_server import PrivateRedis
+from tests.app_helpers import app_with_fresh_db, log_in, make_user
 from tests.fake_replicate import FakeReplicate
-
-TEST_PASSWORD = "correct horse battery"
 
 
 @pytest.fixture(scope="session")
@@ -58,48 +54,10 @@ def app_env(tmp_path, monkeypatch, redis_server, fake_replicate):
     return env
 
 
-@contextmanager
-def app_with_fresh_db(app_env: dict, **overrides):
-    """An app on empty tables, its context held open for the test's own db access."""
-    app = create_app({"TESTING": True, **overrides})
-    # Requests inside the held context share `g`; a real request starts without the previous
-    # request's user and CSRF token.
-    app.before_request_funcs.setdefault(None, []).insert(0, _start_afresh)
-    with app.app_context():
-        db.drop_all()
-        db.create_all()
-        yield app
-        db.session.remove()
-        if "DATABASE_URL" in app_env:
-            db.drop_all()
-        db.engine.dispose()
-
-
-def _start_afresh() -> None:
-    g.pop("_login_user", None)
-    g.pop("csrf_token", None)
-
-
 @pytest.fixture
 def app(app_env):
     with app_with_fresh_db(app_env, WTF_CSRF_ENABLED=False, JOB_STALE_SECONDS=90) as app:
         yield app
-
-
-def make_user(username: str = "ada") -> User:
-    user = User(username=username)
-    user.set_password(TEST_PASSWORD)
-    db.session.add(user)
-    db.session.commit()
-    return user
-
-
-def log_in(client, user: User):
-    """Make `client` carry a session for `user`, as a successful login would."""
-    with client.session_transaction() as session:
-        session["_user_id"] = str(user.id)
-        session["_fresh"] = True
-    return client
 
 
 @pytest.fixture
@@ -122,3 +80,20 @@ def run_jobs(app):
         db.session.expire_all()
 
     return run
+
+
+@pytest.fixture
+def csrf_app(app_env):
+    """An app as it runs in production: CSRF protection on."""
+    with app_with_fresh_db(app_env, WTF_CSRF_ENABLED=True) as app:
+        yield app
+
+
+@pytest.fixture
+def owner(csrf_app):
+    return make_user()
+
+
+@pytest.fixture
+def csrf_client(csrf_app, owner):
+    return log_in(csrf_app.test_client(), owner)

@@ -116,6 +116,7 @@ class _Run:
     output_mode: str
     seed: int
     steps: int
+    output: Any = None  # a fixed output set by the test, instead of running the fake model
     polls: int = 0
 
 
@@ -144,7 +145,12 @@ class FakeReplicate:
             self.polls_per_state = 1
             self.next_outcome = "succeeded"  # used by the next prediction created, then back to "succeeded"
             self.next_error = "CUDA out of memory"  # the error of a prediction that fails
-            self.output_mode: str | None = None  # "list" | "single" | "text"; None: as the model's schema says
+            # "list" | "single" | "text" | "tokens" | "data-uri" (a list of WebP data URIs typed
+            # application/octet-stream, as some models return); None: as the model's schema says
+            self.output_mode: str | None = None
+            # Returned as the output of the next prediction, whatever its inputs, then back to None:
+            # any JSON (an object of URLs and text, a video URL from publish(), a 100 MB data URI…).
+            self.next_output: Any = None
             self._models: dict[str, _Model] = {}
             self._runs: dict[str, _Run] = {}
             self._files: dict[str, dict] = {}  # files API: id -> metadata plus "data"
@@ -267,8 +273,8 @@ class FakeReplicate:
             output_mode = self.output_mode or _output_mode_of(schema)
             steps = model_input.get("num_inference_steps") or model_input.get("steps") or 28
             self._runs[prediction_id] = _Run(schema, self.next_outcome, self.next_error, output_mode, seed,
-                                             int(steps))
-            self.next_outcome = "succeeded"
+                                             int(steps), self.next_output)
+            self.next_outcome, self.next_output = "succeeded", None
             prediction = {
                 "id": prediction_id, "model": f"{model.owner}/{model.name}", "version": version_id,
                 "input": model_input, "logs": "", "output": None, "error": None, "status": "starting",
@@ -333,9 +339,17 @@ class FakeReplicate:
         prediction.update(status="succeeded", output=output, logs=_logs(run, 1.0))
 
     def _run_model(self, prediction_id: str, model_input: dict, run: _Run) -> Any:
-        image = self._input_image(model_input, "image")
+        if run.output is not None:
+            return run.output
+        # Like a real model, every input file is fetched; an unreadable one fails the prediction.
+        references = [self._input_image(model_input, name) for name in ("input_image", "image_input", "input_images")]
+        references = [image for group in references for image in (group if isinstance(group, list) else [group])
+                      if image is not None]
+        image = self._input_image(model_input, "image") or (references[0] if references else None)
         if run.output_mode == "text":
             return _caption(image)
+        if run.output_mode == "tokens":
+            return [word if index == 0 else " " + word for index, word in enumerate(_caption(image).split())]
         mask = self._input_image(model_input, "mask")
         count = 1 if run.output_mode == "single" else int(model_input.get("num_outputs") or 1)
         urls = []
@@ -351,14 +365,24 @@ class FakeReplicate:
             else:
                 size = image.size if image is not None else _output_size(model_input)
                 result = Image.new("RGB", size, colour)
-            urls.append(self.publish(f"{prediction_id}-{index}.png", png_bytes(result), "image/png"))
+            if run.output_mode == "data-uri":
+                buffer = io.BytesIO()
+                result.save(buffer, "WEBP")
+                urls.append("data:application/octet-stream;base64," + base64.b64encode(buffer.getvalue()).decode())
+            else:
+                urls.append(self.publish(f"{prediction_id}-{index}.png", png_bytes(result), "image/png"))
         return urls[0] if run.output_mode == "single" else urls
 
-    def _input_image(self, model_input: dict, name: str) -> Image.Image | None:
+    def _input_image(self, model_input: dict, name: str) -> Image.Image | list[Image.Image] | None:
         value = model_input.get(name)
+        if isinstance(value, list):
+            return [self._open_input(str(item), f"{name}.{index}") for index, item in enumerate(value)]
         if not value:
             return None
-        data = self._input_file_bytes(str(value))
+        return self._open_input(str(value), name)
+
+    def _open_input(self, value: str, name: str) -> Image.Image:
+        data = self._input_file_bytes(value)
         try:
             image = Image.open(io.BytesIO(data))
             image.load()
@@ -475,12 +499,82 @@ def _logs(run: _Run, fraction: float) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _resolve(prop: dict, schemas: dict) -> dict:
-    merged = {}
-    for item in prop.get("allOf", []):
-        merged.update(schemas.get(str(item.get("$ref", "")).rsplit("/", 1)[-1], {}))
-    merged.update({k: v for k, v in prop.items() if k != "allOf"})
-    return merged
+_TYPE_CHECKS = {
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "boolean": lambda v: isinstance(v, bool), "string": lambda v: isinstance(v, str),
+    "array": lambda v: isinstance(v, list), "object": lambda v: isinstance(v, dict), "null": lambda v: v is None,
+}
+_JSON_NAMES = {bool: "boolean", int: "integer", float: "number", str: "string", list: "array", dict: "object",
+               type(None): "null"}
+
+
+def _deref(document: dict, node: dict, seen: tuple = ()) -> dict:
+    ref = node.get("$ref")
+    if not isinstance(ref, str):
+        return node
+    if ref in seen:
+        raise ValueError(f"$ref cycle at {ref}")
+    target = document
+    for part in ref.lstrip("#/").split("/"):
+        target = target[part]
+    return _deref(document, target, (*seen, ref))
+
+
+def _schema_errors(document: dict, node: Any, value: Any, field: str, depth: int = 0) -> list[dict]:
+    """What Replicate's validator says about ``value`` under ``node``: gojsonschema-style invalid_fields
+    entries (type, field, description), [] when it is valid. Cog's shapes: $ref, allOf, anyOf/oneOf,
+    type lists, nullable, enum, minimum/maximum (and exclusive ones), items/minItems/maxItems, format uri."""
+    if not isinstance(node, dict) or depth > 40:
+        return []
+    node = _deref(document, node)
+    errors: list[dict] = []
+    for part in node.get("allOf") or []:
+        errors += _schema_errors(document, part, value, field, depth + 1)
+    for keyword, kind in (("anyOf", "number_any_of"), ("oneOf", "number_one_of")):
+        branches = node.get(keyword)
+        if branches:
+            results = [_schema_errors(document, branch, value, field, depth + 1) for branch in branches]
+            passing = sum(1 for result in results if not result)
+            if passing == 0 or (keyword == "oneOf" and passing > 1):
+                errors.append({"type": kind, "field": field,
+                               "description": f"Must validate {'at least' if keyword == 'anyOf' else 'one and only'} "
+                                              f"one schema ({keyword})"})
+                # The closest branch's reasons follow, as gojsonschema reports them.
+                closest = min((r for r in results if r), key=len, default=[])
+                errors += closest
+    if value is None and node.get("nullable") is True:
+        return errors
+    kind = node.get("type")
+    if kind is not None:
+        names = kind if isinstance(kind, list) else [kind]
+        if not any(_TYPE_CHECKS.get(name, lambda v: False)(value) for name in names):
+            given = _JSON_NAMES.get(type(value), type(value).__name__)
+            return errors + [{"type": "invalid_type", "field": field,
+                              "description": f"Invalid type. Expected: {', '.join(names)}, given: {given}"}]
+    if "enum" in node and value not in node["enum"]:
+        allowed = ", ".join(json.dumps(choice) for choice in node["enum"])
+        errors.append({"type": "enum", "field": field, "description": f"{field} must be one of the following: {allowed}"})
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        low, high = node.get("minimum"), node.get("maximum")
+        if isinstance(low, (int, float)) and (value <= low if node.get("exclusiveMinimum") is True else value < low):
+            errors.append({"type": "number_gte", "field": field,
+                           "description": f"Must be greater than or equal to {_number_text(low)}"})
+        if isinstance(high, (int, float)) and (value >= high if node.get("exclusiveMaximum") is True else value > high):
+            errors.append({"type": "number_lte", "field": field,
+                           "description": f"Must be less than or equal to {_number_text(high)}"})
+    if isinstance(value, list):
+        if isinstance(node.get("maxItems"), int) and len(value) > node["maxItems"]:
+            errors.append({"type": "array_max_items", "field": field,
+                           "description": f"Array must have at most {node['maxItems']} items"})
+        if isinstance(node.get("minItems"), int) and len(value) < node["minItems"]:
+            errors.append({"type": "array_min_items", "field": field,
+                           "description": f"Array must have at least {node['minItems']} items"})
+        for index, item in enumerate(value):
+            errors += _schema_errors(document, node.get("items"), item, f"{field}.{index}", depth + 1)
+    if isinstance(value, str) and node.get("format") == "uri" and not re.match(r"(?:https?://\S+|data:[^,]*,)", value):
+        errors.append({"type": "format", "field": field, "description": "Does not match format 'uri'"})
+    return errors
 
 
 def _invalid_fields(schema: dict, model_input: dict) -> list[dict]:
@@ -490,28 +584,10 @@ def _invalid_fields(schema: dict, model_input: dict) -> list[dict]:
     properties = input_schema.get("properties", {})
     invalid = [{"type": "required", "field": f"input.{name}", "description": f"{name} is required"}
                for name in input_schema.get("required", []) if name not in model_input]
-    type_checks = {"integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
-                   "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-                   "boolean": lambda v: isinstance(v, bool), "string": lambda v: isinstance(v, str)}
     for name, value in model_input.items():
         if name not in properties:
             continue  # Replicate ignores inputs a model does not have
-        prop = _resolve(properties[name], schemas)
-        field = f"input.{name}"
-        check = type_checks.get(prop.get("type", ""))
-        if check is not None and not check(value):
-            invalid.append({"type": "invalid_type", "field": field,
-                            "description": f"Invalid type. Expected: {prop['type']}, given: {type(value).__name__}"})
-        elif "enum" in prop and value not in prop["enum"]:
-            allowed = ", ".join(json.dumps(choice) for choice in prop["enum"])
-            invalid.append({"type": "enum", "field": field,
-                            "description": f"{field} must be one of the following: {allowed}"})
-        elif "minimum" in prop and value < prop["minimum"]:
-            invalid.append({"type": "number_gte", "field": field,
-                            "description": f"Must be greater than or equal to {_number_text(prop['minimum'])}"})
-        elif "maximum" in prop and value > prop["maximum"]:
-            invalid.append({"type": "number_lte", "field": field,
-                            "description": f"Must be less than or equal to {_number_text(prop['maximum'])}"})
+        invalid += _schema_errors(schema, properties[name], value, f"input.{name}")
     return invalid
 
 

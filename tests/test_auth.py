@@ -9,16 +9,9 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from app import create_app
-from app.auth.ratelimit import KEY_PREFIX
 from app.extensions import db
 from app.models import User
-from tests.conftest import TEST_PASSWORD
-
-
-def forget_login_failures(redis) -> None:
-    keys = list(redis.scan_iter(f"{KEY_PREFIX}:*"))
-    if keys:
-        redis.delete(*keys)
+from tests.app_helpers import TEST_PASSWORD, forget_login_failures
 
 
 @pytest.fixture(autouse=True)

@@ -9,7 +9,7 @@ from app.canvas import compose
 from app.canvas.compose import (
     InfillUnavailable,
     available_infill_methods,
-    feather_mask,
+    blur_mask,
     fit_to_model,
     infill,
     mask_from_png,
@@ -22,6 +22,7 @@ from app.canvas.compose import (
 )
 from app.canvas.tiles import TileStore, canvas_history_head, canvas_revision, canvas_revision_tile, canvas_tile
 from app.metadata import metadata
+from tests.canvas_helpers import noise
 
 
 def L(array):
@@ -34,26 +35,22 @@ def square_mask(size, start, stop, value=255):
     return mask
 
 
-def noise(width, height, seed, channels=4):
-    return np.random.default_rng(seed).integers(0, 256, (height, width, channels), dtype=np.uint8)
-
-
 def half_known(size):
     known = np.zeros((size, size), np.uint8)
     known[:, : size // 2] = 255
     return known
 
 
-def test_feather_mask_blurs_only_the_edge():
+def test_blur_mask_blurs_only_the_edge():
     mask = square_mask(128, 32, 96)
-    assert np.array_equal(np.asarray(feather_mask(L(mask), 0)), mask)
-    feathered = np.asarray(feather_mask(L(mask), 4))
-    assert (feathered[48:80, 48:80] == 255).all() and (feathered[:16] == 0).all()
-    row = feathered[64, 20:44].astype(int)
+    assert np.array_equal(np.asarray(blur_mask(L(mask), 0)), mask)
+    blurred = np.asarray(blur_mask(L(mask), 4))
+    assert (blurred[48:80, 48:80] == 255).all() and (blurred[:16] == 0).all()
+    row = blurred[64, 20:44].astype(int)
     assert 0 < row[12] < 255 and (np.diff(row) >= 0).all() and row[0] == 0 and row[-1] == 255
     for radius in (-1, 65):
         with pytest.raises(ValueError, match="between 0 and 64"):
-            feather_mask(L(mask), radius)
+            blur_mask(L(mask), radius)
 
 
 def test_outpaint_mask_adds_the_unknown_area():
@@ -66,7 +63,7 @@ def test_outpaint_mask_adds_the_unknown_area():
     assert np.array_equal(repaint, expected)
 
 
-def test_paste_mask_covers_the_unknown_area_in_full_despite_the_feather():
+def test_paste_mask_covers_the_unknown_area_in_full_despite_the_mask_blur():
     repaint = np.asarray(outpaint_mask(L(np.zeros((64, 64))), L(half_known(64))))
     mask = np.asarray(paste_mask(L(repaint), L(half_known(64)), 8))
     assert (mask[:, 32:] == 255).all()
@@ -152,7 +149,7 @@ def test_fit_to_model_sizes():
 
 
 def test_scale_back_resizes_to_the_frame():
-    result = Image.fromarray(noise(64, 32, 3, 3))
+    result = Image.fromarray(noise(64, 32, 3, channels=3))
     assert scale_back(result, (100, 50)).size == (100, 50)
     assert np.array_equal(np.asarray(scale_back(result, (64, 32))), np.asarray(result))
 
@@ -162,8 +159,8 @@ def test_paste_back_changes_pixels_only_through_the_mask():
     original[..., 3] = 255
     original[:8, :8, 3] = 0
     original[:8, :8, :3] = 0
-    result = noise(64, 64, 5, 3)
-    mask = np.asarray(feather_mask(L(square_mask(64, 16, 48)), 4))
+    result = noise(64, 64, 5, channels=3)
+    mask = np.asarray(blur_mask(L(square_mask(64, 16, 48)), 4))
     out = np.asarray(paste_back(Image.fromarray(original), Image.fromarray(result), L(mask)))
     assert np.array_equal(out[mask == 0], original[mask == 0])
     assert np.array_equal(out[mask == 255][:, :3], result[mask == 255])
@@ -186,8 +183,8 @@ def test_paste_back_matches_what_the_tile_store_writes(tmp_path):
     original[..., 3] = np.where(original[..., 3] < 60, 0, original[..., 3])
     store.write_region(1, -30, -20, Image.fromarray(original), base_revision=None, description="base")
     before = store.read_region(1, -30, -20, 100, 80)
-    result = Image.fromarray(noise(100, 80, 7, 3))
-    mask = feather_mask(L(square_mask(100, 10, 70)[:80]), 6)
+    result = Image.fromarray(noise(100, 80, 7, channels=3))
+    mask = blur_mask(L(square_mask(100, 10, 70)[:80]), 6)
     store.write_region(1, -30, -20, result.convert("RGBA"), base_revision=None, description="paste", mask=mask)
     assert np.array_equal(np.asarray(store.read_region(1, -30, -20, 100, 80)),
                           np.asarray(paste_back(before, result, mask)))

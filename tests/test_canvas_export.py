@@ -16,6 +16,7 @@ from app.canvas.tiles import (
     canvas_tile,
 )
 from app.metadata import metadata
+from tests.canvas_helpers import decode, noise
 
 
 @pytest.fixture
@@ -23,16 +24,6 @@ def engine(tmp_path):
     engine = create_engine(f"sqlite:///{tmp_path}/t.db")
     metadata.create_all(engine, tables=[canvas_history_head, canvas_revision, canvas_revision_tile, canvas_tile])
     return engine
-
-
-def noise(width, height, seed):
-    return np.random.default_rng(seed).integers(0, 256, (height, width, 4), dtype=np.uint8)
-
-
-def decode(data):
-    image = Image.open(io.BytesIO(data))
-    image.load()
-    return image
 
 
 def test_export_decodes_to_exactly_what_read_region_shows(engine, tmp_path):

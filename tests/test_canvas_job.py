@@ -11,10 +11,10 @@ from app.canvas.models import CanvasRequest, CanvasVariation
 from app.canvas.pipeline import finish_variation
 from app.canvas.staging import tile_store
 from app.extensions import db
-from app.generate.models import Generation
+from app.gallery import Generation
 from app.models import Job
 from tests.fake_replicate import fill_colour
-from tests.test_canvas_routes import decode, make_canvas, noise, paint, png, read
+from tests.canvas_helpers import decode, make_canvas, noise, paint, png, read
 
 FILL_DEV = "black-forest-labs/flux-fill-dev"
 SCHNELL = "black-forest-labs/flux-schnell"
@@ -52,7 +52,7 @@ def staged(client, canvas):
 
 def test_inpaint_stages_every_variation_and_accept_changes_only_masked_pixels(client, user, run_jobs, fake_replicate, app):
     canvas = make_canvas(user)
-    before_all = noise(1024, 1024, seed=1)
+    before_all = noise(1024, 1024, seed=1, alpha=255)
     paint(canvas, -256, -256, before_all)
     painted = square_mask((512, 512), 128, 384)
     response = generate(client, canvas, (0, 0, 512, 512), painted, num_outputs=2, seed=42)
@@ -94,11 +94,11 @@ def test_inpaint_stages_every_variation_and_accept_changes_only_masked_pixels(cl
     weight[256:768, 256:768] = np.array(paste_mask(Image.fromarray(painted), known, 8))
     outside = weight == 0
     assert outside.sum() > 1024 * 1024 - 400 * 400
-    assert np.array_equal(after[outside], before[outside])  # bit-identical outside the feathered mask
+    assert np.array_equal(after[outside], before[outside])  # bit-identical outside the blurred mask
     colour = fill_colour(42, 1)
     inside = weight == 255
     assert (after[inside][:, :3] == colour).all() and (after[inside][:, 3] == 255).all()
-    # Along the feathered edge inside the painted square, a blend of the old pixel and the result.
+    # Along the blurred edge inside the painted square, a blend of the old pixel and the result.
     repainted = np.zeros((1024, 1024), bool)
     repainted[256:768, 256:768] = painted > 0
     edge = (weight > 20) & (weight < 235) & repainted
@@ -126,7 +126,7 @@ def test_inpaint_stages_every_variation_and_accept_changes_only_masked_pixels(cl
 
 def test_outpaint_masks_the_unknown_area_by_itself(client, user, run_jobs, fake_replicate):
     canvas = make_canvas(user)
-    left = noise(256, 512, seed=2)
+    left = noise(256, 512, seed=2, alpha=255)
     paint(canvas, 0, 0, left)
     response = generate(client, canvas, (0, 0, 512, 512), mask=None, seed=7, mask_blur=0)
     assert response.status_code == 200
@@ -147,7 +147,7 @@ def test_outpaint_masks_the_unknown_area_by_itself(client, user, run_jobs, fake_
 
 def test_outpaint_with_a_blur_fades_into_the_picture_but_fills_the_empty_area_completely(client, user, run_jobs, app):
     canvas = make_canvas(user)
-    left = noise(256, 512, seed=3)
+    left = noise(256, 512, seed=3, alpha=255)
     paint(canvas, 0, 0, left)
     generate(client, canvas, (0, 0, 512, 512), seed=8, mask_blur=16)
     run_jobs()
@@ -192,7 +192,7 @@ def test_an_empty_frame_is_drawn_by_a_text_to_image_model(client, user, run_jobs
 
 def test_a_model_with_width_and_height_menus_gets_a_size_from_them(client, user, run_jobs, fake_replicate):
     canvas = make_canvas(user)
-    paint(canvas, 0, 0, noise(640, 448, seed=4))
+    paint(canvas, 0, 0, noise(640, 448, seed=4, alpha=255))
     painted = np.zeros((448, 640), np.uint8)
     painted[100:200, 100:300] = 255
     response = generate(client, canvas, (0, 0, 640, 448), painted, model=SD_INPAINTING, seed=5)
@@ -209,11 +209,11 @@ def test_a_model_with_width_and_height_menus_gets_a_size_from_them(client, user,
 
 def test_a_stale_accept_is_refused_until_the_user_accepts_anyway(client, user, run_jobs):
     canvas = make_canvas(user)
-    paint(canvas, 0, 0, noise(512, 512, seed=1))
+    paint(canvas, 0, 0, noise(512, 512, seed=1, alpha=255))
     generate(client, canvas, (0, 0, 512, 512), square_mask((512, 512), 100, 200), seed=3)
     run_jobs()
     [variation] = staged(client, canvas)
-    newer = paint(canvas, 50, 50, noise(100, 100, seed=9))  # another tab changed the frame meanwhile
+    newer = paint(canvas, 50, 50, noise(100, 100, seed=9, alpha=255))  # another tab changed the frame meanwhile
     before = read(canvas, 0, 0, 512, 512)
 
     refused = client.post(variation["accept"])
@@ -230,17 +230,17 @@ def test_a_stale_accept_is_refused_until_the_user_accepts_anyway(client, user, r
 
 def test_a_change_elsewhere_does_not_make_an_accept_stale(client, user, run_jobs):
     canvas = make_canvas(user)
-    paint(canvas, 0, 0, noise(512, 512, seed=1))
+    paint(canvas, 0, 0, noise(512, 512, seed=1, alpha=255))
     generate(client, canvas, (0, 0, 512, 512), square_mask((512, 512), 100, 200), seed=3)
     run_jobs()
     [variation] = staged(client, canvas)
-    paint(canvas, 5000, 5000, noise(64, 64))
+    paint(canvas, 5000, 5000, noise(64, 64, alpha=255))
     assert client.post(variation["accept"]).status_code == 200
 
 
 def test_discard_save_and_generate_more(client, user, run_jobs, fake_replicate, app):
     canvas = make_canvas(user)
-    paint(canvas, 0, 0, noise(512, 512, seed=1))
+    paint(canvas, 0, 0, noise(512, 512, seed=1, alpha=255))
     generate(client, canvas, (0, 0, 512, 512), square_mask((512, 512), 100, 300), seed=3, num_outputs=3)
     run_jobs()
     first, second, third = staged(client, canvas)
@@ -309,7 +309,7 @@ def test_colour_match_moves_a_drifted_result_back_to_the_surroundings():
 ])
 def test_bad_requests_are_refused_in_the_form_and_queue_nothing(client, user, fake_replicate, fields, mask, message):
     canvas = make_canvas(user)
-    paint(canvas, 0, 0, noise(512, 512))
+    paint(canvas, 0, 0, noise(512, 512, alpha=255))
     response = generate(client, canvas, (0, 0, 512, 512), mask, **fields)
     page = response.get_data(as_text=True)
     assert response.status_code == 422 and message in page.replace("&#39;", "'")
@@ -331,7 +331,7 @@ def test_a_job_whose_canvas_was_deleted_fails_with_a_message(client, user, run_j
 
 def test_a_failed_prediction_can_be_retried_and_stages_once(client, user, run_jobs, fake_replicate):
     canvas = make_canvas(user)
-    paint(canvas, 0, 0, noise(512, 512))
+    paint(canvas, 0, 0, noise(512, 512, alpha=255))
     fake_replicate.next_outcome = "failed"
     generate(client, canvas, (0, 0, 512, 512), square_mask((512, 512), 0, 100), seed=1)
     run_jobs()
@@ -346,7 +346,7 @@ def test_a_failed_prediction_can_be_retried_and_stages_once(client, user, run_jo
 
 def test_the_form_remembers_the_last_request(client, user, run_jobs):
     canvas = make_canvas(user)
-    paint(canvas, 0, 0, noise(64, 64))
+    paint(canvas, 0, 0, noise(64, 64, alpha=255))
     generate(client, canvas, (-512, 256, 768, 512), prompt="misty pines", seed=1, mask_blur=12, colour_match="1")
     page = client.get(f"/canvas/{canvas.id}").get_data(as_text=True)
     assert "misty pines" in page and 'name="frame_x" value="-512"' in page and 'name="frame_w" value="768"' in page

@@ -10,45 +10,10 @@ from app.canvas.models import Canvas
 from app.canvas.staging import tile_store
 from app.extensions import db
 from app.models import Job, User
+from tests.canvas_helpers import decode, make_canvas, noise, paint, png, read
 
 
-# ---- helpers (also used by test_canvas_job.py) -------------------------------------------------
-
-
-def noise(width, height, seed=0):
-    """Opaque random pixels: any wrong copy or blend shows."""
-    pixels = np.random.default_rng(seed).integers(0, 256, (height, width, 4), dtype=np.uint8)
-    pixels[..., 3] = 255
-    return pixels
-
-
-def png(pixels_or_image, image_format="PNG"):
-    image = pixels_or_image if isinstance(pixels_or_image, Image.Image) else Image.fromarray(pixels_or_image)
-    buffer = io.BytesIO()
-    image.save(buffer, image_format)
-    return buffer.getvalue()
-
-
-def decode(data):
-    image = Image.open(io.BytesIO(data))
-    image.load()
-    return image
-
-
-def make_canvas(user, name="Test canvas"):
-    canvas = Canvas(user_id=user.id, name=name, settings={})
-    db.session.add(canvas)
-    db.session.commit()
-    return canvas
-
-
-def paint(canvas, x, y, pixels):
-    return tile_store().write_region(canvas.id, x, y, Image.fromarray(pixels), base_revision=None,
-                                     description="test paint")
-
-
-def read(canvas, x, y, width, height):
-    return np.array(tile_store().read_region(canvas.id, x, y, width, height))
+# ---- helpers ----------------------------------------------------------------------------------
 
 
 def other_user():
@@ -76,7 +41,7 @@ def test_create_rename_and_delete_a_canvas(client, user, app):
     db.session.refresh(canvas)
     assert canvas.name == "Harbour"
 
-    paint(canvas, 0, 0, noise(600, 600))
+    paint(canvas, 0, 0, noise(600, 600, alpha=255))
     client.get("/canvas/")  # makes the thumbnail
     data_dir = Path(app.config["DATA_DIR"])
     tile_dir = data_dir / "canvases" / str(canvas.id)
@@ -163,7 +128,7 @@ def test_switching_the_model_swaps_its_options_and_keeps_what_was_typed(client, 
 
 def test_tile_listing_and_tiles_are_served_with_immutable_caching(client, user):
     canvas = make_canvas(user)
-    pixels = noise(700, 300, seed=3)
+    pixels = noise(700, 300, seed=3, alpha=255)
     head = paint(canvas, -100, 200, pixels)
     listing = client.get(f"/canvas/{canvas.id}/tiles", query_string={"level": 0, "tx0": -2, "ty0": -2, "tx1": 3, "ty1": 3})
     assert listing.status_code == 200
@@ -200,7 +165,7 @@ def test_bad_tile_listings_are_refused_with_a_message(client, user, query, messa
 
 def test_a_tile_version_that_does_not_exist_is_404(client, user):
     canvas = make_canvas(user)
-    head = paint(canvas, 0, 0, noise(64, 64))
+    head = paint(canvas, 0, 0, noise(64, 64, alpha=255))
     assert client.get(f"/canvas/{canvas.id}/tiles/0/0/0/{head + 1}.png").status_code == 404
     assert client.get(f"/canvas/{canvas.id}/tiles/0/5/5/{head}.png").status_code == 404
     assert client.get(f"/canvas/{canvas.id}/tiles/12/0/0/{head}.png").status_code == 404
@@ -208,7 +173,7 @@ def test_a_tile_version_that_does_not_exist_is_404(client, user):
 
 def test_unknown_overlay_marks_the_never_painted_part_of_a_frame(client, user):
     canvas = make_canvas(user)
-    paint(canvas, 0, 0, noise(100, 200))
+    paint(canvas, 0, 0, noise(100, 200, alpha=255))
     response = client.get(f"/canvas/{canvas.id}/unknown.png", query_string={"x": 0, "y": 0, "w": 200, "h": 200})
     assert response.status_code == 200 and response.headers["X-Canvas-Known"] == "some"
     alpha = np.array(decode(response.data).getchannel("A"))
@@ -231,7 +196,7 @@ def import_image(client, canvas, data, filename="photo.png", **fields):
 
 def test_import_fits_the_image_in_the_frame_as_one_undo_step(client, user):
     canvas = make_canvas(user)
-    pixels = noise(1024, 512, seed=5)
+    pixels = noise(1024, 512, seed=5, alpha=255)
     response = import_image(client, canvas, png(pixels), x=64, y=-64, w=512, h=512)
     assert response.status_code == 200
     state = response.get_json()
@@ -241,7 +206,7 @@ def test_import_fits_the_image_in_the_frame_as_one_undo_step(client, user):
     assert store.bounds(canvas.id) == (64, 64, 576, 320)  # halved to the frame's width, centred in it
     assert read(canvas, 64, 64, 512, 256)[..., 3].min() == 255
     small = make_canvas(user, "small")
-    import_image(client, small, png(noise(256, 128)), x=64, y=-64, w=512, h=512)
+    import_image(client, small, png(noise(256, 128, alpha=255)), x=64, y=-64, w=512, h=512)
     assert tile_store().bounds(small.id) == (192, 128, 448, 256)  # never enlarged: centred as it is
 
     undone = client.post(f"/canvas/{canvas.id}/undo").get_json()
@@ -255,7 +220,7 @@ def test_import_fits_the_image_in_the_frame_as_one_undo_step(client, user):
 
 def test_import_at_full_size_keeps_every_pixel(client, user):
     canvas = make_canvas(user)
-    pixels = noise(700, 90, seed=6)
+    pixels = noise(700, 90, seed=6, alpha=255)
     assert import_image(client, canvas, png(pixels), x=10, y=20, keep_size="1").status_code == 200
     assert np.array_equal(read(canvas, 10, 20, 700, 90), pixels)
 
@@ -287,16 +252,16 @@ def test_bad_imports_are_refused_and_write_nothing(client, user, data, fields, s
 def test_an_oversized_upload_is_refused(client, user, app):
     app.config["MAX_IMAGE_UPLOAD_BYTES"] = 1024
     canvas = make_canvas(user)
-    response = import_image(client, canvas, png(noise(64, 64)))
+    response = import_image(client, canvas, png(noise(64, 64, alpha=255)))
     assert response.status_code == 422 and "larger than" in response.get_json()["error"]
     assert tile_store().head(canvas.id) == 0
 
 
 def test_an_import_over_a_change_the_page_has_not_seen_is_refused(client, user):
     canvas = make_canvas(user)
-    seen = paint(canvas, 0, 0, noise(64, 64, seed=1))
-    newer = paint(canvas, 0, 0, noise(64, 64, seed=2))  # e.g. from another tab
-    response = import_image(client, canvas, png(noise(32, 32)), keep_size="1", base_revision=seen)
+    seen = paint(canvas, 0, 0, noise(64, 64, seed=1, alpha=255))
+    newer = paint(canvas, 0, 0, noise(64, 64, seed=2, alpha=255))  # e.g. from another tab
+    response = import_image(client, canvas, png(noise(32, 32, alpha=255)), keep_size="1", base_revision=seen)
     assert response.status_code == 409 and "reload" in response.get_json()["error"]
     assert tile_store().head(canvas.id) == newer
 
@@ -306,8 +271,8 @@ def test_an_import_over_a_change_the_page_has_not_seen_is_refused(client, user):
 
 def test_export_the_whole_canvas_cropped_to_its_content(client, user):
     canvas = make_canvas(user)
-    paint(canvas, -300, 100, noise(200, 150, seed=1))
-    paint(canvas, 400, 900, noise(100, 50, seed=2))
+    paint(canvas, -300, 100, noise(200, 150, seed=1, alpha=255))
+    paint(canvas, 400, 900, noise(100, 50, seed=2, alpha=255))
     response = client.get(f"/canvas/{canvas.id}/export.png")
     assert response.status_code == 200 and response.is_streamed and response.mimetype == "image/png"
     assert response.headers["Content-Disposition"] == "attachment; filename*=UTF-8''Test%20canvas.png"
@@ -318,7 +283,7 @@ def test_export_the_whole_canvas_cropped_to_its_content(client, user):
 
 def test_export_a_frame_region(client, user):
     canvas = make_canvas(user)
-    pixels = noise(300, 300, seed=4)
+    pixels = noise(300, 300, seed=4, alpha=255)
     paint(canvas, 0, 0, pixels)
     response = client.get(f"/canvas/{canvas.id}/export.png", query_string={"x": 100, "y": 50, "w": 512, "h": 128})
     exported = np.array(decode(response.data))
@@ -340,7 +305,7 @@ def test_export_refuses_an_empty_canvas_and_an_oversized_region(client, user):
 def test_another_users_canvas_is_not_found_on_every_route(client, user, app):
     eve = other_user()
     theirs = make_canvas(eve, "Eve's canvas")
-    head = paint(theirs, 0, 0, noise(64, 64))
+    head = paint(theirs, 0, 0, noise(64, 64, alpha=255))
     base = f"/canvas/{theirs.id}"
     gets = [base, f"{base}/form", f"{base}/tiles?level=0&tx0=0&ty0=0&tx1=1&ty1=1", f"{base}/tiles/0/0/0/{head}.png",
             f"{base}/thumbnail.png", f"{base}/unknown.png?x=0&y=0&w=64&h=64", f"{base}/staging",

@@ -18,6 +18,7 @@ from app.canvas.tiles import (
     canvas_tile,
 )
 from app.metadata import metadata
+from tests.canvas_helpers import noise
 
 TILE = 64
 TABLES = [canvas_history_head, canvas_revision, canvas_revision_tile, canvas_tile]
@@ -33,15 +34,6 @@ def db_url(tmp_path):
 @pytest.fixture
 def store(db_url, tmp_path):
     return TileStore(create_engine(db_url), tmp_path / "tiles", tile_size=TILE, levels=3)
-
-
-def noise(width, height, seed, *, alpha=None):
-    """Random RGBA pixels; alpha fixed, or random (zeros included) when None."""
-    rng = np.random.default_rng(seed)
-    pixels = rng.integers(0, 256, (height, width, 4), dtype=np.uint8)
-    if alpha is not None:
-        pixels[..., 3] = alpha
-    return pixels
 
 
 def solid(width, height, rgba):

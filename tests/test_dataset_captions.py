@@ -66,24 +66,65 @@ def test_empty_caption_round_trips(tmp_path: Path) -> None:
     assert caption.text == "" and caption.lines == 0 and caption.first_line == ""
 
 
-def test_windows_1252_is_read_with_warning_not_mangled(tmp_path: Path) -> None:
+def test_windows_1252_is_shown_right_but_marked_uncertain(tmp_path: Path) -> None:
+    # Windows-1250 and -1257 read these bytes just as well: shown as Windows-1252, never guessed into a write.
     path = tmp_path / "a.txt"
     path.write_bytes("café, naïve – “quoted”".encode("cp1252"))
     caption = read_caption(path)
     assert caption.text == "café, naïve – “quoted”"
-    assert caption.encoding == "cp1252"
-    assert caption.warning == "not UTF-8; read as Windows-1252 — saving will convert it to UTF-8"
-    write_caption(path, caption.text)
-    assert path.read_bytes().decode("utf-8") == "café, naïve – “quoted”"
+    assert caption.encoding == "cp1252" and not caption.confident
+    assert "cp1250" in caption.alternatives
+    assert "uncertain" in caption.warning and "Windows-1252" in caption.warning
+    assert "encoding_uncertain" in caption.problems
 
 
-def test_bytes_undefined_in_cp1252_fall_back_to_latin1(tmp_path: Path) -> None:
-    path = tmp_path / "a.txt"
-    path.write_bytes(b"caf\xe9 \x81")  # 0x81 has no Windows-1252 character
+@pytest.mark.parametrize(("text", "codec", "expected"), [
+    ("mychar, 少女, 笑顔", "shift_jis", "cp932"),
+    ("mychar, 少女, 微笑", "gbk", "gb18030"),
+    ("mychar, 少女, 微笑", "big5", "big5"),
+    ("mychar, 소녀, 미소, 긴 머리, 파란 눈, 교복, 웃는 얼굴, 실내", "euc-kr", "cp949"),
+    ("mychar, девушка с длинными волосами, улыбка, голубые глаза, школьная форма", "cp1251", "cp1251"),
+])
+def test_legacy_encodings_are_detected(tmp_path: Path, text: str, codec: str, expected: str) -> None:
+    path = tmp_path / "j.txt"
+    path.write_bytes(text.encode(codec))
     caption = read_caption(path)
-    assert caption.encoding == "latin-1"
-    assert caption.text == "café \x81"
+    assert (caption.text, caption.encoding, caption.confident) == (text, expected, True)
+    assert caption.problems == ("not_utf8",)
+
+
+@pytest.mark.parametrize(("texts", "codec", "expected"), [
+    (["mychar, 소녀, 미소", "mychar, 긴 머리, 파란 눈", "mychar, 교복, 웃는 얼굴"], "euc-kr", "cp949"),
+    (["mychar, девушка, улыбка", "mychar, длинные волосы, голубые глаза", "mychar, школьная форма, улица, ночь"],
+     "cp1251", "cp1251"),
+])
+def test_short_captions_tie_alone_and_are_settled_by_the_dataset(texts: list[str], codec: str, expected: str) -> None:
+    from app.datasets.captions import dataset_encoding, decode_caption
+
+    alone = decode_caption(texts[0].encode(codec))
+    assert not alone.confident and alone.alternatives  # Greek/KOI8-R, EUC-JP/GBK read it as well
+    hint = dataset_encoding([t.encode(codec) for t in texts])
+    assert hint == expected
+    together = decode_caption(texts[0].encode(codec), hint)
+    assert (together.text, together.confident) == (texts[0], True)
+
+
+def test_bytes_no_encoding_reads_cleanly_are_uncertain(tmp_path: Path) -> None:
+    path = tmp_path / "a.txt"
+    path.write_bytes(b"caf\xe9 \x81")
+    caption = read_caption(path)
+    assert not caption.confident
     assert "not UTF-8" in caption.warning
+
+
+def test_trainer_problems_are_named() -> None:
+    from app.datasets.captions import decode_caption
+
+    assert decode_caption(b"\xef\xbb\xbfmychar, 1girl").problems == ("bom",)
+    first_empty = decode_caption(b"\r\nmychar, 1girl\r\n")
+    assert first_empty.first_line == "" and first_empty.problems == ("first_line_empty",)
+    assert decode_caption(b"a, b\nc, d\n").problems == ("multi_line",)
+    assert decode_caption(b"a, b\n\n").problems == ()
 
 
 def test_utf16_from_notepad_is_read_with_warning(tmp_path: Path) -> None:

@@ -52,7 +52,7 @@ def test_first_scan_reads_everything(dataset: Path) -> None:
     assert a.size == (dataset / "a.png").stat().st_size
     b = records["sub/b.jpg"]
     assert b.caption_relpath == "sub/b.caption" and b.caption_text == "café"
-    assert "Windows-1252" in b.caption_warning
+    assert "Windows-1252" in b.caption_warning and "not_utf8" in b.caption_problems
     assert records["no_caption.webp"].caption_relpath is None
     assert result.changed == result.removed == result.unchanged == []
 
@@ -141,7 +141,8 @@ def test_shared_caption_is_flagged(dataset: Path) -> None:
     save_image(dataset / "a.jpg")
     records = {r.relpath: r for r in scan_folder(dataset, known={}).added}
     assert records["a.jpg"].caption_relpath == records["a.png"].caption_relpath == "a.txt"
-    assert "also the caption of a.jpg" in records["a.png"].caption_warning
+    assert "also the caption of a.jpg" in records["a.png"].pairing_note
+    assert records["a.png"].caption_warning is None  # a pairing note is not an encoding problem
 
 
 def test_uppercase_extensions_and_threads(dataset: Path) -> None:
@@ -171,3 +172,62 @@ def test_unreadable_subfolder_does_not_count_as_removed(dataset: Path, monkeypat
     assert result.removed == []
     assert "sub/b.jpg" in result.unchanged
     assert result.skipped == [("sub", "Cannot read folder: Permission denied")]
+
+
+def test_pairing_notes_say_which_file_is_used(tmp_path: Path) -> None:
+    root = tmp_path / "ds"
+    save_image(root / "two.png")
+    (root / "two.txt").write_text("from txt")
+    (root / "two.caption").write_text("from caption")
+    save_image(root / "Case.png")
+    (root / "case.txt").write_text("lower-case caption")
+    save_image(root / "ext.png")
+    (root / "ext.TXT").write_text("upper-case extension")
+    save_image(root / "plain.png")
+    (root / "plain.txt").write_text("plain")
+    records = {r.relpath: r for r in scan_folder(root, known={}).added}
+    two = records["two.png"]
+    assert (two.caption_relpath, two.caption_text) == ("two.txt", "from txt")
+    assert two.pairing_note == "two.caption is also there; Tessera and trainers use two.txt"
+    assert records["Case.png"].caption_text == "lower-case caption"
+    assert "case.txt matches Case.png only by letter case" in records["Case.png"].pairing_note
+    assert "ext.TXT matches ext.png only by letter case" in records["ext.png"].pairing_note
+    assert records["plain.png"].pairing_note is None
+    assert all(r.caption_warning is None for r in records.values())
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_gives_upright_size(tmp_path: Path, orientation: int) -> None:
+    root = tmp_path / "ds"
+    root.mkdir()
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.new("RGB", (768, 512), "red").save(root / "photo.jpg", exif=exif)
+    record = scan_folder(root, known={}).added[0]
+    assert record.orientation == orientation
+    expected = (512, 768) if orientation in (5, 6, 7, 8) else (768, 512)
+    assert (record.width, record.height) == expected
+
+
+def test_alpha_is_measured(tmp_path: Path) -> None:
+    root = tmp_path / "ds"
+    root.mkdir()
+    Image.new("RGBA", (10, 10), (255, 0, 0, 255)).save(root / "opaque.png")
+    half = Image.new("RGBA", (10, 10), (255, 0, 0, 255))
+    half.paste((0, 0, 0, 0), (0, 0, 10, 5))
+    half.save(root / "half.png")
+    records = {r.relpath: r for r in scan_folder(root, known={}).added}
+    assert records["opaque.png"].alpha == 0.0
+    assert records["half.png"].alpha == 0.5
+
+
+def test_uncertain_short_captions_are_settled_by_the_dataset(tmp_path: Path) -> None:
+    root = tmp_path / "ds"
+    texts = ["mychar, девушка, улыбка", "mychar, длинные волосы, голубые глаза", "mychar, школьная форма, улица, ночь"]
+    for n, text in enumerate(texts):
+        save_image(root / f"{n}.png")
+        (root / f"{n}.txt").write_bytes(text.encode("cp1251"))
+    result = scan_folder(root, known={})
+    assert result.caption_encoding == "cp1251"
+    assert sorted(r.caption_text for r in result.added) == sorted(texts)
+    assert all(r.caption_problems == ("not_utf8",) for r in result.added)

@@ -55,8 +55,10 @@ def test_no_op_returns_the_same_string_so_callers_can_skip_the_write() -> None:
     assert t.apply_trigger(triggered, "tok") is triggered
 
 
-def test_rename_tag_merges_into_existing() -> None:
-    assert t.rename_tag("a, smiling, b, smile", "smiling", "smile") == "a, smile, b"
+def test_rename_tag_never_merges_or_drops_other_tags() -> None:
+    # Only the explicit "deduplicate" merges; a rename changes exactly the tag it names.
+    assert t.rename_tag("a, smiling, b, smile", "smiling", "smile") == "a, smile, b, smile"
+    assert t.rename_tag("1girl, smiling, 1girl, b", "smiling", "smile") == "1girl, smile, 1girl, b"
     assert t.rename_tag("a, b", "a", "c") == "c, b"
     assert t.rename_tag("a, b", "a", "") == "b"
 
@@ -106,3 +108,33 @@ def test_trigger_prepended_to_natural_language_unless_it_starts_with_it() -> Non
 
 def test_trigger_applied_to_each_alternative_line() -> None:
     assert t.apply_trigger("a, b\nc, d\n", "tok") == "tok, a, b\ntok, c, d\n"
+
+
+def test_underscores_to_spaces_keeps_kaomoji_of_any_length() -> None:
+    assert t.underscores_to_spaces("(o)_(o), <o>_<o>, ||_||, <|>_<|>, long_hair") == "(o)_(o), <o>_<o>, ||_||, <|>_<|>, long hair"
+    assert t.underscores_to_spaces("photo_(medium), ^_^, o_o, (>_<)") == "photo (medium), ^_^, o_o, (>_<)"
+
+
+def test_edits_leave_every_other_tag_duplicates_and_spacing_alone() -> None:
+    caption = "mychar,1girl ,  1girl, smile,,x"
+    assert t.add_tags(caption, ["hat"]) == "mychar,1girl ,  1girl, smile,,x, hat"
+    assert t.remove_tag(caption, "smile") == "mychar,1girl ,  1girl,,x"
+    assert t.rename_tag(caption, "smile", "grin") == "mychar,1girl ,  1girl, grin,,x"
+    assert t.move_to_front(caption, "x") == "x, mychar,1girl ,  1girl, smile,"
+    assert t.add_tags("mychar, 少女, 笑顔", ["smile"]) == "mychar, 少女, 笑顔, smile"
+    assert t.add_tags("a, b,", ["c"]) == "a, b, c"
+
+
+def test_leading_blank_line_is_fixed_by_trim_and_trigger_first() -> None:
+    text = "\nmychar, 1girl\n"  # what b"\r\nmychar, 1girl\r\n" reads as
+    assert t.trim(text) == "mychar, 1girl"
+    assert t.apply_trigger(text, "mychar") == "mychar, 1girl\n"
+    assert t.apply_trigger("\n\n1girl", "mychar") == "mychar, 1girl"
+
+
+def test_tag_variants_and_merge() -> None:
+    counts = {"long hair": 3, "long_hair": 2, "photo (medium)": 1, "photo_(medium)": 4, "smile": 5}
+    assert sorted(t.tag_variants(counts)) == [[("long hair", 3), ("long_hair", 2)], [("photo_(medium)", 4), ("photo (medium)", 1)]]
+    assert t.merge_variants("long_hair, a, long hair, b, a", ["long_hair"], "long hair") == "long hair, a, b, a"
+    assert t.merge_variants("x, long_hair", ["long_hair"], "long hair") == "x, long hair"
+    assert t.merge_variants("x, y", ["long_hair"], "long hair") == "x, y"

@@ -56,10 +56,13 @@ def test_rename_across_the_dataset_then_undo(client, dataset):
     assert captions(dataset) == after
 
 
-def test_merge_into_an_existing_tag_deduplicates(client, dataset):
+def test_rename_onto_an_existing_tag_merges_only_when_asked(client, dataset):
     client.post(f"/datasets/{dataset.id}/bulk", data={"action": "rename", "old": "short hair", "new": "long hair"})
     assert captions(dataset)["b.txt"] == "tok, 1girl, long hair, hat"
+    # A rename changes exactly the tag it names; the duplicate it makes stays until "deduplicate".
     client.post(f"/datasets/{dataset.id}/bulk", data={"action": "rename", "old": "1girl", "new": "tok"})
+    assert captions(dataset)["a.txt"] == "tok, tok, long hair, smile"
+    client.post(f"/datasets/{dataset.id}/bulk", data={"action": "normalise", "normaliser": "dedupe"})
     assert captions(dataset)["a.txt"] == "tok, long hair, smile"
 
 
@@ -179,7 +182,7 @@ def test_tricky_caption_files_round_trip(client, run_jobs, app):
     assert (folder / "bom.txt").read_bytes() == b"tok, grin"
     assert (folder / "crlf.txt").read_bytes() == b"tok, grin\nalt line, grin\n"
     assert (folder / "escapes.txt").read_bytes() == "tok, star \\(symbol\\), grin".encode()
-    assert (folder / "dupes.txt").read_bytes() == b"tok, grin, hat"
+    assert (folder / "dupes.txt").read_bytes() == b"tok, grin, grin, hat"  # each duplicate renamed, none merged
     assert (folder / "empty.txt").read_bytes() == b""
     assert (folder / "lines.txt").read_bytes() == b"tok, grin\nsecond, hat\n"
     # And the whole step undoes back to the very text each file had (normalised to UTF-8 and \n).

@@ -10,7 +10,7 @@ from PIL import Image
 from app.datasets.models import Dataset, DatasetImage, DatasetProgress, DatasetTag
 from app.datasets.thumbnails import thumb_relpath
 from app.extensions import db
-from app.generate.models import Generation
+from app.gallery import Generation
 from app.models import Job, User
 from tests.datasets_helpers import image_named, make_folder, open_dataset, png_bytes, save_image
 

@@ -5,9 +5,9 @@ import re
 from PIL import Image
 
 from app.extensions import db
-from app.generate.models import Generation
+from app.gallery import Generation
 from app.models import Job
-from tests.conftest import log_in, make_user
+from tests.app_helpers import log_in, make_user
 
 FLUX_DEV = "black-forest-labs/flux-dev"
 
@@ -121,7 +121,7 @@ def test_a_failed_prediction_shows_the_models_error_and_can_be_retried(client, r
 
 
 def test_a_retried_job_polls_its_stored_prediction_instead_of_creating_another(client, run_jobs, fake_replicate, app):
-    from app.jobs.predictions import client_from_config
+    from app.replicate.catalog import client_from_config
 
     client.post("/generate", data={"model": FLUX_DEV, "prompt": "a fox"})
     job = db.session.scalar(db.select(Job))

@@ -6,15 +6,17 @@ import sys
 import time
 
 from app.extensions import db
-from app.jobs.predictions import client_from_config, follow_prediction
-from app.jobs.runner import JobCanceled, JobRun, WORKER_LOST_MESSAGE, enqueue_job, job_run
+from app.jobs.predictions import follow_prediction
+from app.replicate.catalog import client_from_config
+from app.generate.tasks import run_generation
+from app.jobs.runner import WORKER_LOST_MESSAGE, enqueue_job, job_run
 from app.models import Job
 
 FLUX = "black-forest-labs/flux-schnell"
 
 
 def _job(user, **params):
-    return enqueue_job(user_id=user.id, kind="generate", title="t", task="app.generate.tasks.run_generation",
+    return enqueue_job(run_generation, user_id=user.id, kind="generate.image", title="t",
                        params={"model": FLUX, "input": {"prompt": "p"}, **params})
 
 

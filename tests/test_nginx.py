@@ -25,12 +25,11 @@ from redis import Redis
 from app import ROOT
 from app.auth.ratelimit import KEY_PREFIX
 from app.extensions import db
-from app.generate.models import Generation
+from app.gallery import Generation
 from app.models import Job
-from tests.conftest import TEST_PASSWORD
+from tests.app_helpers import TEST_PASSWORD, forget_login_failures
 from tests.live import free_port
-from tests.test_auth import forget_login_failures
-from tests.test_security_csrf import owned_objects
+from tests.security_helpers import owned_objects
 
 NGINX = Path("/usr/sbin/nginx")
 OPENSSL = Path("/usr/bin/openssl")

@@ -5,7 +5,8 @@ import pytest
 
 from app.replicate.client import parse_model_ref
 from app.replicate.presets import PRESETS, preset_for
-from app.replicate.schema import field_by_name, input_fields, mask_polarity, validate_input
+from app.replicate.forminput import validate_input
+from app.replicate.schema import KINDS, field_by_name, input_fields, mask_polarity
 
 SDXL = "stability-ai/sdxl:7762fd07cf82c948538e41f63f77d685e02b063e37e496e96eefd46c929f9bdc"
 SD_INPAINTING = ("stability-ai/stable-diffusion-inpainting:"
@@ -29,7 +30,7 @@ def test_every_preset_schema_gives_ordered_fields_of_the_right_kinds():
         properties = preset.openapi_schema["components"]["schemas"]["Input"]["properties"]
         assert [f.name for f in fields] == sorted(properties, key=lambda name: properties[name]["x-order"])
         for field in fields:
-            assert field.title and field.kind in ("text", "textarea", "integer", "number", "boolean", "choice", "file")
+            assert field.title and field.kind in KINDS and field.kind != "unsupported"
             if field.kind == "choice":
                 assert field.choices and (field.default is None or field.default in field.choices)
             if field.default is not None and field.kind in ("integer", "number"):
@@ -154,7 +155,8 @@ def test_fractional_limits_are_written_as_given():
 
 def test_presets_are_the_shipped_models():
     assert [p.ref for p in PRESETS] == [
-        "black-forest-labs/flux-schnell", "black-forest-labs/flux-dev", SDXL, SD_INPAINTING,
+        "black-forest-labs/flux-schnell", "black-forest-labs/flux-dev", "black-forest-labs/flux-dev-lora",
+        "google/nano-banana", "black-forest-labs/flux-kontext-pro", SDXL, SD_INPAINTING,
         "black-forest-labs/flux-fill-dev", "black-forest-labs/flux-fill-pro",
         "salesforce/blip:2e1dddc8621f72155f24cf2e0adbde548458d3cab9f00c0139eea840d0ac4746",
     ]
@@ -181,3 +183,20 @@ def test_presets_are_the_shipped_models():
 def test_preset_for_matches_exact_refs_only(ref, expected):
     preset = preset_for(ref)
     assert (preset.ref if preset else None) == expected
+
+
+def test_the_new_presets_take_a_lora_several_images_or_one_image_to_edit():
+    lora = fields_of("black-forest-labs/flux-dev-lora")
+    assert field_by_name(lora, "lora_weights").kind == "text" and not field_by_name(lora, "lora_weights").advanced
+    scale = field_by_name(lora, "lora_scale")
+    assert (scale.kind, scale.minimum, scale.maximum, scale.default) == ("number", -1, 3, 1)
+    banana = fields_of("google/nano-banana")
+    images = field_by_name(banana, "image_input")
+    assert images.kind == "files" and images.default is None and not images.advanced
+    assert field_by_name(banana, "aspect_ratio").default == "match_input_image"
+    kontext = fields_of("black-forest-labs/flux-kontext-pro")
+    assert field_by_name(kontext, "input_image").kind == "file"
+    assert field_by_name(kontext, "safety_tolerance").maximum == 6
+    for ref in ("google/nano-banana", "black-forest-labs/flux-kontext-pro"):
+        output = preset_for(ref).openapi_schema["components"]["schemas"]["Output"]
+        assert output == {"title": "Output", "type": "string", "format": "uri"}  # one URL, not a list

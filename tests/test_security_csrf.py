@@ -5,66 +5,17 @@ The routes are read from the app's URL map, so canvas and dataset routes are cov
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
-import pytest
 
 from app.extensions import db
-from app.generate.models import Generation
-from app.jobs.runner import enqueue_job
-from app.models import Job, User
-from tests.conftest import TEST_PASSWORD, app_with_fresh_db, log_in, make_user
+from app.models import Job
+from tests.app_helpers import TEST_PASSWORD
+from tests.security_helpers import owned_objects, snapshot, token_of
 
 # Replicate cannot send a token: that route verifies a signature instead (tests/test_webhooks.py).
 CSRF_EXEMPT = {"webhooks.replicate"}
 STATE_CHANGING = {"POST", "PUT", "PATCH", "DELETE"}
 CSRF_MESSAGE = "This form has expired or was not sent from a Tessera page"
-
-
-def snapshot(data_dir: Path) -> tuple[dict, list]:
-    """Every row of every table and every file in the data folder: what a refused request must leave as it was."""
-    db.session.expire_all()
-    rows = {table.name: sorted(repr(tuple(row)) for row in db.session.execute(table.select()))
-            for table in db.metadata.sorted_tables}
-    files = sorted((path.relative_to(data_dir).as_posix(), path.stat().st_size, path.stat().st_mtime_ns)
-                   for path in Path(data_dir).rglob("*")
-                   if path.is_file() and not path.name.startswith("tessera.db"))  # SQLite's own files
-    return rows, files
-
-
-@pytest.fixture
-def csrf_app(app_env):
-    """An app as it runs in production: CSRF protection on."""
-    with app_with_fresh_db(app_env, WTF_CSRF_ENABLED=True) as app:
-        yield app
-
-
-@pytest.fixture
-def owner(csrf_app):
-    return make_user()
-
-
-@pytest.fixture
-def csrf_client(csrf_app, owner):
-    return log_in(csrf_app.test_client(), owner)
-
-
-def token_of(client, url: str = "/") -> str:
-    return re.search(r'name="csrf_token" value="([^"]+)"', client.get(url).get_data(as_text=True)).group(1)
-
-
-def owned_objects(user: User, data_dir: Path) -> dict[str, object]:
-    """A queued job and a generation with its file: something for every route to change or delete."""
-    job = enqueue_job(user_id=user.id, kind="generate", title="a fox", task="app.generate.tasks.run_generation",
-                      params={"model": "black-forest-labs/flux-schnell", "input": {"prompt": "a fox"}})
-    path = Path(data_dir) / "outputs" / "kept.png"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"\x89PNG kept")
-    generation = Generation(user_id=user.id, job_id=job.id, model_ref="black-forest-labs/flux-schnell",
-                            prompt="a fox", path="outputs/kept.png", width=1, height=1, seed=1)
-    db.session.add(generation)
-    db.session.commit()
-    return {"job_id": job.id, "generation_id": generation.id}
 
 
 def state_changing_urls(app, values: dict[str, object]) -> list[tuple[str, str]]:

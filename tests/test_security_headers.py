@@ -9,8 +9,8 @@ import pytest
 
 from app import ROOT, create_app
 from app.extensions import db
-from tests.conftest import TEST_PASSWORD
-from tests.test_security_csrf import owned_objects
+from tests.app_helpers import TEST_PASSWORD
+from tests.security_helpers import owned_objects
 
 
 def csp_directives(header: str) -> dict[str, list[str]]:

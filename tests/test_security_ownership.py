@@ -13,8 +13,8 @@ import pytest
 from app import PUBLIC_ENDPOINTS
 from app.extensions import db
 from app.models import Job
-from tests.conftest import log_in, make_user
-from tests.test_security_csrf import owned_objects, snapshot
+from tests.app_helpers import log_in, make_user
+from tests.security_helpers import owned_objects, snapshot
 
 # (method, url with {job_id}/{generation_id} placeholders for the owner's objects)
 OWNED_ROUTES = [

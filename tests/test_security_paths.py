@@ -14,8 +14,8 @@ from werkzeug.exceptions import NotFound
 
 from app.extensions import db
 from app.files import data_path, send_data_file
-from app.generate.models import Generation
-from tests.test_security_csrf import owned_objects, snapshot
+from app.gallery import Generation
+from tests.security_helpers import owned_objects, snapshot
 
 SECRET = "TOP-SECRET-OUTSIDE-THE-DATA-FOLDER"
 PAYLOADS = [

@@ -8,7 +8,7 @@ from PIL import Image
 
 from app import create_app
 from app.extensions import db
-from app.generate.models import Generation
+from app.gallery import Generation
 from app.models import Job
 
 FLUX = "black-forest-labs/flux-schnell"  # the fake answers with one 512x512 PNG

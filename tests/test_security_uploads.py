@@ -13,7 +13,7 @@ from PIL import Image
 from app import create_app
 from app.extensions import db
 from app.models import Job
-from tests.test_security_csrf import csrf_app, csrf_client, owner, snapshot, token_of  # noqa: F401  (fixtures)
+from tests.security_helpers import snapshot, token_of
 
 # (url, the image field, the other fields a valid request has, the page with the form)
 UPLOAD_ROUTES = [

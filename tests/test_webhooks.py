@@ -7,11 +7,12 @@ import pytest
 from PIL import Image
 
 from app.extensions import db
-from app.generate.tasks import save_generation
-from app.jobs.predictions import (FALLBACK_POLL_EVERY, client_from_config, follow_prediction, pushed_prediction,
-                                  store_pushed_prediction)
+from app.gallery import save_generation
+from app.jobs.predictions import FALLBACK_POLL_EVERY, follow_prediction, pushed_prediction, store_pushed_prediction
+from app.generate.tasks import run_generation
 from app.jobs.runner import enqueue_job, job_run
 from app.models import Job
+from app.replicate.catalog import client_from_config
 from app.webhooks.signature import SignatureError, sign, verify
 from app.webhooks.store import SECRET_KEY
 from tests.fake_replicate import WEBHOOK_SECRET, png_bytes
@@ -30,7 +31,7 @@ def webhooks_on(app):
 
 @pytest.fixture
 def running_job(app, user):
-    job = enqueue_job(user_id=user.id, kind="generate", title="t", task="app.generate.tasks.run_generation",
+    job = enqueue_job(run_generation, user_id=user.id, kind="generate.image", title="t",
                       params={"model": FLUX, "input": {"prompt": "p"}})
     job.status, job.prediction_id, job.progress, job.message = Job.RUNNING, uuid.uuid4().hex[:26], 5, "Running"
     db.session.commit()
@@ -171,7 +172,7 @@ def test_when_replicate_cannot_give_the_secret_the_delivery_is_left_for_a_retry(
 
 
 def _generation_job(user):
-    return enqueue_job(user_id=user.id, kind="generate", title="t", task="app.generate.tasks.run_generation",
+    return enqueue_job(run_generation, user_id=user.id, kind="generate.image", title="t",
                        params={"model": FLUX, "input": {"prompt": "p"}})
 
 

@@ -15,7 +15,8 @@ from rq.job import Job as RQJob
 
 from app import ROOT
 from app.extensions import db
-from app.generate.models import Generation
+from app.gallery import Generation
+from app.generate.tasks import run_generation
 from app.jobs.runner import enqueue_job
 from app.models import Job
 
@@ -46,8 +47,7 @@ def test_two_workers_share_one_queue_without_stepping_on_each_other(app, app_env
     workers = [subprocess.Popen(worker_command(), env=env, cwd=ROOT, start_new_session=True) for _ in range(2)]
     try:
         wait_for(lambda: len(Worker.all(queue=app.task_queue)) == 2, "both workers listening")
-        jobs = [enqueue_job(user_id=user.id, kind="generate", title=f"fox {n}",
-                            task="app.generate.tasks.run_generation",
+        jobs = [enqueue_job(run_generation, user_id=user.id, kind="generate.image", title=f"fox {n}",
                             params={"model": "black-forest-labs/flux-schnell",
                                     "input": {"prompt": f"fox {n}", "seed": n}})
                 for n in range(JOBS)]

@@ -1,3 +1,4 @@
+"""Logging in and out, and the first-run page that makes the first account."""
 from functools import cache
 from urllib.parse import urlsplit
 
@@ -9,6 +10,7 @@ from app.auth import bp
 from app.auth.accounts import AccountError, create_user
 from app.auth.ratelimit import LoginLimiter
 from app.extensions import db, login_manager
+from app.htmx import current_url, is_htmx, redirect_page
 from app.models import User
 
 FORWARDING_HEADERS = ("X-Forwarded-For", "X-Real-IP", "Forwarded")
@@ -85,14 +87,12 @@ def login():
 
 @login_manager.unauthorized_handler
 def unauthorized():
-    if request.headers.get("HX-Request") == "true":
+    if is_htmx():
         # A fragment (e.g. a job's status poll) after the session ended: send the whole page to the login
         # instead of swapping a login page into the fragment.
-        current = urlsplit(request.headers.get("HX-Current-URL", ""))
+        current = urlsplit(current_url())
         next_url = current.path + (f"?{current.query}" if current.query else "") if current.path else None
-        response = Response(status=401)
-        response.headers["HX-Redirect"] = url_for("auth.login", next=next_url)
-        return response
+        return redirect_page(Response(status=401), url_for("auth.login", next=next_url))
     flash(login_manager.login_message)
     return redirect(login_url("auth.login", next_url=request.url))
 

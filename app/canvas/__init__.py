@@ -1,7 +1,13 @@
+"""The canvas area: an unbounded inpainting/outpainting canvas stored as versioned tiles.
+
+Modules: `routes` (pages and HTMX partials), `api` (the JSON and image endpoints canvas.js calls),
+`params` (requests parsed and checked), `staging` (requests and staged variations, rows and files),
+`tasks` (the generation job), and plain modules that know nothing of Flask: `tiles` (the tile store),
+`compose`, `pipeline`, `pngstream`, `modelchoice`. Public surface for other areas: `bp` only.
+"""
 from flask import Blueprint
 
 bp = Blueprint("canvas", __name__)
+__all__ = ["bp"]
 
-# The routes are imported by the app factory (`from app.canvas.routes import bp`), not here: plain
-# modules of this package (the tile store, which app.models imports for its tables) must load
-# without pulling in the routes and, through them, the job runner that imports app.models.
+from app.canvas import api, routes  # noqa: E402,F401

@@ -17,7 +17,9 @@ from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 
 from app.canvas.tiles import blend_rgba
 
-FEATHER_MAX = 64
+# The largest mask blur (Gaussian radius in pixels) a request may ask for; "mask blur" is what
+# A1111 and most tools call it (others say "feather").
+MASK_BLUR_MAX = 64
 MID_GREY = (128, 128, 128)
 
 # Largest image (in pixels) each infill works on at full resolution; bigger frames are filled at a
@@ -41,10 +43,11 @@ class InfillUnavailable(Exception):
     """An infill method this server cannot run; ``str(error)`` is a message for the user."""
 
 
-def feather_mask(mask: Image.Image, radius: int) -> Image.Image:
-    """Blur a mask with a Gaussian of ``radius`` pixels (0–64) so a paste fades in at its edge."""
-    if not 0 <= radius <= FEATHER_MAX:
-        raise ValueError(f"The mask blur must be between 0 and {FEATHER_MAX} pixels, not {radius}")
+def blur_mask(mask: Image.Image, radius: int) -> Image.Image:
+    """Blur a mask with a Gaussian of ``radius`` pixels (0–MASK_BLUR_MAX) so a paste fades in at its
+    edge (the mask blur). Raises ValueError outside that range."""
+    if not 0 <= radius <= MASK_BLUR_MAX:
+        raise ValueError(f"The mask blur must be between 0 and {MASK_BLUR_MAX} pixels, not {radius}")
     mask = mask.convert("L")
     return mask.copy() if radius == 0 else mask.filter(ImageFilter.GaussianBlur(radius))
 
@@ -56,15 +59,16 @@ def outpaint_mask(painted: Image.Image, known: Image.Image) -> Image.Image:
     return Image.fromarray(np.maximum(np.asarray(painted.convert("L")), unknown))
 
 
-def paste_mask(repaint: Image.Image, known: Image.Image, feather: int) -> Image.Image:
-    """The mask to paste a result through: ``repaint`` feathered, but the unknown area in full.
+def paste_mask(repaint: Image.Image, known: Image.Image, mask_blur: int) -> Image.Image:
+    """The mask to paste a result through: ``repaint`` blurred by ``mask_blur`` pixels, but the
+    unknown area in full.
 
-    Feathering alone would fade the result out over never-painted pixels and leave a
+    Blurring alone would fade the result out over never-painted pixels and leave a
     half-transparent fringe where the canvas had nothing.
     """
     _check_same_size(repaint, known, "repaint mask", "known mask")
     unknown = 255 - np.asarray(known.convert("L"))
-    return Image.fromarray(np.maximum(np.asarray(feather_mask(repaint, feather)), unknown))
+    return Image.fromarray(np.maximum(np.asarray(blur_mask(repaint, mask_blur)), unknown))
 
 
 def model_mask(mask: Image.Image, polarity: Polarity) -> Image.Image:

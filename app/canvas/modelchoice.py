@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from app.canvas.pipeline import ModelRules, rules_with_size_choices
-from app.generate.catalog import available_models, mask_polarity, model_schema
+from app.replicate.catalog import available_models, mask_polarity, model_schema
 from app.replicate.presets import preset_for
-from app.replicate.schema import Field, field_by_name, input_fields, validate_input
+from app.replicate.schema import Field, field_by_name, input_fields
+from app.replicate.forminput import validate_input
 
 DEFAULT_MODEL = "black-forest-labs/flux-fill-dev"
 # Draws an empty frame when the chosen model can only inpaint.

@@ -57,7 +57,7 @@ class CanvasRequest(db.Model):
     # The head when the job read the frame: accepting after a tile under the frame changed is stale.
     base_revision: Mapped[int | None]
     # Files under DATA_DIR: the mask the user painted (white = repaint) and, once the job ran, the
-    # feathered mask results are pasted through.
+    # blurred (mask blur) mask results are pasted through.
     mask_path: Mapped[str] = mapped_column(String(500))
     paste_mask_path: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -19,6 +19,7 @@ from typing import Literal
 import numpy as np
 from PIL import Image, ImageOps
 
+from app import imaging
 from app.canvas.compose import (
     fit_to_model,
     infill,
@@ -70,7 +71,7 @@ class PreparedFrame:
     mode: Mode
     known: Image.Image  # "L": 255 where the canvas has content
     repaint: Image.Image  # "L": what the model repaints, the painted mask plus the unknown area
-    paste: Image.Image  # "L": the mask a result is pasted through (feathered repaint, unknown in full)
+    paste: Image.Image  # "L": the mask a result is pasted through (repaint with its mask blur, unknown in full)
     image: Image.Image | None  # RGB frame with the unknown area infilled; None in text mode
 
 
@@ -111,6 +112,8 @@ def nearest_aspect_ratio(width: int, height: int, choices: list) -> str | None:
             a, b = (int(part) for part in str(choice).split(":"))
         except ValueError:
             continue
+        if a <= 0 or b <= 0:  # "0:1" in a model's enum is junk, not a ratio
+            continue
         distance = abs(math.log(a / b) - math.log(width / height))
         if distance < best_distance:
             best, best_distance = str(choice), distance
@@ -141,7 +144,8 @@ def place_import(image: Image.Image, frame_size: tuple[int, int],
                  keep_size: bool) -> tuple[Image.Image, tuple[int, int]]:
     """An imported image as RGBA and its offset from the frame's corner: scaled down to fit the frame
     and centred in it, or as it is at the corner when ``keep_size``."""
-    image = ImageOps.exif_transpose(image).convert("RGBA")
+    # The shared decoding (app/imaging.py): upright, 16-bit scaled instead of clipped to white.
+    image = imaging.prepare(image).convert("RGBA")
     if keep_size:
         return image, (0, 0)
     width, height = frame_size

@@ -12,7 +12,7 @@ from app.canvas.models import Canvas, CanvasRequest, CanvasVariation
 from app.canvas.pipeline import render_thumbnail, save_png
 from app.canvas.tiles import TileStore
 from app.extensions import db
-from app.generate.models import Generation
+from app.gallery import Generation
 
 STAGING_DIR = Path("canvas-staging")
 THUMBNAIL_DIR = Path("canvas-thumbnails")

@@ -9,13 +9,24 @@ from app.canvas.modelchoice import DEFAULT_TEXT_MODEL, CanvasModel, canvas_model
 from app.canvas.models import CanvasRequest, CanvasVariation
 from app.canvas.staging import data_dir, request_dir, tile_store
 from app.extensions import db
-from app.generate.tasks import save_generation
-from app.jobs.predictions import client_from_config, follow_prediction
+from app.gallery import save_generation
+from app.jobs.predictions import follow_prediction
+from app.replicate.catalog import client_from_config
 from app.jobs.runner import JobFailed, job_run
 from app.replicate.client import output_urls
 from app.replicate.schema import Field, field_by_name
 
 def run_canvas_generation(job_id: str) -> None:
+    """The ``canvas.generate`` job: read the frame, prepare it (infill, mask blur), call the model and
+    stage every output as a variation over the frame.
+
+    params: ``request_id`` (a CanvasRequest: frame, painted mask, model and input). An empty frame
+    asked of an inpainting model is drawn by DEFAULT_TEXT_MODEL instead. result: ``canvas_id``,
+    ``request_id``, ``variations`` (CanvasVariation ids), ``generations`` (their outputs, kept out of
+    the gallery). Fails with a message when the canvas was deleted, the infill cannot run, there is
+    nothing to repaint, a text-only model gets a picture, or the model returns nothing. A retry
+    follows the prediction already started and re-stages its outputs.
+    """
     with job_run(job_id) as run:
         job = run.job
         request = db.session.get(CanvasRequest, job.params["request_id"])

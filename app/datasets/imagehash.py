@@ -1,6 +1,6 @@
 """Image fingerprints: exact (sha256 of the bytes) and perceptual (finds near duplicates).
 
-The perceptual hash is pHash: the image (upright per EXIF, flattened onto white, grey) is scaled
+The perceptual hash is pHash: the image (`imaging.prepare`: upright, 8-bit, flattened onto white, grey) is scaled
 to 32x32, transformed with a 2-D DCT, and the 8x8 lowest frequencies are compared with their
 median, giving 64 bits. Low frequencies survive resizing, re-encoding (JPEG quality, PNG<->JPEG)
 and small colour shifts, so a resized or re-saved copy lands within a few bits of the original,
@@ -15,7 +15,9 @@ from collections.abc import Hashable, Sequence
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
+
+from app import imaging
 
 _MASK64 = (1 << 64) - 1
 _HASH_SIDE = 8
@@ -43,13 +45,10 @@ def perceptual_hash(image: Image.Image | Path | str) -> int:
         with Image.open(image) as opened:
             return perceptual_hash(opened)
     # JPEG can decode at 1/2..1/8 scale directly, which makes hashing big photos cheap.
-    image.draft("L", (_DCT_SIDE * 4, _DCT_SIDE * 4))
-    image = ImageOps.exif_transpose(image)
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        flat = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        flat.alpha_composite(rgba)
-        image = flat
+    if image.format == "JPEG" and image.mode in ("RGB", "L"):
+        image.draft("L", (_DCT_SIDE * 4, _DCT_SIDE * 4))
+    # The shared conversion: 16-bit images scaled (clipped, every one would hash as plain white).
+    image = imaging.prepare(image, keep_alpha=False)
     grey = image.convert("L").resize((_DCT_SIDE, _DCT_SIDE), Image.Resampling.LANCZOS, reducing_gap=2.0)
     pixels = np.asarray(grey, dtype=np.float64)
     low = (_DCT @ pixels @ _DCT.T)[:_HASH_SIDE, :_HASH_SIDE].ravel()

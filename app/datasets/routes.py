@@ -10,9 +10,11 @@ from flask_login import current_user
 from PIL import Image
 from sqlalchemy import select
 
-from app.auth import child_or_404, owned_or_404
+from app.auth.access import child_or_404, owned_or_404
 from app.datasets import bp, index
 from app.datasets.captions import CaptionConflict, CaptionWriteError, write_caption
+from app.datasets.grid import SORTS, count_filtered, grid_page, GridFilter, progress_for, remember, reviewed_count, tag_counts
+from app.datasets.history import NORMALISERS, recent_batches
 from app.datasets.models import Dataset, DatasetImage
 from app.datasets.paths import PathRefused, resolve_within
 from app.datasets.tagexpr import TagExprError
@@ -22,7 +24,8 @@ from app.datasets.thumbnails import make_thumbnail, thumb_relpath
 from app.datasets.zipimport import ZipRefused, extract_dataset_zip
 from app.extensions import db
 from app.files import data_path, send_data_file
-from app.generate.models import Generation
+from app.htmx import message
+from app.gallery import Generation
 from app.jobs.runner import QueueUnavailable
 from app.models import Job, utcnow
 
@@ -34,25 +37,12 @@ RECENT_JOB_AGE = timedelta(minutes=10)
 # --- helpers shared by the dataset routes -----------------------------------------------------
 
 
-def owned_dataset(dataset_id: int) -> Dataset:
-    return owned_or_404(Dataset, dataset_id)
-
-
-def owned_image(dataset: Dataset, image_id: int) -> DatasetImage:
-    return child_or_404(DatasetImage, image_id, dataset_id=dataset.id)
-
-
 def root_of(dataset: Dataset) -> Path:
     return index.dataset_root(dataset, current_app.config["DATASET_ROOTS"])
 
 
 def data_dir() -> Path:
     return Path(current_app.config["DATA_DIR"])
-
-
-def message(text: str, status: int, kind: str = "error"):
-    """A partial with a clear message; HTMX swaps 4xx responses into the page."""
-    return make_response(render_template("datasets/_message.html", text=text, kind=kind), status)
 
 
 @bp.errorhandler(PathRefused)
@@ -173,14 +163,14 @@ def upload_zip():
 
 @bp.post("/<int:dataset_id>/rescan")
 def rescan(dataset_id):
-    dataset = owned_dataset(dataset_id)
+    dataset = owned_or_404(Dataset, dataset_id)
     start_scan(dataset)
     return redirect(url_for("datasets.show", dataset_id=dataset.id), 303)
 
 
 @bp.post("/<int:dataset_id>/settings")
 def settings(dataset_id):
-    dataset = owned_dataset(dataset_id)
+    dataset = owned_or_404(Dataset, dataset_id)
     dataset.name = (request.form.get("name", "").strip() or dataset.name)[:200]
     dataset.trigger = request.form.get("trigger", "").strip()[:200]
     if request.form.get("caption_ext") in (".txt", ".caption", ".cap"):
@@ -192,7 +182,7 @@ def settings(dataset_id):
 
 @bp.post("/<int:dataset_id>/delete")
 def delete(dataset_id):
-    dataset = owned_dataset(dataset_id)
+    dataset = owned_or_404(Dataset, dataset_id)
     name, folder, managed = dataset.name, Path(dataset.root), dataset.managed
     db.session.delete(dataset)
     db.session.commit()
@@ -207,49 +197,49 @@ def delete(dataset_id):
 # --- the grid ---------------------------------------------------------------------------------
 
 
-def current_filter(dataset: Dataset) -> tuple[index.GridFilter, bool]:
+def current_filter(dataset: Dataset) -> tuple[GridFilter, bool]:
     """The grid filter from the query string, else the one the user left the grid with."""
     keys = ("q", "untagged", "search", "sort")
     if any(key in request.args for key in keys):
-        return index.GridFilter.from_args(request.args), False
-    progress = index.progress_for(current_user.id, dataset.id)
+        return GridFilter.from_args(request.args), False
+    progress = progress_for(current_user.id, dataset.id)
     if progress and progress.filters:
-        return index.GridFilter.from_args(progress.filters), True
-    return index.GridFilter(), False
+        return GridFilter.from_args(progress.filters), True
+    return GridFilter(), False
 
 
 @bp.get("/<int:dataset_id>")
 def show(dataset_id):
-    dataset = owned_dataset(dataset_id)
+    dataset = owned_or_404(Dataset, dataset_id)
     grid_filter, resumed = current_filter(dataset)
     filter_error = grid_filter.problem
     if filter_error:
         images, has_more, matching = [], False, 0
     else:
         # Saved first: its commit would expire the rows loaded below and reload each one in the template.
-        index.remember(current_user.id, dataset.id, grid_filter=grid_filter)
-        images, has_more = index.grid_page(dataset.id, grid_filter, 0, GRID_PAGE)
-        matching = index.count_filtered(dataset.id, grid_filter)
-    progress = index.progress_for(current_user.id, dataset.id)
+        remember(current_user.id, dataset.id, grid_filter=grid_filter)
+        images, has_more = grid_page(dataset.id, grid_filter, 0, GRID_PAGE)
+        matching = count_filtered(dataset.id, grid_filter)
+    progress = progress_for(current_user.id, dataset.id)
     last_image = db.session.get(DatasetImage, progress.last_image_id) if progress and progress.last_image_id else None
-    history = index.history(dataset.id, limit=1)
+    history = recent_batches(dataset.id, limit=1)
     return render_template(
         "datasets/show.html", dataset=dataset, images=images, has_more=has_more, next_offset=GRID_PAGE,
         grid_filter=grid_filter, filter_args=grid_filter.to_args(), resumed=resumed, filter_error=filter_error,
-        matching=matching, tags=index.tag_counts(dataset.id), jobs=dataset_jobs(dataset),
-        reviewed=index.reviewed_count(dataset.id), last_image=last_image,
-        last_change=history[0] if history and history[0].undone_at is None else None, sorts=index.SORTS,
-        normalisers=index.NORMALISERS,
+        matching=matching, tags=tag_counts(dataset.id), jobs=dataset_jobs(dataset),
+        reviewed=reviewed_count(dataset.id), last_image=last_image,
+        last_change=history[0] if history and history[0].undone_at is None else None, sorts=SORTS,
+        normalisers=NORMALISERS,
     )
 
 
 @bp.get("/<int:dataset_id>/grid")
 def grid(dataset_id):
-    dataset = owned_dataset(dataset_id)
-    grid_filter = index.GridFilter.from_args(request.args)
+    dataset = owned_or_404(Dataset, dataset_id)
+    grid_filter = GridFilter.from_args(request.args)
     offset = max(request.args.get("offset", 0, type=int), 0)
     try:
-        images, has_more = index.grid_page(dataset.id, grid_filter, offset, GRID_PAGE)
+        images, has_more = grid_page(dataset.id, grid_filter, offset, GRID_PAGE)
     except TagExprError as exc:
         return message(str(exc), 422)
     return render_template("datasets/_grid_rows.html", dataset=dataset, images=images, has_more=has_more,
@@ -258,14 +248,15 @@ def grid(dataset_id):
 
 @bp.get("/<int:dataset_id>/images/<int:image_id>/cell")
 def cell(dataset_id, image_id):
-    dataset = owned_dataset(dataset_id)
-    return render_template("datasets/_cell.html", dataset=dataset, image=owned_image(dataset, image_id))
+    dataset = owned_or_404(Dataset, dataset_id)
+    image = child_or_404(DatasetImage, image_id, dataset_id=dataset.id)
+    return render_template("datasets/_cell.html", dataset=dataset, image=image)
 
 
 @bp.get("/<int:dataset_id>/thumbs/<int:image_id>-<digest>.webp")
 def thumb(dataset_id, image_id, digest):
-    dataset = owned_dataset(dataset_id)
-    image = owned_image(dataset, image_id)
+    dataset = owned_or_404(Dataset, dataset_id)
+    image = child_or_404(DatasetImage, image_id, dataset_id=dataset.id)
     if not image.content_hash or digest != image.content_hash[:16]:
         abort(404)  # an old URL of a changed image; the grid links the new one
     relpath = thumb_relpath(image.content_hash)
@@ -280,8 +271,8 @@ def thumb(dataset_id, image_id, digest):
 
 @bp.get("/<int:dataset_id>/images/<int:image_id>/file")
 def image_file(dataset_id, image_id):
-    dataset = owned_dataset(dataset_id)
-    image = owned_image(dataset, image_id)
+    dataset = owned_or_404(Dataset, dataset_id)
+    image = child_or_404(DatasetImage, image_id, dataset_id=dataset.id)
     path = index.resolve_image(root_of(dataset), image.relpath)
     if not path.is_file():
         abort(404)
@@ -305,7 +296,7 @@ def dataset_thumb_url(image: DatasetImage) -> str:
 def send_generation():
     """Copy a generated image into a dataset, with its prompt as the caption, then index it."""
     generation = owned_or_404(Generation, request.form.get("generation_id", type=int))
-    dataset = owned_dataset(request.form.get("dataset_id", type=int) or 0)
+    dataset = owned_or_404(Dataset, request.form.get("dataset_id", type=int) or 0)
     root = root_of(dataset)
     source = data_dir() / generation.path
     if not source.is_file():

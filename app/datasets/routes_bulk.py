@@ -4,17 +4,22 @@ from functools import partial
 from flask import abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
-from app.auth import child_or_404
+from app.auth.access import child_or_404, owned_or_404
 from app.datasets import bp, index, tags
-from app.datasets.models import CaptionBatch
-from app.datasets.routes import data_dir, dataset_jobs, message, owned_dataset, root_of
+from app.datasets.grid import filtered_select, GridFilter, images_with_tag
+from app.datasets.health import health_report
+from app.datasets.history import NORMALISERS, edit_captions, recent_batches, undo_batch
+from app.datasets.suggestions import accept_suggestions, clear_suggestions, pending_suggestions, uncaptioned_ids
+from app.datasets.models import CaptionBatch, Dataset
+from app.datasets.routes import data_dir, dataset_jobs, root_of
 from app.datasets.tagexpr import TagExprError
-from app.datasets.tasks import EXPORT_FORMATS
 from app.extensions import db
 from app.files import send_data_file
-from app.generate.catalog import available_models
-from app.jobs.routes import owned_job
+from app.replicate.catalog import available_models
+from app.datasets.tasks import EXPORT_FORMATS, run_autocaption, run_export
+from app.htmx import is_htmx, message
 from app.jobs.runner import QueueUnavailable, enqueue_job
+from app.models import Job
 
 DEFAULT_CAPTIONER = "salesforce/blip"
 
@@ -26,8 +31,8 @@ def _scope_ids(dataset) -> tuple[list[int] | None, str]:
         ids = index.existing_ids(dataset.id, [int(i) for i in request.form.getlist("ids") if i.isdigit()])
         return ids, f"{len(ids)} selected image{'s' if len(ids) != 1 else ''}"
     if scope == "filtered":
-        grid_filter = index.GridFilter.from_args(request.form)
-        ids = db.session.scalars(index.filtered_select(dataset.id, grid_filter)).all()
+        grid_filter = GridFilter.from_args(request.form)
+        ids = db.session.scalars(filtered_select(dataset.id, grid_filter)).all()
         return ids, f"{len(ids)} filtered image{'s' if len(ids) != 1 else ''}"
     return None, "all images"
 
@@ -46,7 +51,7 @@ def _bulk_edit(dataset, action: str, ids: list[int] | None):
 
     def only_with(tag: str) -> list[int]:
         # Tag actions touch only the images that carry the tag: a sparse rename costs no full pass.
-        having = index.images_with_tag(dataset.id, tag)
+        having = images_with_tag(dataset.id, tag)
         return having if ids is None else sorted(set(having) & set(ids))
 
     if action == "rename":
@@ -85,7 +90,7 @@ def _bulk_edit(dataset, action: str, ids: list[int] | None):
         tags.replace_text("", find, replace, regex)  # reports an invalid pattern before any file is touched
         return partial(tags.replace_text, find=find, replace=replace, regex=regex), ids, f"Replace “{find}” with “{replace}”"
     if action == "normalise":
-        choice = index.NORMALISERS.get(form.get("normaliser", ""))
+        choice = NORMALISERS.get(form.get("normaliser", ""))
         if choice is None:
             raise ValueError("Choose how to normalise.")
         return choice[1], ids, choice[0]
@@ -98,8 +103,8 @@ def _bulk_edit(dataset, action: str, ids: list[int] | None):
 
 @bp.post("/<int:dataset_id>/bulk")
 def bulk(dataset_id):
-    dataset = owned_dataset(dataset_id)
-    back = redirect(url_for("datasets.show", dataset_id=dataset.id, **index.GridFilter.from_args(request.form).to_args()), 303)
+    dataset = owned_or_404(Dataset, dataset_id)
+    back = redirect(url_for("datasets.show", dataset_id=dataset.id, **GridFilter.from_args(request.form).to_args()), 303)
     try:
         ids, scope_text = _scope_ids(dataset)
         if ids == [] and request.form.get("scope") == "selected":
@@ -113,7 +118,7 @@ def bulk(dataset_id):
         return back
     try:
         # Every new caption is computed before any file is written, so a failing edit changes nothing.
-        outcome = index.edit_captions(dataset, candidates, edit, root=root_of(dataset), data_dir=data_dir(),
+        outcome = edit_captions(dataset, candidates, edit, root=root_of(dataset), data_dir=data_dir(),
                                       user_id=current_user.id, description=f"{description} ({scope_text})")
     except ValueError as exc:  # e.g. a replacement that names a group the pattern does not have
         flash(str(exc), "error")
@@ -124,15 +129,15 @@ def bulk(dataset_id):
 
 @bp.get("/<int:dataset_id>/history")
 def history(dataset_id):
-    dataset = owned_dataset(dataset_id)
-    return render_template("datasets/history.html", dataset=dataset, batches=index.history(dataset.id, limit=100))
+    dataset = owned_or_404(Dataset, dataset_id)
+    return render_template("datasets/history.html", dataset=dataset, batches=recent_batches(dataset.id, limit=100))
 
 
 @bp.post("/<int:dataset_id>/history/<batch_id>/undo")
 def undo(dataset_id, batch_id):
-    dataset = owned_dataset(dataset_id)
+    dataset = owned_or_404(Dataset, dataset_id)
     batch = child_or_404(CaptionBatch, batch_id, dataset_id=dataset.id)
-    outcome = index.undo_batch(dataset, batch, root=root_of(dataset), data_dir=data_dir(), user_id=current_user.id)
+    outcome = undo_batch(dataset, batch, root=root_of(dataset), data_dir=data_dir(), user_id=current_user.id)
     flash(f"Undid “{batch.description}”: {outcome.summary}.", "error" if outcome.conflicts or outcome.errors else "info")
     back = request.form.get("next", "")
     local = back.startswith("/") and not back.startswith("//")  # never an open redirect
@@ -141,10 +146,10 @@ def undo(dataset_id, batch_id):
 
 @bp.get("/<int:dataset_id>/health")
 def health(dataset_id):
-    dataset = owned_dataset(dataset_id)
+    dataset = owned_or_404(Dataset, dataset_id)
     min_side = max(request.args.get("min_side", 512, type=int), 1)
     max_aspect = max(request.args.get("max_aspect", 3.0, type=float), 1.0)
-    report = index.health(dataset.id, min_side=min_side, max_aspect=max_aspect)
+    report = health_report(dataset.id, min_side=min_side, max_aspect=max_aspect)
     return render_template("datasets/health.html", dataset=dataset, report=report, min_side=min_side,
                            max_aspect=max_aspect)
 
@@ -162,10 +167,10 @@ def _default_captioner() -> str:
 
 @bp.get("/<int:dataset_id>/autocaption")
 def autocaption(dataset_id):
-    dataset = owned_dataset(dataset_id)
+    dataset = owned_or_404(Dataset, dataset_id)
     return render_template("datasets/autocaption.html", dataset=dataset, models=_captioners(),
-                           default_model=_default_captioner(), uncaptioned=len(index.uncaptioned_ids(dataset.id)),
-                           suggestions=index.pending_suggestions(dataset.id),
+                           default_model=_default_captioner(), uncaptioned=len(uncaptioned_ids(dataset.id)),
+                           suggestions=pending_suggestions(dataset.id),
                            jobs=[job for job in dataset_jobs(dataset) if job.kind == "datasets.caption"],
                            token_missing=not current_app.config["REPLICATE_API_TOKEN"])
 
@@ -174,13 +179,13 @@ def autocaption(dataset_id):
 def start_autocaption(dataset_id):
     """Caption the uncaptioned images (the auto-caption page, HTMX) or the selected ones (the grid's
     bulk form, a plain post that comes back to the auto-caption page)."""
-    dataset = owned_dataset(dataset_id)
-    from_grid = not request.headers.get("HX-Request")
+    dataset = owned_or_404(Dataset, dataset_id)
+    from_grid = not is_htmx()
     model = request.form.get("model") or _default_captioner()
     if request.form.get("target") == "selected":
         ids = index.existing_ids(dataset.id, [int(i) for i in request.form.getlist("ids") if i.isdigit()])
     else:
-        ids = index.uncaptioned_ids(dataset.id)
+        ids = uncaptioned_ids(dataset.id)
     problem = None
     if model not in {m.ref for m in _captioners()}:
         problem = "Choose a captioning model."
@@ -192,9 +197,8 @@ def start_autocaption(dataset_id):
     if problem is None:
         prefix = request.form.get("prefix", dataset.trigger if from_grid else "")
         try:
-            job = enqueue_job(user_id=current_user.id, kind="datasets.caption",
+            job = enqueue_job(run_autocaption, user_id=current_user.id, kind="datasets.caption",
                               title=f"Auto-caption {len(ids)} image{'s' if len(ids) != 1 else ''} in {dataset.name}",
-                              task="app.datasets.tasks.run_autocaption",
                               params={"dataset_id": dataset.id, "image_ids": ids, "model": model, "prefix": prefix,
                                       "suffix": request.form.get("suffix", "")})
         except QueueUnavailable as exc:
@@ -210,13 +214,13 @@ def start_autocaption(dataset_id):
 
 @bp.post("/<int:dataset_id>/suggestions")
 def suggestions(dataset_id):
-    dataset = owned_dataset(dataset_id)
+    dataset = owned_or_404(Dataset, dataset_id)
     ids = [int(i) for i in request.form.getlist("ids") if i.isdigit()] or None
     if request.form.get("action") == "discard":
-        index.clear_suggestions(ids or [image.id for image in index.pending_suggestions(dataset.id)])
+        clear_suggestions(ids or [image.id for image in pending_suggestions(dataset.id)])
         flash("Suggestions discarded.", "info")
     else:
-        outcome = index.accept_suggestions(dataset, ids, root=root_of(dataset), data_dir=data_dir(), user_id=current_user.id)
+        outcome = accept_suggestions(dataset, ids, root=root_of(dataset), data_dir=data_dir(), user_id=current_user.id)
         flash(f"Suggestions accepted: {outcome.summary}.", "error" if outcome.conflicts or outcome.errors else "info")
     return redirect(url_for("datasets.autocaption", dataset_id=dataset.id), 303)
 
@@ -226,13 +230,13 @@ def suggestions(dataset_id):
 
 @bp.get("/<int:dataset_id>/export")
 def export(dataset_id):
-    dataset = owned_dataset(dataset_id)
+    dataset = owned_or_404(Dataset, dataset_id)
     return render_template("datasets/export.html", dataset=dataset, formats=EXPORT_FORMATS)
 
 
 @bp.post("/<int:dataset_id>/export")
 def start_export(dataset_id):
-    dataset = owned_dataset(dataset_id)
+    dataset = owned_or_404(Dataset, dataset_id)
     form = request.form
     fmt = form.get("format", "training")
     if fmt not in EXPORT_FORMATS:
@@ -249,8 +253,8 @@ def start_export(dataset_id):
     if fmt == "kohya" and params["repeats"] < 1:
         return message("Repeats must be at least 1.", 422)
     try:
-        job = enqueue_job(user_id=current_user.id, kind="datasets.export", title=f"Export {dataset.name}",
-                          task="app.datasets.tasks.run_export", params=params)
+        job = enqueue_job(run_export, user_id=current_user.id, kind="datasets.export", title=f"Export {dataset.name}",
+                          params=params)
     except QueueUnavailable as exc:
         return message(str(exc), 503)
     return render_template("jobs/_status.html", job=job)
@@ -258,7 +262,7 @@ def start_export(dataset_id):
 
 @bp.get("/exports/<job_id>")
 def download_export(job_id):
-    job = owned_job(job_id)
+    job = owned_or_404(Job, job_id)
     if job.kind != "datasets.export" or job.status != job.SUCCEEDED or "download" not in job.result:
         abort(404)
     return send_data_file(job.result["download"], download_name=job.result.get("filename"))

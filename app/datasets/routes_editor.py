@@ -5,12 +5,18 @@ from pathlib import Path
 from flask import current_app, make_response, render_template, request, url_for
 from flask_login import current_user
 
+from app.auth.access import child_or_404, owned_or_404
 from app.datasets import bp, index
 from app.datasets.captions import CaptionConflict, CaptionWriteError
-from app.datasets.routes import data_dir, message, owned_dataset, owned_image, root_of
+from app.datasets.grid import GridFilter, neighbours, progress_for, remember, tag_counts_matching
+from app.datasets.history import refresh_caption, save_caption
+from app.datasets.suggestions import accept_suggestions, clear_suggestions
+from app.datasets.models import Dataset, DatasetImage
+from app.datasets.routes import data_dir, root_of
 from app.datasets.tagcomplete import TagIndex
 from app.datasets.tags import add_tags, apply_trigger, move_to_front, remove_tag, split_tags
 from app.extensions import db
+from app.htmx import message, redirect_page, retarget
 
 log = logging.getLogger(__name__)
 SUGGESTIONS = 12
@@ -51,15 +57,15 @@ def editor_context(dataset, image, *, text: str | None = None, warning: str | No
 
 @bp.get("/<int:dataset_id>/images/<int:image_id>")
 def editor(dataset_id, image_id):
-    dataset = owned_dataset(dataset_id)
-    image = owned_image(dataset, image_id)
-    caption = index.refresh_caption(dataset, image, root_of(dataset))
-    progress = index.progress_for(current_user.id, dataset.id)
-    grid_filter = index.GridFilter.from_args(progress.filters if progress else {})
+    dataset = owned_or_404(Dataset, dataset_id)
+    image = child_or_404(DatasetImage, image_id, dataset_id=dataset.id)
+    caption = refresh_caption(dataset, image, root_of(dataset))
+    progress = progress_for(current_user.id, dataset.id)
+    grid_filter = GridFilter.from_args(progress.filters if progress else {})
     if grid_filter.problem:  # a saved filter that no longer parses: browse everything
-        grid_filter = index.GridFilter()
-    previous_id, next_id, position, total = index.neighbours(dataset.id, grid_filter, image.id)
-    index.remember(current_user.id, dataset.id, image_id=image.id)
+        grid_filter = GridFilter()
+    previous_id, next_id, position, total = neighbours(dataset.id, grid_filter, image.id)
+    remember(current_user.id, dataset.id, image_id=image.id)
     return render_template("datasets/editor.html", previous_id=previous_id, next_id=next_id, position=position,
                            total=total, grid_filter=grid_filter,
                            **editor_context(dataset, image, warning=caption.warning if caption else None))
@@ -68,7 +74,7 @@ def editor(dataset_id, image_id):
 def _save(dataset, image, text: str, version: int | None):
     """Save and answer with a status (plus the new version and chips); conflicts and errors as 4xx."""
     try:
-        index.save_caption(dataset, image, text, version, root=root_of(dataset), data_dir=data_dir(),
+        save_caption(dataset, image, text, version, root=root_of(dataset), data_dir=data_dir(),
                            user_id=current_user.id)
     except CaptionConflict as exc:
         db.session.rollback()
@@ -80,14 +86,13 @@ def _save(dataset, image, text: str, version: int | None):
     else:
         return None
     # Chip actions target the whole editor; a problem only replaces the status line.
-    response.headers["HX-Retarget"], response.headers["HX-Reswap"] = "#save-status", "outerHTML"
-    return response
+    return retarget(response, "#save-status")
 
 
 @bp.post("/<int:dataset_id>/images/<int:image_id>/caption")
 def save_text(dataset_id, image_id):
-    dataset = owned_dataset(dataset_id)
-    image = owned_image(dataset, image_id)
+    dataset = owned_or_404(Dataset, dataset_id)
+    image = child_or_404(DatasetImage, image_id, dataset_id=dataset.id)
     text = request.form.get("text", "").replace("\r\n", "\n")
     version = _version(request.form.get("version"))
     # A repeated save of the same text writes nothing, unless the file still needs converting to UTF-8.
@@ -103,8 +108,8 @@ def save_text(dataset_id, image_id):
 @bp.post("/<int:dataset_id>/images/<int:image_id>/tags")
 def edit_tags(dataset_id, image_id):
     """Chip actions work on the text the editor holds, so nothing typed and not yet saved is lost."""
-    dataset = owned_dataset(dataset_id)
-    image = owned_image(dataset, image_id)
+    dataset = owned_or_404(Dataset, dataset_id)
+    image = child_or_404(DatasetImage, image_id, dataset_id=dataset.id)
     text = request.form.get("text", image.caption or "").replace("\r\n", "\n")
     tag = request.form.get("tag", "").strip()
     action = request.form.get("action")
@@ -129,27 +134,27 @@ def edit_tags(dataset_id, image_id):
 
 @bp.post("/<int:dataset_id>/images/<int:image_id>/reviewed")
 def toggle_reviewed(dataset_id, image_id):
-    dataset = owned_dataset(dataset_id)
-    image = owned_image(dataset, image_id)
+    dataset = owned_or_404(Dataset, dataset_id)
+    image = child_or_404(DatasetImage, image_id, dataset_id=dataset.id)
     image.reviewed = request.form.get("reviewed", "1" if not image.reviewed else "0") == "1"
     db.session.commit()
     response = make_response(render_template("datasets/_reviewed.html", dataset=dataset, image=image))
     if request.form.get("then") == "next" and request.form.get("next_id"):
-        response.headers["HX-Redirect"] = url_for("datasets.editor", dataset_id=dataset.id,
-                                                  image_id=request.form.get("next_id", type=int))
+        redirect_page(response, url_for("datasets.editor", dataset_id=dataset.id,
+                                        image_id=request.form.get("next_id", type=int)))
     return response
 
 
 @bp.post("/<int:dataset_id>/images/<int:image_id>/suggestion")
 def suggestion(dataset_id, image_id):
-    dataset = owned_dataset(dataset_id)
-    image = owned_image(dataset, image_id)
+    dataset = owned_or_404(Dataset, dataset_id)
+    image = child_or_404(DatasetImage, image_id, dataset_id=dataset.id)
     if request.form.get("action") == "accept":
-        outcome = index.accept_suggestions(dataset, [image.id], root=root_of(dataset), data_dir=data_dir(),
+        outcome = accept_suggestions(dataset, [image.id], root=root_of(dataset), data_dir=data_dir(),
                                            user_id=current_user.id)
         note = "Suggestion accepted" if outcome.changed else outcome.summary
     else:
-        index.clear_suggestions([image.id])
+        clear_suggestions([image.id])
         note = "Suggestion discarded"
     db.session.refresh(image)
     return render_template("datasets/_editor_panel.html", **editor_context(dataset, image, note=note))
@@ -158,10 +163,10 @@ def suggestion(dataset_id, image_id):
 @bp.get("/<int:dataset_id>/complete")
 def complete(dataset_id):
     """<option>s for the tag input's datalist: the dataset's own tags first, then the tag lists."""
-    dataset = owned_dataset(dataset_id)
+    dataset = owned_or_404(Dataset, dataset_id)
     typed = request.args.get("tag", "")
     head, _, last = typed.rpartition(",")
     prefix = f"{head}, " if head.strip() else ""
-    counts = index.tag_counts_matching(dataset.id, last)
+    counts = tag_counts_matching(dataset.id, last)
     suggestions = tag_list_index().suggest(last, counts, SUGGESTIONS) if last.strip() else []
     return render_template("datasets/_suggestions.html", suggestions=suggestions, prefix=prefix)

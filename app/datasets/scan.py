@@ -5,6 +5,7 @@ not opened or hashed again, so rescanning 10,000 unchanged images costs one dire
 reading the caption files. A corrupt or oversized image becomes a record with `error` set, never
 an exception, and an oversized one is never decoded (Pillow reads the header only).
 """
+import dataclasses
 import os
 import stat
 from collections.abc import Callable, Mapping, Sequence
@@ -14,7 +15,8 @@ from pathlib import Path, PurePosixPath
 
 from PIL import Image
 
-from app.datasets.captions import caption_name_for, read_caption
+from app import imaging
+from app.datasets.captions import CAPTION_EXTS, caption_name_for, dataset_encoding, decode_caption
 from app.datasets.imagehash import content_hash, perceptual_hash
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp")
@@ -43,6 +45,10 @@ class ImageRecord:
     caption_warning: str | None
     error: str | None
     caption_mtime_ns: int | None
+    orientation: int = 1  # EXIF 1-8; width and height above are already upright
+    alpha: float = 0.0  # share of pixels that are not fully opaque (0: none)
+    caption_problems: tuple[str, ...] = ()  # captions.CAPTION_PROBLEMS keys
+    pairing_note: str | None = None  # how the caption was paired, when it is not plain
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,8 @@ class CaptionRecord:
     caption_text: str | None
     caption_warning: str | None
     caption_mtime_ns: int | None
+    caption_problems: tuple[str, ...] = ()
+    pairing_note: str | None = None
 
 
 @dataclass
@@ -66,6 +74,9 @@ class ScanResult:
     # `known` carries no caption mtime).
     captions_changed: list[CaptionRecord] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (relpath, reason)
+    # The encoding the dataset's non-UTF-8 captions share, when the detector is sure of it
+    # (keep it for the next scan: one new short caption alone may not settle it).
+    caption_encoding: str | None = None
 
 
 @dataclass
@@ -76,7 +87,7 @@ class _Found:
     mtime_ns: int
     caption: Path | None
     caption_relpath: str | None
-    caption_note: str | None  # e.g. the caption is shared with a sibling image
+    caption_note: str | None  # how it was paired: shared with a sibling, a second caption file, by case
 
 
 def _is_junk(name: str) -> bool:
@@ -132,10 +143,6 @@ def _walk(root: Path, result: ScanResult, unreadable: list[str]) -> list[_Found]
                 claims.setdefault(caption_name, []).append(entry.name)
         for entry, info in images:
             caption_name = caption_name_for(entry.name, names)
-            note = None
-            if caption_name is not None and len(claims[caption_name]) > 1:
-                others = ", ".join(n for n in claims[caption_name] if n != entry.name)
-                note = f"{caption_name} is also the caption of {others}; editing one edits both"
             found.append(_Found(
                 relpath=(rel_dir / entry.name).as_posix(),
                 path=Path(entry.path),
@@ -143,9 +150,35 @@ def _walk(root: Path, result: ScanResult, unreadable: list[str]) -> list[_Found]
                 mtime_ns=info.st_mtime_ns,
                 caption=Path(directory) / caption_name if caption_name else None,
                 caption_relpath=(rel_dir / caption_name).as_posix() if caption_name else None,
-                caption_note=note,
+                caption_note=pairing_note(entry.name, caption_name, claims.get(caption_name, []), names),
             ))
     return found
+
+
+def pairing_note(image_name: str, caption_name: str | None, claimants: Sequence[str],
+                 names_by_casefold: Mapping[str, str]) -> str | None:
+    """Why the pairing of an image with its caption needs a look, or None when it is plain.
+
+    - several images claim one caption (`a.png`, `a.jpg` -> `a.txt`): editing one edits all;
+    - more than one caption file fits (`a.txt` and `a.caption`): which one Tessera uses;
+    - the names match only by letter case (`A.png` / `a.txt`, `a.TXT`): trainers on Linux look
+      for the exact name (kohya: stem + `--caption_extension`) and will not find it.
+    """
+    if caption_name is None:
+        return None
+    notes = []
+    others = [n for n in claimants if n != image_name]
+    if others:
+        notes.append(f"{caption_name} is also the caption of {', '.join(others)}; editing one edits all")
+    stem = os.path.splitext(image_name)[0]
+    unused = [names_by_casefold[(stem + ext).casefold()] for ext in CAPTION_EXTS
+              if (stem + ext).casefold() in names_by_casefold and names_by_casefold[(stem + ext).casefold()] != caption_name]
+    if unused:
+        notes.append(f"{', '.join(unused)} {'is' if len(unused) == 1 else 'are'} also there; Tessera and trainers use {caption_name}")
+    caption_stem, caption_ext = os.path.splitext(caption_name)
+    if caption_stem != stem or caption_ext != caption_ext.lower():
+        notes.append(f"{caption_name} matches {image_name} only by letter case; trainers on Linux will not pair them")
+    return "; ".join(notes) or None
 
 
 def _mtime_ns_or_none(path: Path | None) -> int | None:
@@ -157,41 +190,56 @@ def _mtime_ns_or_none(path: Path | None) -> int | None:
         return None
 
 
-def _read_caption_of(item: _Found) -> tuple[str | None, str | None, int | None]:
-    """(text, warning, mtime_ns) of an image's caption; problems become the warning."""
+@dataclass(frozen=True)
+class _CaptionRead:
+    text: str | None = None
+    warning: str | None = None
+    mtime_ns: int | None = None
+    problems: tuple[str, ...] = ()
+    raw: bytes | None = None  # kept for non-UTF-8 captions, to detect the dataset's encoding
+
+
+def _read_caption_of(item: _Found, hint: str | None = None, data: bytes | None = None) -> _CaptionRead:
+    """An image's caption, decoded; problems reading it become the warning."""
     if item.caption is None:
-        return None, None, None
+        return _CaptionRead()
     try:
         mtime_ns = os.stat(item.caption).st_mtime_ns
-        caption = read_caption(item.caption)
+        if data is None:
+            data = item.caption.read_bytes()
     except OSError as exc:
-        return None, f"Cannot read caption: {exc.strerror or exc}", None
-    warnings = [w for w in (caption.warning, item.caption_note) if w]
-    return caption.text, "; ".join(warnings) or None, mtime_ns
+        return _CaptionRead(warning=f"Cannot read caption: {exc.strerror or exc}")
+    caption = decode_caption(data, hint)
+    return _CaptionRead(caption.text, caption.warning, mtime_ns, caption.problems,
+                        data if caption.encoding != "utf-8" else None)
 
 
-def _inspect(item: _Found, max_pixels: int) -> ImageRecord:
+def _inspect(item: _Found, max_pixels: int, hint: str | None) -> tuple[ImageRecord, bytes | None]:
     width = height = fmt = phash = digest = None
     error = None
+    turn, alpha = 1, 0.0
     try:
         digest = content_hash(item.path)
         with Image.open(item.path) as image:
-            width, height = image.size
+            width, height = imaging.upright_size(image)
+            turn = imaging.orientation(image)
             fmt = image.format
             if width * height > max_pixels:
                 error = f"Image too large to process: {width}×{height} pixels (limit {max_pixels:,})"
             else:
+                alpha = imaging.alpha_coverage(image)
                 phash = perceptual_hash(image)
     except Image.DecompressionBombError as exc:
         error = f"Image too large to process: {exc}"
     except Exception as exc:  # Pillow raises many types for corrupt files
         error = f"Cannot read image: {exc}"
-    text, warning, caption_mtime_ns = _read_caption_of(item)
+    caption = _read_caption_of(item, hint)
     return ImageRecord(
         relpath=item.relpath, size=item.size, mtime_ns=item.mtime_ns, width=width, height=height,
         format=fmt, content_hash=digest, phash=phash, caption_relpath=item.caption_relpath,
-        caption_text=text, caption_warning=warning, error=error, caption_mtime_ns=caption_mtime_ns,
-    )
+        caption_text=caption.text, caption_warning=caption.warning, error=error, caption_mtime_ns=caption.mtime_ns,
+        orientation=turn, alpha=alpha, caption_problems=caption.problems, pairing_note=item.caption_note,
+    ), caption.raw
 
 
 def scan_folder(
@@ -201,6 +249,7 @@ def scan_folder(
     max_pixels: int | None = None,
     workers: int = 1,
     on_progress: Callable[[int, int], None] | None = None,
+    caption_encoding: str | None = None,
 ) -> ScanResult:
     """Compare the images under `root` with `known` and inspect what is new or changed.
 
@@ -209,7 +258,10 @@ def scan_folder(
     without it every unchanged image's caption is read and reported in `captions_changed`.
     `max_pixels` defaults to Pillow's MAX_IMAGE_PIXELS. `workers` > 1 decodes and hashes in
     threads (Pillow and hashlib release the GIL). `on_progress(done, total)` counts inspected
-    images. Raises `ScanError` if `root` is not a readable folder.
+    images. `caption_encoding` is what an earlier scan found the dataset's non-UTF-8 captions to
+    be (`ScanResult.caption_encoding`); captions whose encoding is uncertain alone are decoded
+    again with the encoding of all of them read together. Raises `ScanError` if `root` is not
+    a readable folder.
     """
     root = Path(root)
     if not root.is_dir():
@@ -220,6 +272,7 @@ def scan_folder(
     found = _walk(root, result, unreadable)
 
     to_inspect: list[tuple[_Found, bool]] = []
+    raw_captions: dict[str, tuple[_Found, bytes | None]] = {}
     for item in found:
         previous = known.get(item.relpath)
         if previous is None:
@@ -230,10 +283,10 @@ def scan_folder(
             result.unchanged.append(item.relpath)
             if len(previous) > 2 and _mtime_ns_or_none(item.caption) == previous[2]:
                 continue
-            text, warning, mtime_ns = _read_caption_of(item)
-            result.captions_changed.append(
-                CaptionRecord(item.relpath, item.caption_relpath, text, warning, mtime_ns)
-            )
+            read = _read_caption_of(item, caption_encoding)
+            raw_captions[item.relpath] = (item, read.raw)
+            result.captions_changed.append(CaptionRecord(item.relpath, item.caption_relpath, read.text, read.warning,
+                                                         read.mtime_ns, read.problems, item.caption_note))
 
     present = {item.relpath for item in found}
     for relpath in known:
@@ -247,9 +300,36 @@ def scan_folder(
 
     total = len(to_inspect)
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        records = pool.map(lambda pair: _inspect(pair[0], limit), to_inspect)
-        for done, (record, (_, is_new)) in enumerate(zip(records, to_inspect), start=1):
+        records = pool.map(lambda pair: _inspect(pair[0], limit, caption_encoding), to_inspect)
+        for done, ((record, raw), (item, is_new)) in enumerate(zip(records, to_inspect), start=1):
             (result.added if is_new else result.changed).append(record)
+            raw_captions[item.relpath] = (item, raw)
             if on_progress is not None:
                 on_progress(done, total)
+    _settle_encodings(result, raw_captions, caption_encoding)
     return result
+
+
+def _settle_encodings(result: ScanResult, raw_captions: Mapping[str, tuple[_Found, bytes | None]],
+                      known_encoding: str | None) -> None:
+    """Decode uncertain captions again with the encoding of all non-UTF-8 captions read together."""
+    uncertain = {_image_of(r) for r in (*result.added, *result.changed, *result.captions_changed)
+                 if "encoding_uncertain" in r.caption_problems}
+    samples = [raw for _, raw in raw_captions.values() if raw is not None]
+    found = dataset_encoding(samples) if samples else None
+    result.caption_encoding = found or known_encoding
+    if not uncertain or found is None or found == known_encoding:
+        return
+
+    def redo(record):
+        item, raw = raw_captions[_image_of(record)]
+        read = _read_caption_of(item, found, raw)
+        return dataclasses.replace(record, caption_text=read.text, caption_warning=read.warning,
+                                   caption_problems=read.problems)
+
+    for records in (result.added, result.changed, result.captions_changed):
+        records[:] = [redo(r) if _image_of(r) in uncertain else r for r in records]
+
+
+def _image_of(record: ImageRecord | CaptionRecord) -> str:
+    return record.relpath if isinstance(record, ImageRecord) else record.image_relpath

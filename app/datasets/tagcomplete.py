@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.datasets.tagexpr import normalise_tag
+from app.datasets.tags import tag_underscores_to_spaces
 
 DATASET_SOURCE = "dataset"
 WD14_RATING_CATEGORY = 9
@@ -44,8 +45,8 @@ class _Entry:
 
 
 def _display(name: str, spaces: bool) -> str:
-    # kohya's WD14 rule: tags of three characters or fewer are kaomoji (^_^) and keep "_".
-    return name.replace("_", " ") if spaces and len(name) > 3 else name
+    # The same rule as the "underscores to spaces" action: kaomoji such as (o)_(o) keep "_".
+    return tag_underscores_to_spaces(name) if spaces else name
 
 
 def _int(value: str) -> int:

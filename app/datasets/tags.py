@@ -8,7 +8,7 @@ Edits work line by line: kohya trains on the first line, and with its wildcard o
 is an alternative caption, so each line is edited as its own tag list and the others are kept.
 """
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 TRIGGER_PLACEHOLDER = "[trigger]"
 
@@ -60,14 +60,30 @@ def is_tag_caption(text: str) -> bool:
     return words / len(segments) <= 3
 
 
-def _tag_underscores_to_spaces(tag: str) -> str:
-    # kohya's WD14 rule: short tags are kaomoji like ^_^ and keep their underscores.
-    return tag.replace("_", " ") if len(tag) > 3 else tag
+def tag_underscores_to_spaces(tag: str) -> str:
+    """`long_hair` -> `long hair`, `star_(symbol)` -> `star (symbol)`; kaomoji keep their `_`.
+
+    kohya's WD14 script keeps `_` in tags of three characters or fewer (`^_^`, `>_<`). Longer
+    kaomoji (`(o)_(o)`, `<o>_<o>`, `||_||`) pass that test, so an underscore also stays when
+    neither neighbour is a letter or digit: in words it joins letters (`long_hair`) or a word
+    and a bracket (`photo_(medium)`), in kaomoji it sits between symbols.
+    """
+    if len(tag) <= 3 or "_" not in tag:
+        return tag
+    out = []
+    for i, ch in enumerate(tag):
+        if ch == "_":
+            left = tag[i - 1] if i > 0 else ""
+            right = tag[i + 1] if i + 1 < len(tag) else ""
+            if left.isalnum() or right.isalnum():
+                ch = " "
+        out.append(ch)
+    return "".join(out)
 
 
 def underscores_to_spaces(caption: str) -> str:
-    """`long_hair` -> `long hair`, leaving tags of 3 characters or fewer (`^_^`) alone."""
-    return _edit_lines(caption, lambda tags: [_tag_underscores_to_spaces(t) for t in tags])
+    """Every tag through `tag_underscores_to_spaces`."""
+    return _edit_lines(caption, lambda tags: [tag_underscores_to_spaces(t) for t in tags])
 
 
 def spaces_to_underscores(caption: str) -> str:
@@ -102,11 +118,15 @@ def dedupe(caption: str, *, case_insensitive: bool = False) -> str:
 
 
 def trim(caption: str) -> str:
-    """Normalise spacing: `a ,b,,  c  d` -> `a, b, c d`; drops empty tags and blank trailing text."""
+    """Normalise spacing: `a ,b,,  c  d` -> `a, b, c d`; drops empty tags and blank lines before
+    the first and after the last line of text (kohya trains on the first line, so a leading
+    blank line would leave it nothing)."""
     lines = caption.split("\n")
     new_lines = [join_tags(" ".join(tag.split()) for tag in _line_tags(line)) for line in lines]
     while len(new_lines) > 1 and not new_lines[-1]:
         new_lines.pop()
+    while len(new_lines) > 1 and not new_lines[0]:
+        new_lines.pop(0)
     new = "\n".join(new_lines)
     return caption if new == caption else new
 
@@ -153,6 +173,8 @@ def apply_trigger(caption: str, trigger: str) -> str:
     if not trigger:
         return caption
     lines = caption.split("\n")
+    while len(lines) > 1 and not lines[0].strip():
+        lines.pop(0)  # kohya reads the first line: the trigger must be on the first line of text
     targets = [i for i, line in enumerate(lines) if line.strip()] or [0]
     for i in targets:
         lines[i] = _trigger_line(lines[i], trigger)
@@ -160,52 +182,146 @@ def apply_trigger(caption: str, trigger: str) -> str:
     return caption if new == caption else new
 
 
-def rename_tag(caption: str, old: str, new: str) -> str:
-    """Rename tag `old` to `new`; if `new` is already there the two merge into one.
+def _segments_edit(caption: str, edit: Callable[[list[str]], list[str] | None]) -> str:
+    """Apply `edit` to the raw comma segments of every non-empty line (or the empty caption).
 
-    An empty `new` removes the tag.
+    `edit` gets the segments with their spacing and returns new ones, or None for no change;
+    segments it leaves alone keep their exact text, so an edit touches only what it names.
+    """
+    lines = caption.split("\n")
+    targets = [i for i, line in enumerate(lines) if line.strip()] or [0]
+    changed = False
+    for i in targets:
+        new = edit(lines[i].split(","))
+        if new is not None:
+            lines[i] = ",".join(new)
+            changed = True
+    return "\n".join(lines) if changed else caption
+
+
+def _respace(segment: str, text: str) -> str:
+    """`text` in place of the tag in `segment`, keeping the spacing around it."""
+    stripped = segment.strip()
+    start = segment.index(stripped) if stripped else len(segment)
+    return segment[:start] + text + segment[start + len(stripped):]
+
+
+def rename_tag(caption: str, old: str, new: str) -> str:
+    """Rename every occurrence of tag `old` to `new`; every other tag stays exactly as it was.
+
+    If `new` is already there, both stay (use `dedupe` to merge); an empty `new` removes the tag.
     """
     old, new = old.strip(), new.strip()
+    if not new:
+        return remove_tag(caption, old)
 
-    def edit(tags: list[str]) -> list[str]:
-        if old not in tags:
-            return tags
-        renamed = [new if tag == old else tag for tag in tags if new or tag != old]
-        return _dedupe_tags(renamed, case_insensitive=False)
+    def edit(segments: list[str]) -> list[str] | None:
+        if not any(seg.strip() == old for seg in segments):
+            return None
+        return [_respace(seg, new) if seg.strip() == old else seg for seg in segments]
 
-    return _edit_lines(caption, edit)
+    return _segments_edit(caption, edit)
 
 
 def remove_tag(caption: str, tag: str) -> str:
+    """Remove every occurrence of `tag` (with its comma); nothing else changes."""
     tag = tag.strip()
-    return _edit_lines(caption, lambda tags: [t for t in tags if t != tag])
+
+    def edit(segments: list[str]) -> list[str] | None:
+        kept = [seg for seg in segments if seg.strip() != tag]
+        if len(kept) == len(segments):
+            return None
+        if kept and kept[0] != segments[0]:
+            kept[0] = kept[0].lstrip()  # the first tag was removed: no leading ", "
+        return kept
+
+    return _segments_edit(caption, edit)
 
 
 def add_tags(caption: str, tags: Iterable[str], position: str = "end") -> str:
     """Add tags that are not present yet, at the "end" or the "front" (in the given order).
 
-    "front" puts them before the trigger too; call `apply_trigger` afterwards to restore it.
+    Existing tags, duplicates and spacing included, are left exactly as they are. "front" puts
+    the new tags before the trigger too; call `apply_trigger` afterwards to restore it.
     """
     if position not in ("end", "front"):
         raise ValueError(f"position must be 'end' or 'front', not {position!r}")
     wanted = _dedupe_tags([t.strip() for t in tags if t.strip()], case_insensitive=False)
 
-    def edit(current: list[str]) -> list[str]:
-        missing = [t for t in wanted if t not in current]
-        return [*missing, *current] if position == "front" else [*current, *missing]
+    def edit(segments: list[str]) -> list[str] | None:
+        present = {seg.strip() for seg in segments}
+        missing = [t for t in wanted if t not in present]
+        if not missing:
+            return None
+        if not "".join(segments).strip():
+            return missing
+        if position == "front":
+            return [*missing[:1], *(" " + t for t in missing[1:]), " " + segments[0].lstrip(), *segments[1:]]
+        body = list(segments)
+        while len(body) > 1 and not body[-1].strip():
+            body.pop()  # a trailing comma ("a, b,") is where the new tag goes
+        body[-1] = body[-1].rstrip()
+        return [*body, *(" " + t for t in missing)]
 
-    return _edit_lines(caption, edit)
+    return _segments_edit(caption, edit)
 
 
 def move_to_front(caption: str, tag: str) -> str:
+    """Move every occurrence of `tag` to the front of its line; the others keep their order."""
     tag = tag.strip()
 
-    def edit(tags: list[str]) -> list[str]:
-        if tag not in tags:
-            return tags
-        return [tag, *(t for t in tags if t != tag)]
+    def edit(segments: list[str]) -> list[str] | None:
+        moved = [seg for seg in segments if seg.strip() == tag]
+        if not moved or segments[0].strip() == tag and len(moved) == 1:
+            return None
+        rest = [seg for seg in segments if seg.strip() != tag]
+        head = [tag, *(" " + seg.strip() for seg in moved[1:])]
+        return head + ([" " + rest[0].lstrip(), *rest[1:]] if rest else [])
 
-    return _edit_lines(caption, edit)
+    return _segments_edit(caption, edit)
+
+
+def merge_variants(caption: str, variants: Iterable[str], into: str) -> str:
+    """Spell every tag of `variants` as `into` (`long_hair` -> `long hair`), keeping one `into`.
+
+    The explicit "merge these spellings" action: only `into` is deduplicated, where the caption
+    held two spellings of it; every other tag stays exactly as it was.
+    """
+    into = into.strip()
+    names = {v.strip() for v in variants} | {into}
+
+    def edit(segments: list[str]) -> list[str] | None:
+        if not any(seg.strip() in names and seg.strip() != into for seg in segments) and \
+                sum(seg.strip() == into for seg in segments) < 2:
+            return None
+        out, seen = [], False
+        for seg in segments:
+            if seg.strip() in names:
+                if seen:
+                    continue
+                seen = True
+                seg = _respace(seg, into)
+            out.append(seg)
+        if out and out[0] != segments[0]:
+            out[0] = out[0].lstrip()
+        return out
+
+    return _segments_edit(caption, edit)
+
+
+def tag_variants(counts: Mapping[str, int]) -> list[list[tuple[str, int]]]:
+    """Groups of tags that are one tag spelled differently (`long hair` / `long_hair` / `Long Hair`,
+    `photo (medium)` / `photo_(medium)` / `photo \\(medium\\)`), most used spelling first.
+
+    `counts` maps each tag to its image count; tags are compared by `tagexpr.normalise_tag`.
+    """
+    from app.datasets.tagexpr import normalise_tag
+
+    groups: dict[str, list[tuple[str, int]]] = {}
+    for tag, count in counts.items():
+        groups.setdefault(normalise_tag(tag), []).append((tag, count))
+    return sorted((sorted(g, key=lambda tc: (-tc[1], tc[0])) for g in groups.values() if len(g) > 1),
+                  key=lambda g: -sum(c for _, c in g))
 
 
 def replace_text(caption: str, find: str, replace: str, regex: bool = False) -> str:

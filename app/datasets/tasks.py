@@ -10,7 +10,9 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from flask import current_app
-from PIL import Image, ImageOps
+from PIL import Image
+
+from app import imaging
 
 from app.datasets import index
 from app.datasets.export import kohya_metadata_json, write_kohya_folder_zip, write_training_zip
@@ -19,7 +21,8 @@ from app.datasets.paths import PathRefused
 from app.datasets.scan import ScanError, scan_folder
 from app.datasets.thumbnails import make_thumbnail, thumb_relpath
 from app.extensions import db
-from app.jobs.predictions import client_from_config, follow_prediction
+from app.jobs.predictions import follow_prediction
+from app.replicate.catalog import client_from_config
 from app.jobs.runner import JobFailed, JobRun, enqueue_job, job_run
 from app.replicate.client import ReplicateError
 
@@ -39,11 +42,17 @@ def _dataset(run: JobRun) -> tuple[Dataset, Path]:
 
 
 def enqueue_scan(dataset: Dataset):
-    return enqueue_job(user_id=dataset.user_id, kind="datasets.scan", title=f"Scan {dataset.name}",
-                       task="app.datasets.tasks.run_scan", params={"dataset_id": dataset.id})
+    return enqueue_job(run_scan, user_id=dataset.user_id, kind="datasets.scan", title=f"Scan {dataset.name}",
+                       params={"dataset_id": dataset.id})
 
 
 def run_scan(job_id: str) -> None:
+    """The ``datasets.scan`` job: read the dataset's folder and bring the index in line with it.
+
+    params: ``dataset_id``. result: ``dataset_id``, counts ``added``, ``changed``, ``removed``,
+    ``captions``, and ``skipped`` (up to 50 [name, reason]). Queues ``datasets.thumbs`` when images
+    lack thumbnails. Fails with a message when the dataset is gone or its folder is refused or unreadable.
+    """
     with job_run(job_id) as run:
         dataset, root = _dataset(run)
         run.progress(1, "Listing files")
@@ -66,11 +75,16 @@ def run_scan(job_id: str) -> None:
         if result.skipped:
             run.job.message += f"; {len(result.skipped):,} skipped"
         if index.images_needing_thumbnails(dataset.id):
-            enqueue_job(user_id=dataset.user_id, kind="datasets.thumbs", title=f"Thumbnails for {dataset.name}",
-                        task="app.datasets.tasks.run_thumbnails", params={"dataset_id": dataset.id})
+            enqueue_job(run_thumbnails, user_id=dataset.user_id, kind="datasets.thumbs",
+                        title=f"Thumbnails for {dataset.name}", params={"dataset_id": dataset.id})
 
 
 def run_thumbnails(job_id: str) -> None:
+    """The ``datasets.thumbs`` job: make the grid's missing thumbnails, a batch of rows at a time.
+
+    params: ``dataset_id``. result: ``dataset_id``. An image that cannot be read gets the reason on
+    its row (shown in the grid and health) instead of failing the job.
+    """
     with job_run(job_id) as run:
         dataset, root = _dataset(run)
         data_dir = Path(current_app.config["DATA_DIR"])
@@ -147,16 +161,23 @@ def with_prefix_suffix(text: str, prefix: str, suffix: str) -> str:
 
 
 def _caption_input_image(path: Path) -> tuple[bytes, str]:
-    with Image.open(path) as image:
-        image.draft("RGB", (CAPTION_MAX_SIDE, CAPTION_MAX_SIDE))
-        image = ImageOps.exif_transpose(image)
+    with Image.open(path) as opened:
+        # The shared conversion: upright, 16-bit scaled, transparency flattened onto white.
+        image = imaging.prepare(opened, keep_alpha=False, rgb=True, draft=(CAPTION_MAX_SIDE, CAPTION_MAX_SIDE))
         image.thumbnail((CAPTION_MAX_SIDE, CAPTION_MAX_SIDE))
         buffer = io.BytesIO()
-        image.convert("RGB").save(buffer, "JPEG", quality=90)
+        image.save(buffer, "JPEG", quality=90)
         return buffer.getvalue(), "image/jpeg"
 
 
 def run_autocaption(job_id: str) -> None:
+    """The ``datasets.caption`` job: one prediction per image, each caption kept as a suggestion
+    (never written to the caption file until the user accepts it).
+
+    params: ``dataset_id``, ``image_ids``, ``model`` (a captioning model ref), ``prefix``, ``suffix``.
+    result: ``dataset_id``, ``captioned`` (ids done, so a retry resumes), ``failures`` ({relpath:
+    reason}). Fails at once on a bad token or no credit (401/402), and when no image could be captioned.
+    """
     with job_run(job_id) as run:
         dataset, root = _dataset(run)
         params = run.job.params
@@ -206,6 +227,14 @@ EXPORT_FORMATS = {
 
 
 def run_export(job_id: str) -> None:
+    """The ``datasets.export`` job: write the dataset as a trainer's zip or kohya metadata JSON.
+
+    params: ``dataset_id``, ``format`` (a key of EXPORT_FORMATS), ``trigger``, ``max_side`` (pixels
+    or None), ``sequential``, ``strip_escapes``, ``png_jpeg_only``, ``repeats`` and ``class_token``
+    (kohya). result: ``dataset_id``, ``download`` (DATA_DIR/exports/<job id>.zip or .json),
+    ``filename`` (what the browser saves it as), ``skipped`` (up to 50 [name, reason]). The file
+    appears only when complete. Fails with a message when nothing is readable or an option is refused.
+    """
     with job_run(job_id) as run:
         dataset, root = _dataset(run)
         params = run.job.params

@@ -3,7 +3,9 @@ import os
 import uuid
 from pathlib import Path
 
-from PIL import Image, ImageOps
+from PIL import Image
+
+from app import imaging
 
 THUMB_SIDE = 256
 
@@ -14,15 +16,18 @@ def thumb_relpath(content_hash: str) -> str:
 
 
 def make_thumbnail(source: Path, dest: Path, side: int = THUMB_SIDE) -> None:
-    """Write a WebP thumbnail of `source` (upright per EXIF) to `dest`, atomically."""
-    with Image.open(source) as image:
+    """Write a WebP thumbnail of `source` to `dest`, atomically.
+
+    Decoded with `imaging.prepare`: upright per EXIF, 16-bit greys scaled (not clipped to white),
+    transparency kept.
+    """
+    with Image.open(source) as opened:
         # JPEG decodes straight at 1/2..1/8 scale. Pillow's thumbnail() stops at twice the target
         # for quality; a grid thumbnail does not need that, so decode to just above the target.
-        image.draft("RGB", (side, side))
-        image = ImageOps.exif_transpose(image)
+        image = imaging.prepare(opened, draft=(side, side))
         image.thumbnail((side, side), Image.Resampling.BILINEAR, reducing_gap=None)
         if image.mode not in ("RGB", "RGBA"):
-            image = image.convert("RGBA" if image.has_transparency_data else "RGB")
+            image = image.convert("RGB")
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.tmp")
         try:

@@ -1,22 +1,24 @@
-import random
-
-from flask import abort, current_app, make_response, render_template, request, url_for
+"""Generate: the form rendered from a model's schema, submitting it as a job, and the gallery pages."""
+from flask import abort, current_app, render_template, request, url_for
 from flask_login import current_user
 
-from app.auth import owned_or_404
+from app.auth.access import owned_or_404
 from app.extensions import db
 from app.files import send_data_file
+from app.gallery import Generation
 from app.generate import bp
-from app.generate.catalog import add_model, available_models, is_available, model_schema
-from app.generate.models import Generation
+from app.generate.tasks import run_generation
+from app.htmx import form_error
 from app.jobs.runner import QueueUnavailable, enqueue_job
+from app.replicate.catalog import add_model, available_models, is_available, model_schema
 from app.replicate.client import ReplicateError
-from app.replicate.schema import field_by_name, input_fields, validate_input
+from app.replicate.inputs import prompt_title, with_seed
+from app.replicate.schema import input_fields
+from app.replicate.forminput import validate_input
 from app.uploads import UploadRejected, read_image_upload, store_upload
 
 DEFAULT_MODEL = "black-forest-labs/flux-schnell"
 GALLERY_PAGE_SIZE = 24
-SEED_MAX = 2**31 - 1
 
 
 def _form_context(ref: str, values: dict | None = None, errors: dict | None = None, note: str | None = None):
@@ -48,7 +50,7 @@ def index():
     values, ref = {}, request.args.get("model")
     source = request.args.get("from", type=int)
     if source:
-        generation = _owned_generation(source)
+        generation = owned_or_404(Generation, source)
         values, ref = dict(generation.params), generation.model_ref
         if generation.seed is not None:
             values["seed"] = generation.seed
@@ -112,12 +114,10 @@ def submit():
         return _form_error(context)
     for name in files:
         values.pop(name, None)
-    if field_by_name(fields, "seed") is not None and values.get("seed") is None:
-        # Pick the seed ourselves so every image can be made again.
-        values["seed"] = random.randint(0, SEED_MAX)
+    with_seed(fields, values)  # picked here so every image can be made again
     try:
-        job = enqueue_job(user_id=current_user.id, kind="generate", task="app.generate.tasks.run_generation",
-                          title=_title(values.get("prompt", ""), ref),
+        job = enqueue_job(run_generation, user_id=current_user.id, kind="generate.image",
+                          title=prompt_title(values.get("prompt", ""), ref),
                           params={"model": ref, "input": values, "files": files})
     except QueueUnavailable as exc:
         context["note"] = str(exc)
@@ -126,16 +126,8 @@ def submit():
 
 
 def _form_error(context, status: int = 422):
-    response = make_response(render_template("generate/_form.html", **context), status)
     # The error belongs in the form, not in the job list the form normally targets.
-    response.headers["HX-Retarget"] = "#generate-form"
-    response.headers["HX-Reswap"] = "outerHTML"
-    return response
-
-
-def _title(prompt: str, ref: str) -> str:
-    prompt = " ".join(str(prompt).split())
-    return (prompt[:60] + "…" if len(prompt) > 60 else prompt) or ref
+    return form_error("generate/_form.html", context, target="#generate-form", status=status)
 
 
 @bp.post("/models")
@@ -150,11 +142,9 @@ def add():
         add_model(current_user.id, ref, kind)
     except (ValueError, ReplicateError) as exc:
         db.session.rollback()
-        response = make_response(render_template(
-            "generate/_add_model.html", add_error=getattr(exc, "message", None) or str(exc), add_ref=ref), 422)
-        response.headers["HX-Retarget"] = "#add-model-form"
-        response.headers["HX-Reswap"] = "outerHTML"
-        return response
+        return form_error("generate/_add_model.html",
+                          {"add_error": getattr(exc, "message", None) or str(exc), "add_ref": ref},
+                          target="#add-model-form")
     return render_template("generate/_form.html", **_form_context(ref.strip()))
 
 
@@ -170,13 +160,9 @@ def gallery():
 
 @bp.get("/generations/<int:generation_id>.png")
 def image(generation_id):
-    generation = _owned_generation(generation_id)
+    generation = owned_or_404(Generation, generation_id)
     download = f"tessera-{generation.id}-seed{generation.seed}.png" if request.args.get("download") else None
     return send_data_file(generation.path, mimetype="image/png", download_name=download, immutable=True)
-
-
-def _owned_generation(generation_id: int) -> Generation:
-    return owned_or_404(Generation, generation_id)
 
 
 @bp.app_template_global()

@@ -6,15 +6,21 @@ from pathlib import Path
 
 from flask import current_app
 
-from app.extensions import db
-from app.generate.models import Generation
-from app.generate.outputs import parameters_text, save_png
-from app.jobs.predictions import client_from_config, follow_prediction
+from app.gallery import save_generation
+from app.jobs.predictions import follow_prediction
+from app.replicate.catalog import client_from_config
 from app.jobs.runner import JobFailed, job_run
 from app.replicate.client import ReplicateClient, output_urls
 
 
 def run_generation(job_id: str) -> None:
+    """The ``generate.image`` job: one prediction, every output kept as a gallery image.
+
+    params: ``model`` (ref), ``input`` (the validated input, seed included), ``files`` ({input name:
+    upload path under DATA_DIR}, sent as data URIs or through the files API). result:
+    ``generations`` (Generation ids in output order); message "N images". Fails with a message when
+    the model returns no image, or with Replicate's message when a call fails.
+    """
     with job_run(job_id) as run:
         job = run.job
         model_ref, model_input = job.params["model"], dict(job.params["input"])
@@ -30,23 +36,6 @@ def run_generation(job_id: str) -> None:
                 ids.append(save_generation(client, url, job, model_ref, job.params["input"], index).id)
         job.result = {"generations": ids}
         job.message = f"{len(ids)} image{'s' if len(ids) != 1 else ''}"
-
-
-def save_generation(client: ReplicateClient, url: str, job, model_ref: str, request_input: dict, index: int,
-                    *, in_gallery: bool = True) -> Generation:
-    data, _format = client.download_image(url)
-    relpath = Path("outputs") / job.created_at.strftime("%Y/%m") / f"{job.id}-{index}.png"
-    dest = Path(current_app.config["DATA_DIR"]) / relpath
-    size = save_png(data, dest, lambda size: parameters_text(model_ref, request_input, size))
-    seed = request_input.get("seed")
-    generation = Generation(
-        user_id=job.user_id, job_id=job.id, model_ref=model_ref, prompt=str(request_input.get("prompt", "")),
-        params=request_input, seed=int(seed) if isinstance(seed, int) else None, output_index=index,
-        path=relpath.as_posix(), width=size[0], height=size[1], in_gallery=in_gallery,
-    )
-    db.session.add(generation)
-    db.session.commit()
-    return generation
 
 
 def _file_inputs(client: ReplicateClient, files: dict[str, str]) -> dict[str, str]:

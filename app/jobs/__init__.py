@@ -1,3 +1,9 @@
+"""Background jobs (a shared layer): the Job row, RQ, progress, cancel, retry and the status partial.
+
+Modules: `runner` (enqueue_job, job_run and the job contract — read its docstring before adding a
+job), `predictions` (following one Replicate prediction from inside a job), `routes` (the job list,
+status polls, cancel, retry). Templates: ``jobs/_status.html`` includes ``<area>/_job_result.html``.
+"""
 from flask import Blueprint
 
 bp = Blueprint("jobs", __name__)

@@ -42,16 +42,6 @@ return 1
 """
 
 
-def client_from_config(config=None) -> ReplicateClient:
-    config = config or current_app.config
-    return ReplicateClient(
-        config["REPLICATE_API_TOKEN"],
-        config["REPLICATE_API_BASE"],
-        download_hosts=set(config["REPLICATE_DOWNLOAD_HOSTS"]) or None,
-        allow_http_downloads=config["REPLICATE_ALLOW_HTTP_DOWNLOADS"],
-    )
-
-
 def webhook_url(config) -> str | None:
     return config["PUBLIC_URL"] + WEBHOOK_PATH if config["PUBLIC_URL"] else None
 

@@ -1,18 +1,17 @@
+"""The job list, the status partial every page polls, cancel and retry."""
 import hashlib
 
 from flask import Response, abort, current_app, make_response, render_template, request
 from flask_login import current_user
 from redis.exceptions import RedisError
 
-from app.auth import checks_own_login, owned_or_404, session_user_id
+from app.auth.access import checks_own_login, owned_or_404, session_user_id
 from app.extensions import db, login_manager
 from app.jobs import bp
 from app.jobs.runner import QueueUnavailable, cancel_job, is_stale, reconcile, reconcile_running, retry_job
 from app.models import Job
-
-
-def owned_job(job_id: str) -> Job:
-    return owned_or_404(Job, job_id)
+from app.replicate.catalog import client_from_config
+from app.replicate.client import ReplicateError
 
 
 @bp.get("/")
@@ -39,7 +38,7 @@ def status(job_id):
             return login_manager.unauthorized()
         abort(404)
     if is_stale(job):
-        job = owned_job(job_id)
+        job = owned_or_404(Job, job_id)
         reconcile(job)
     etag = _status_etag(job)
     if request.if_none_match.contains(etag):
@@ -59,7 +58,7 @@ def _status_etag(job) -> str:
 
 @bp.post("/<job_id>/cancel")
 def cancel(job_id):
-    job = owned_job(job_id)
+    job = owned_or_404(Job, job_id)
     cancel_job(job)
     if job.prediction_id and not job.ended:
         _cancel_prediction_now(job.prediction_id)
@@ -68,7 +67,7 @@ def cancel(job_id):
 
 @bp.post("/<job_id>/retry")
 def retry(job_id):
-    job = owned_job(job_id)
+    job = owned_or_404(Job, job_id)
     if job.status not in (Job.FAILED, Job.CANCELED):
         abort(409, "Only a failed or canceled job can be retried.")
     try:
@@ -80,9 +79,6 @@ def retry(job_id):
 
 def _cancel_prediction_now(prediction_id: str) -> None:
     """Stop paying at once; the worker also cancels when it next polls, so a failure here is harmless."""
-    from app.jobs.predictions import client_from_config
-    from app.replicate.client import ReplicateError
-
     if not current_app.config["REPLICATE_API_TOKEN"]:
         return
     try:

@@ -1,7 +1,37 @@
 """Enqueueing jobs and running them: the bridge between RQ and the Job table.
 
-Job functions take the job id, open `job_run(job_id)` and report through it; the Job row is the
-single source of truth the status partial reads, so polling costs one indexed SELECT.
+The Job row is the single source of truth the status partial reads, so polling costs one indexed
+SELECT. RQ only carries the job id.
+
+How to add a job (the contract every job keeps)
+-----------------------------------------------
+1. Write ``run_<verb>(job_id: str) -> None`` at module level in the area's ``tasks.py`` and list
+   the module in ``app.cli.TASK_MODULES``. Its body is ``with job_run(job_id) as run:``; read inputs
+   from ``run.job.params``, report with ``run.progress(percent, message)``, call
+   ``run.check_canceled()`` between steps, and raise `JobFailed("…")` with a sentence for the
+   user when the job cannot go on. Any other exception also fails the job (and is logged by RQ).
+   Set ``run.job.result`` (a JSON dict) and ``run.job.message`` before the body ends.
+2. Enqueue it from a view with the function itself::
+
+       job = enqueue_job(run_export, user_id=current_user.id, kind="datasets.export",
+                         title=f"Export {dataset.name}", params={"dataset_id": dataset.id, ...})
+       return render_template("jobs/_status.html", job=job)
+
+   and answer `QueueUnavailable` (Redis is down; the row already says why) with a message.
+3. ``kind`` is ``"<area>.<verb>"`` (``generate.image``, ``canvas.generate``, ``datasets.scan``);
+   the area part must be the area's template folder (rows from before 2026-11 say just ``generate``).
+4. ``params`` is JSON: ids of rows, never the rows; no secrets (they are stored in the job row).
+   A retry re-runs the function with the same params, so the job must be safe to run again:
+   `follow_prediction` resumes the stored prediction rather than paying twice.
+5. ``result`` is JSON and read by ``templates/<area>/_job_result.html``, which the shared status
+   partial includes once the job succeeded. That partial may rely on ``job.id``, ``job.kind``,
+   ``job.title``, ``job.message`` and the keys its own jobs write into ``job.result``, and must
+   treat every key as optional (use ``job.result.get``): an older job may lack a newer key.
+   Keys in use: ``generations`` (list of Generation ids) — generate.image, canvas.generate;
+   ``canvas_id``, ``request_id``, ``variations`` — canvas.generate; ``dataset_id`` — every
+   datasets job; ``download`` (path under DATA_DIR) and ``filename`` — datasets.export;
+   ``skipped`` (list of [name, reason]) — datasets.scan, datasets.export; ``captioned`` (ids) and
+   ``failures`` ({name: reason}) — datasets.caption.
 """
 from __future__ import annotations
 
@@ -10,7 +40,7 @@ import os
 import uuid
 from contextlib import contextmanager
 from datetime import timedelta
-from typing import Iterator
+from typing import Callable, Iterator
 
 from flask import current_app
 from redis.exceptions import RedisError
@@ -42,9 +72,31 @@ class JobFailed(Exception):
     """Raised inside a job function with a message meant for the user."""
 
 
-def enqueue_job(*, user_id: int, kind: str, title: str, task: str, params: dict | None = None,
+def task_path(task: Callable[[str], None]) -> str:
+    """The dotted path RQ imports `task` by (stored in ``Job.task`` for Retry).
+
+    Raises ValueError for a function a worker could not import by name (a lambda, a nested function).
+    """
+    module, name = getattr(task, "__module__", None), getattr(task, "__qualname__", "")
+    if not module or not name or "<" in name or "." in name:
+        raise ValueError(f"A job must be a module-level function, not {task!r}")
+    return f"{module}.{name}"
+
+
+def enqueue_job(task: Callable[[str], None], *, user_id: int, kind: str, title: str, params: dict | None = None,
                 timeout: int = 3600) -> Job:
-    job = Job(id=uuid.uuid4().hex, user_id=user_id, kind=kind, title=title[:200], task=task,
+    """Record a job for `user_id` and queue ``task(job_id)`` on the app's RQ queue.
+
+    `task` is the job function itself (a module-level ``run_*``; see the module docstring for the
+    contract); `kind` is ``"<area>.<verb>"``; `title` is what the job list shows (cut to 200
+    characters); `params` is the JSON the function reads from ``job.params``; `timeout` is RQ's
+    limit in seconds, after which the job fails. The row is committed before the job is queued, so
+    a worker always finds it. Returns the Job row (status ``queued``).
+
+    Raises `QueueUnavailable` when Redis cannot be reached: the row is then marked failed with a
+    message saying so, and nothing was queued.
+    """
+    job = Job(id=uuid.uuid4().hex, user_id=user_id, kind=kind, title=title[:200], task=task_path(task),
               params=params or {}, result={})
     db.session.add(job)
     # The row must exist before a worker can pick the job up.
@@ -151,6 +203,9 @@ class JobRun:
         self._last_beat = utcnow()
 
     def progress(self, percent: int | None = None, message: str | None = None) -> None:
+        """Show how far the job is: `percent` of the whole job (0–100, clamped; None keeps it) and a
+        short `message` for the user (None keeps it). Commits when either changed, and otherwise at
+        most every HEARTBEAT_EVERY (5 s) as the worker's heartbeat, so call it as often as you like."""
         changed = False
         if percent is not None and int(percent) != self.job.progress:
             self.job.progress = max(0, min(100, int(percent)))
@@ -164,14 +219,17 @@ class JobRun:
             db.session.commit()
 
     def set_prediction(self, prediction_id: str) -> None:
+        """Store the Replicate prediction id at once, so a retry resumes it instead of paying twice."""
         self.job.prediction_id = prediction_id
         db.session.commit()
 
     def cancel_requested(self) -> bool:
+        """Whether the user asked to cancel (read from the database: the request came from the web)."""
         db.session.refresh(self.job, ["cancel_requested"])
         return self.job.cancel_requested
 
     def check_canceled(self) -> None:
+        """Raise `JobCanceled` (ending the job as canceled) when the user asked to cancel."""
         if self.cancel_requested():
             raise JobCanceled()
 

@@ -7,9 +7,12 @@ did not act on it, because every repeated create is a paid prediction.
 from __future__ import annotations
 
 import base64
+import binascii
 import functools
 import importlib.metadata
 import io
+import json
+import mimetypes
 import random
 import re
 import ssl
@@ -17,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any, Callable
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote_to_bytes, urlsplit
 
 import httpx
 from PIL import Image
@@ -63,11 +66,33 @@ def _user_agent() -> str:
     return f"tessera/{version}"
 
 
+URL_SHOWN_CHARS = 200
+MESSAGE_MAX_CHARS = 2000
+# A URL or data URI inside a message: cut at whitespace or a closing quote/bracket.
+_URL_IN_TEXT = re.compile(r"""(?:https?://|data:)[^\s'"<>)\]]+""", re.IGNORECASE)
+
+
+def shorten_url(url: str, limit: int = URL_SHOWN_CHARS) -> str:
+    """A URL cut to about ``limit`` characters for a message; a data URI shows only its type and size."""
+    if url[:5].lower() == "data:":
+        header = url[:url.find(",")] if "," in url[:200] else url[:40]
+        return f"{header},… ({len(url):,} characters)"
+    return url if len(url) <= limit else url[:limit] + "…"
+
+
+def shorten_urls(text: str, limit: int = URL_SHOWN_CHARS) -> str:
+    """``text`` with every URL in it cut by shorten_url, and the whole bounded to MESSAGE_MAX_CHARS."""
+    text = _URL_IN_TEXT.sub(lambda match: shorten_url(match.group(0), limit), text)
+    return text if len(text) <= MESSAGE_MAX_CHARS else text[:MESSAGE_MAX_CHARS] + "…"
+
+
 class ReplicateError(Exception):
-    """A failure talking to Replicate; ``message`` is meant to be shown to the user as is."""
+    """A failure talking to Replicate; ``message`` is meant to be shown to the user as is (any URL in
+    it is cut to about 200 characters, so a 10 kB data URI never fills a page or a log line)."""
 
     def __init__(self, message: str, *, status: int | None = None, fields: dict[str, str] | None = None,
                  retry_after: float | None = None) -> None:
+        message = shorten_urls(message)
         super().__init__(message)
         self.message = message
         self.status = status
@@ -195,10 +220,203 @@ def parse_steps(logs: str | None) -> tuple[int, int] | None:
     return (min(step, total), total) if total > 0 else None
 
 
+_FILE_VALUE = re.compile(r"(?:https?://|data:)", re.IGNORECASE)
+MAX_OUTPUT_DEPTH = 8
+MAX_OUTPUT_ITEMS = 500
+MAX_OUTPUT_TEXT = 1_000_000
+
+
+@dataclass
+class OutputItem:
+    """One file in a prediction's output: ``value`` is its URL or data URI, ``key`` where it sat
+    ("0", "image", "frames.2"; "" for a lone value)."""
+    value: str
+    key: str
+
+
+@dataclass
+class ParsedOutput:
+    files: list[OutputItem]
+    text: str | None  # text the model returned, joined; None when there is none
+    dropped: int = 0  # values past MAX_OUTPUT_ITEMS or nested deeper than MAX_OUTPUT_DEPTH
+
+
+def _is_file_value(value: Any) -> bool:
+    return isinstance(value, str) and _FILE_VALUE.match(value) is not None and not any(c.isspace() for c in value[:2048])
+
+
+def parse_output(output: Any, schema: dict | None = None) -> ParsedOutput:
+    """The files and the text in a prediction's output, whatever its shape.
+
+    Real models return (shared/reference/replicate-models-and-trainings.md, "Model outputs"): a list
+    of file URLs; one URL string; data: URIs instead of URLs; text as a string or as a list of string
+    tokens to be joined (LLMs and captioners stream tokens; Cog marks such outputs
+    ``x-cog-array-display: concatenate``); an object whose values hold URLs or text. ``schema`` is
+    the model's flattened Output schema when known (see schema.output_schema).
+    """
+    files: list[OutputItem] = []
+    texts: list[str] = []
+    dropped = 0
+
+    def walk(value: Any, key: str, depth: int) -> None:
+        nonlocal dropped
+        if len(files) + len(texts) >= MAX_OUTPUT_ITEMS or depth > MAX_OUTPUT_DEPTH:
+            dropped += 1
+            return
+        if value is None:
+            return
+        if _is_file_value(value):
+            files.append(OutputItem(value, key))
+        elif isinstance(value, str):
+            texts.append(f"{key}: {value}" if key and not key.isdigit() else value)
+        elif isinstance(value, (bool, int, float)):
+            texts.append(f"{key}: {json.dumps(value)}" if key else json.dumps(value))
+        elif isinstance(value, list):
+            if value and all(isinstance(item, str) and not _is_file_value(item) for item in value):
+                joiner = "" if _tokens(value, schema) else "\n"
+                joined = joiner.join(value)
+                texts.append(f"{key}: {joined}" if key and not key.isdigit() else joined)
+                return
+            for index, item in enumerate(value):
+                walk(item, f"{key}.{index}" if key else str(index), depth + 1)
+        elif isinstance(value, dict):
+            for name, item in value.items():
+                walk(item, f"{key}.{name}" if key else str(name), depth + 1)
+        else:
+            dropped += 1
+
+    walk(output, "", 0)
+    text = "\n".join(texts) if texts else None
+    if text is not None and len(text) > MAX_OUTPUT_TEXT:
+        text = text[:MAX_OUTPUT_TEXT] + "…"
+    return ParsedOutput(files, text, dropped)
+
+
+def _tokens(items: list[str], schema: dict | None) -> bool:
+    """Whether a list of strings is one text streamed as tokens (joined with nothing) rather than
+    separate texts (one per line)."""
+    if schema:
+        if schema.get("x-cog-array-display") == "concatenate" or schema.get("x-cog-array-type") == "iterator":
+            return True
+        if schema.get("x-cog-array-display") is not None:
+            return False
+    # Tokens carry their own spacing (" the", " cat"); separate texts rarely start with a space.
+    return any(item[:1].isspace() or item[-1:].isspace() for item in items) or len(items) > 20
+
+
 def output_urls(output: Any) -> list[str]:
-    """The file URLs in a prediction's output: a list of them, one URL, or none for text output."""
-    items = output if isinstance(output, list) else [output]
-    return [item for item in items if isinstance(item, str) and item.startswith(("https://", "http://", "data:"))]
+    """The file URLs and data URIs in a prediction's output, in order (see parse_output)."""
+    return [item.value for item in parse_output(output).files]
+
+
+@dataclass
+class OutputFile:
+    """An output file's bytes and what they are, sniffed from the bytes themselves.
+
+    ``kind`` is "image" (Pillow reads it; ``image_format`` is its format name), "video", "audio"
+    or "file"; ``playable`` says whether browsers play it in a <video>/<audio> element.
+    """
+    data: bytes
+    content_type: str
+    kind: str
+    extension: str
+    image_format: str | None = None
+
+    @property
+    def playable(self) -> bool:
+        return self.content_type in PLAYABLE_TYPES
+
+
+PLAYABLE_TYPES = frozenset({"video/mp4", "video/webm", "audio/mpeg", "audio/ogg", "audio/wav", "audio/flac",
+                            "audio/mp4", "audio/webm"})
+_EXTENSIONS = {
+    "video/mp4": ".mp4", "video/webm": ".webm", "video/quicktime": ".mov", "video/x-msvideo": ".avi",
+    "audio/mpeg": ".mp3", "audio/ogg": ".ogg", "audio/wav": ".wav", "audio/flac": ".flac", "audio/mp4": ".m4a",
+    "application/zip": ".zip", "application/pdf": ".pdf", "model/gltf-binary": ".glb", "application/json": ".json",
+    "text/plain": ".txt", "application/x-tar": ".tar", "application/gzip": ".gz", "application/octet-stream": ".bin",
+}
+
+
+def _sniff(data: bytes) -> str | None:
+    """The content type the first bytes reveal, for the non-image files models return."""
+    head = data[:16]
+    if head.startswith(b"\x1aE\xdf\xa3"):
+        return "video/webm"
+    if head[4:8] == b"ftyp":
+        brand = head[8:12]
+        if brand in (b"M4A ", b"M4B "):
+            return "audio/mp4"
+        return "video/quicktime" if brand == b"qt  " else "video/mp4"
+    if head.startswith(b"OggS"):
+        return "audio/ogg"
+    if head.startswith(b"ID3") or (len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0):
+        return "audio/mpeg"
+    if head.startswith(b"RIFF") and head[8:12] == b"WAVE":
+        return "audio/wav"
+    if head.startswith(b"RIFF") and head[8:12] == b"AVI ":
+        return "video/x-msvideo"
+    if head.startswith(b"fLaC"):
+        return "audio/flac"
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        return "application/zip"
+    if head.startswith(b"%PDF"):
+        return "application/pdf"
+    if head.startswith(b"glTF"):
+        return "model/gltf-binary"
+    if head.startswith(b"\x1f\x8b"):
+        return "application/gzip"
+    if len(data) > 262 and data[257:262] == b"ustar":
+        return "application/x-tar"
+    return None
+
+
+def identify_output(data: bytes, declared_type: str | None = None) -> OutputFile:
+    """What an output file is, from its bytes first and the declared type (Content-Type or the data
+    URI's MIME type, often a generic application/octet-stream) only as a fallback."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image_format = image.format
+            image.verify()
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        image_format = None
+    if image_format:
+        mime = Image.MIME.get(image_format, f"image/{image_format.lower()}")
+        return OutputFile(data, mime, "image", "." + image_format.lower().replace("jpeg", "jpg"), image_format)
+    content_type = _sniff(data)
+    if content_type is None:
+        declared = (declared_type or "").split(";")[0].strip().lower()
+        if declared and declared != "application/octet-stream" and not declared.startswith("image/"):
+            content_type = declared
+        else:
+            content_type = "application/octet-stream"
+    kind = content_type.split("/")[0] if content_type.split("/")[0] in ("video", "audio") else "file"
+    extension = _EXTENSIONS.get(content_type) or mimetypes.guess_extension(content_type) or ".bin"
+    return OutputFile(data, content_type, kind, extension)
+
+
+def decode_data_uri(uri: str, max_bytes: int) -> tuple[bytes, str]:
+    """(bytes, declared MIME type) of a ``data:`` URI, refused before decoding when it holds more than
+    ``max_bytes``. Raises OutputError with a message that names the size, never the URI itself."""
+    header, comma, payload = uri.partition(",")
+    if not comma or not header[:5].lower() == "data:":
+        raise OutputError("The output is a data: URI without data.")
+    params = header[5:].split(";")
+    mime = params[0].strip() or "text/plain"
+    is_base64 = any(p.strip().lower() == "base64" for p in params[1:])
+    estimate = len(payload) * 3 // 4 if is_base64 else len(payload)
+    if estimate > max_bytes:
+        raise OutputError(f"The output is an inline file (data: URI) of about {_format_bytes(estimate)}; Tessera "
+                          f"keeps output files up to {_format_bytes(max_bytes)}.")
+    if is_base64:
+        try:
+            data = base64.b64decode(payload + "=" * (-len(payload) % 4), validate=False)
+        except (binascii.Error, ValueError) as exc:
+            raise OutputError("The output is a data: URI whose base64 data is damaged.") from exc
+    else:
+        data = unquote_to_bytes(payload)
+    if len(data) > max_bytes:
+        raise OutputError(f"The output is an inline file larger than {_format_bytes(max_bytes)}.")
+    return data, mime
 
 
 def parse_model_ref(ref: str) -> tuple[str | None, str | None, str | None]:
@@ -257,8 +475,15 @@ def _invalid_fields(problem: dict[str, Any]) -> dict[str, str]:
     fields: dict[str, str] = {}
     for item in problem.get("invalid_fields") or []:
         if isinstance(item, dict) and item.get("field"):
-            name = str(item["field"]).removeprefix("input.")
-            fields[name] = str(item.get("description") or item.get("type") or "invalid")
+            # "input.lora_scales.1" is item 1 of the input lora_scales: the message belongs to that input.
+            path = str(item["field"]).removeprefix("input.")
+            name, _, rest = path.partition(".")
+            reason = str(item.get("description") or item.get("type") or "invalid")
+            if rest.isdigit():
+                reason = f"Item {int(rest) + 1}: {reason[:1].lower()}{reason[1:]}"
+            if str(item.get("type")) in ("number_any_of", "number_one_of", "number_all_of") and name in fields:
+                continue  # the generic "must validate one schema" adds nothing to a specific reason
+            fields[name] = reason
     if not fields:
         for name, reason in _DETAIL_FIELD.findall(str(problem.get("detail") or "")):
             fields[name] = reason.strip()
@@ -308,6 +533,21 @@ class ReplicateClient:
 
     def create_prediction(self, model_ref: str, input: dict[str, Any], *, webhook: str | None = None,
                           webhook_events_filter: list[str] | None = None, wait: int | None = None) -> Prediction:
+        """Start a prediction and return it as Replicate answered (status usually "starting").
+
+        `model_ref` "owner/name" runs the model's latest version (POST /v1/models/{owner}/{name}/predictions);
+        "owner/name:version" runs that version (POST /v1/predictions). `input` maps the model's input
+        names to values; files go in as data URIs or file URLs made by `file_input`. `webhook` (a URL)
+        with `webhook_events_filter` (of "start", "output", "logs", "completed") makes Replicate push
+        each state change; `wait` (1–60 seconds) holds the request until the prediction ends
+        (``Prefer: wait``). Source: Replicate's HTTP API (/work/shared/reference/replicate-api.md).
+
+        A create is never repeated once sent (that could pay twice); a 429 or an unsent request is.
+        Raises ValueError for a malformed `model_ref` or `wait`; AuthenticationError (401),
+        BillingError (402), NotFoundError (404: unknown model or version), InputError (422, with
+        ``fields``), ThrottledError (429 after the retries) and TransientError (5xx or network
+        trouble; the prediction may or may not exist).
+        """
         owner, name, version = parse_model_ref(model_ref)
         body: dict[str, Any] = {"input": input}
         if version is None:
@@ -396,11 +636,24 @@ class ReplicateClient:
 
     def download(self, url: str) -> bytes:
         """The bytes of an output file, from an allowed host, at most max_download_bytes of them."""
+        return self._download(url).content
+
+    def fetch_output(self, value: str) -> OutputFile:
+        """An output file — a URL on an allowed host or a data: URI — fetched (bounded by
+        max_download_bytes) and identified from its bytes. Raises OutputError and friends."""
+        if value[:5].lower() == "data:":
+            data, declared = decode_data_uri(value, self.max_download_bytes)
+        else:
+            response = self._download(value)
+            data, declared = response.content, response.headers.get("content-type")
+        return identify_output(data, declared)
+
+    def _download(self, url: str) -> httpx.Response:
         self._check_download_url(url)
         response = self._with_retries(lambda: self._download_once(url), repeatable=True)
         status = response.status_code
         if response.is_success:
-            return response.content
+            return response
         if 300 <= status < 400:
             raise OutputError(f"The output at {url} redirects elsewhere ({status}); Tessera does not follow "
                               "redirects for downloads.", status=status)
@@ -416,23 +669,18 @@ class ReplicateClient:
         raise OutputError(f"Downloading {url} failed ({status}).", status=status)
 
     def download_image(self, url: str) -> tuple[bytes, str]:
-        """An output image's bytes and its Pillow format name (e.g. "PNG"), checked to really be an image."""
-        data = self.download(url)
-        try:
-            with Image.open(io.BytesIO(data)) as image:
-                image_format = image.format
-                image.verify()
-        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-            raise OutputError(f"The output at {url} is not an image Tessera can read.") from exc
-        if image_format is None:
-            raise OutputError(f"The output at {url} is not an image Tessera can read.")
-        return data, image_format
+        """An output image's bytes and its Pillow format name (e.g. "PNG"), checked to really be an image.
+        ``url`` may also be a data: URI (the MIME type it declares is not trusted)."""
+        output = self.fetch_output(url)
+        if output.kind != "image":
+            raise OutputError(f"The output at {url} is not an image Tessera can read ({output.content_type}).")
+        return output.data, output.image_format
 
     def _check_download_url(self, url: str) -> None:
         parts = urlsplit(url)
         scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
         if scheme not in ("https", "http") or not host:
-            raise OutputError(f"Refusing to download {url!r}: only https URLs are downloaded.")
+            raise OutputError(f"Refusing to download {shorten_url(url)!r}: only https URLs are downloaded.")
         if scheme == "http" and not self.allow_http_downloads:
             raise OutputError(f"Refusing to download {url}: it is not https, and plain http downloads are off.")
         if self.download_hosts is not None and host not in self.download_hosts:

@@ -268,6 +268,55 @@ SD_INPAINTING = _openapi([
     ("seed", {"type": "integer", "description": "Random seed. Leave blank to randomize the seed"}),
 ], required=["image", "mask"], output=IMAGE_LIST)
 
+FLUX_DEV_LORA = _openapi([
+    _flux_prompt(),
+    _flux_aspect_ratio(),
+    ("image", {"type": "string", "format": "uri",
+               "description": "Input image for image to image mode. The aspect ratio of your output will match "
+                              "this image"}),
+    ("prompt_strength", {"type": "number", "default": 0.8, "minimum": 0, "maximum": 1,
+                         "description": "Prompt strength when using img2img. 1.0 corresponds to full destruction "
+                                        "of information in image"}),
+    _num_outputs(),
+    _flux_steps(28, 50, "Recommended range is 28-50"),
+    _flux_guidance(3, 10),
+    _seed(),
+    *_flux_output_options(),
+    _go_fast(),
+    _megapixels(["1", "0.25"]),
+    *_lora_options(),
+], required=["prompt"], output=IMAGE_LIST)
+
+# google/nano-banana (Gemini 2.5 Flash Image): several reference images in one array input, one URL out.
+NANO_BANANA = _openapi([
+    ("prompt", {"type": "string", "description": "A text description of the image you want to generate"}),
+    ("image_input", {"type": "array", "items": {"type": "string", "format": "uri"}, "default": [],
+                     "description": "Input images to transform or use as reference (supports multiple images)"}),
+    ("aspect_ratio", {"choices": ["match_input_image", "1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16",
+                                  "16:9", "21:9"], "default": "match_input_image",
+                      "description": "Aspect ratio of the generated image"}),
+    ("output_format", {"choices": ["jpg", "png"], "default": "jpg", "description": "Format of the output image"}),
+], required=["prompt"], output=IMAGE_URL)
+
+# black-forest-labs/flux-kontext-pro: edits one input image following the prompt; one URL out.
+FLUX_KONTEXT_PRO = _openapi([
+    ("prompt", {"type": "string", "description": "Text description of what you want to generate, or the "
+                                                 "instruction on how to edit the given image."}),
+    ("input_image", {"type": "string", "format": "uri",
+                     "description": "Image to use as reference. Must be jpeg, png, gif, or webp."}),
+    ("aspect_ratio", {"choices": ["match_input_image", "1:1", "16:9", "9:16", "4:3", "3:4", "3:2", "2:3", "4:5",
+                                  "5:4", "21:9", "9:21", "2:1", "1:2"], "default": "match_input_image",
+                      "description": "Aspect ratio of the generated image. Use 'match_input_image' to match the "
+                                     "aspect ratio of the input image."}),
+    ("prompt_upsampling", {"type": "boolean", "default": False, "description": "Automatic prompt improvement"}),
+    _seed(),
+    ("output_format", {"choices": ["jpg", "png"], "default": "png",
+                       "description": "Output format for the generated image"}),
+    ("safety_tolerance", {"type": "integer", "default": 2, "minimum": 0, "maximum": 6,
+                          "description": "Safety tolerance, 0 is most strict and 6 is most permissive. 2 is currently "
+                                         "the maximum allowed when input images are used."}),
+], required=["prompt"], output=IMAGE_URL)
+
 BLIP = _openapi([
     ("image", {"type": "string", "format": "uri", "description": "Input image"}),
     ("task", {"choices": ["image_captioning", "visual_question_answering", "image_text_matching"],
@@ -289,6 +338,24 @@ PRESETS: list[ModelPreset] = [
         description="Higher-quality FLUX, with image-to-image.",
         image_field="image", mask_field=None, mask_polarity=None,
         size_multiple=16, max_pixels=1024 * 1024, openapi_schema=FLUX_DEV,
+    ),
+    ModelPreset(
+        ref="black-forest-labs/flux-dev-lora", label="FLUX.1 [dev] with LoRA", kind="text-to-image",
+        description="FLUX.1 [dev] with a LoRA: a Replicate model, Hugging Face, CivitAI or .safetensors URL.",
+        image_field="image", mask_field=None, mask_polarity=None,
+        size_multiple=16, max_pixels=1024 * 1024, openapi_schema=FLUX_DEV_LORA,
+    ),
+    ModelPreset(
+        ref="google/nano-banana", label="Nano Banana (Gemini 2.5 Flash Image)", kind="text-to-image",
+        description="Google's image generator and editor; combines several input images following the prompt.",
+        image_field=None, mask_field=None, mask_polarity=None,
+        size_multiple=1, max_pixels=1024 * 1024, openapi_schema=NANO_BANANA,
+    ),
+    ModelPreset(
+        ref="black-forest-labs/flux-kontext-pro", label="FLUX.1 Kontext [pro]", kind="text-to-image",
+        description="Edits one input image following the prompt (or draws from the prompt alone).",
+        image_field=None, mask_field=None, mask_polarity=None,
+        size_multiple=16, max_pixels=1024 * 1024, openapi_schema=FLUX_KONTEXT_PRO,
     ),
     ModelPreset(
         # SDXL is trained at about 1 MP; well beyond ~2.4 MP it repeats subjects, so frames stop there.

@@ -1,3 +1,5 @@
+"""Replicate's webhooks (a shared layer): signed deliveries of prediction states, stored in Redis for
+the worker following the prediction (see app.jobs.predictions)."""
 from flask import Blueprint
 
 from app.extensions import csrf

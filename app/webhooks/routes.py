@@ -7,7 +7,8 @@ import logging
 from flask import abort, current_app, request
 from redis.exceptions import RedisError
 
-from app.jobs.predictions import WEBHOOK_PATH, client_from_config, record_pushed_progress, store_pushed_prediction
+from app.jobs.predictions import WEBHOOK_PATH, record_pushed_progress, store_pushed_prediction
+from app.replicate.catalog import client_from_config
 from app.replicate.client import ReplicateError
 from app.webhooks import bp
 from app.webhooks.signature import SignatureError, verify

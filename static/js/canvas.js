@@ -33,7 +33,9 @@ const tiles = new TileLayer(byId("canvas-tiles"), api, view, {
   onError: (text) => say(text, true),
 });
 const mask = new Mask(byId("canvas-mask"), byId("canvas-unknown"), view, api);
-const frame = new Frame(byId("canvas-frame"), view, { onChange: frameChanged });
+const frame = new Frame(byId("canvas-frame"), view, {
+  onChange: frameChanged, minSide: Number(root.dataset.frameMin), maxSide: Number(root.dataset.frameMax),
+});
 const staging = new Staging(byId("canvas-staging"), byId("staged-preview"), view, api, {
   onAccepted: (data) => applyState(data), onMessage: (text) => say(text),
 });
@@ -162,11 +164,16 @@ function setTool(tool) {
   viewport.dataset.tool = tool;
 }
 
+// The blur's upper bound is the input's max, which the page takes from the server's limit.
+function setMaskBlur(input) {
+  mask.setBlur(input.value, Number(input.max));
+}
+
 function setBrushSize(size) {
   const input = byId("brush-size");
-  mask.brushSize = Math.max(Number(input.min), Math.min(Number(input.max), Math.round(size)));
-  input.value = mask.brushSize;
-  byId("brush-size-value").textContent = `${mask.brushSize} px`;
+  const used = mask.setBrushSize(size, Number(input.min), Number(input.max));
+  input.value = used;
+  byId("brush-size-value").textContent = `${used} px`;
   view.changed();
 }
 
@@ -350,10 +357,7 @@ root.addEventListener("click", (event) => {
 
 root.addEventListener("input", (event) => {
   if (event.target.id === "brush-size") setBrushSize(Number(event.target.value));
-  if (event.target.id === "mask-blur") {
-    mask.blur = Math.max(0, Math.min(64, Number(event.target.value) || 0));
-    mask.position();
-  }
+  if (event.target.id === "mask-blur") setMaskBlur(event.target);
 });
 
 root.addEventListener("change", (event) => {
@@ -413,7 +417,7 @@ document.body.addEventListener("htmx:load", (event) => {
 new ResizeObserver(() => view.changed()).observe(viewport);
 setTool("brush");
 setBrushSize(Number(byId("brush-size").value));
-mask.blur = Number(byId("mask-blur").value) || 0;
+setMaskBlur(byId("mask-blur"));
 showRevision();
 const saved = remembered();
 readRules();

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TEST_PASSWORD
+from tests.app_helpers import TEST_PASSWORD
 from tests.live import free_port, wait_until_healthy
 
 CHROMIUM = Path("/usr/bin/chromium")

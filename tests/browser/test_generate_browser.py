@@ -23,7 +23,10 @@ def test_generate_through_the_ui(logged_in, live_server, fake_replicate):
 
 def test_invalid_value_is_shown_by_the_field(logged_in):
     page = logged_in
+    # Picking a model swaps in a new form: wait for it, or it replaces what is typed below (under load).
+    page.evaluate("() => { document.getElementById('generate-form').dataset.replaced = 'no'; }")
     page.get_by_label("Model", exact=True).select_option("black-forest-labs/flux-schnell")
+    page.locator("#generate-form:not([data-replaced])").wait_for()
     page.get_by_label("Prompt", exact=True).fill("x")
     # Bypass the browser's own min/max check to see the server's message by the field.
     page.evaluate("() => document.getElementById('in-num_outputs').removeAttribute('max')")

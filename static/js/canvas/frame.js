@@ -1,14 +1,14 @@
 // The generation frame: the canvas rectangle a request sends. Moved and resized on a grid, sized
-// within the model's pixel budget, and mirrored in the form's x/y/width/height fields.
-
-export const FRAME_MIN = 64;
-export const FRAME_MAX = 4096;
+// within the model's pixel budget, and mirrored in the form's x/y/width/height fields. The side limits
+// come from the page (data-frame-min/max on #canvas-app, from app/canvas/params.py FRAME_LIMITS).
 
 const snapTo = (value, grid) => Math.round(value / grid) * grid;
 
 export class Frame {
-  constructor(element, view, { onChange }) {
+  constructor(element, view, { onChange, minSide, maxSide }) {
     this.element = element;
+    this.minSide = minSide;
+    this.maxSide = maxSide;
     this.label = element.querySelector(".canvas-frame-label");
     this.view = view;
     this.onChange = onChange;
@@ -34,7 +34,7 @@ export class Frame {
   // so the budget shortens those and leaves the others as they are.
   set({ x, y, width, height }, changing = "wh") {
     const grid = this.grid;
-    const low = Math.max(FRAME_MIN, grid), high = Math.floor(FRAME_MAX / grid) * grid;
+    const low = Math.max(this.minSide, grid), high = Math.floor(this.maxSide / grid) * grid;
     width = Math.min(high, Math.max(low, snapTo(width, grid)));
     height = Math.min(high, Math.max(low, snapTo(height, grid)));
     while (width * height > this.maxPixels && (width > low || height > low)) {

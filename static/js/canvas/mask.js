@@ -24,6 +24,18 @@ export class Mask {
     this.stripes = this.unknownContext.createPattern(stripeTile(), "repeat");
   }
 
+  // The brush diameter in canvas pixels, rounded and kept within [min, max]; returns the size used.
+  setBrushSize(size, min, max) {
+    this.brushSize = Math.max(min, Math.min(max, Math.round(size)));
+    return this.brushSize;
+  }
+
+  // The mask blur in pixels (0 to max) the paste will get, previewed on the painted mask.
+  setBlur(pixels, max) {
+    this.blur = Math.max(0, Math.min(max, Number(pixels) || 0));
+    this.position();
+  }
+
   // Follow the frame; painted pixels stay where they are on the canvas, what falls outside is dropped.
   placeAt(rect) {
     const previous = this.frame;

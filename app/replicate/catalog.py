@@ -1,4 +1,10 @@
-"""Which models a user can pick, and the input schema of each (cached, refreshed from Replicate)."""
+"""The model catalog: which models a user can pick, the input schema of each (cached, refreshed from
+Replicate), and the configured client.
+
+Every area asks here: Generate for its form, the canvas for inpainting models, datasets for
+captioners. A model's kind ("text-to-image", "inpaint", "caption") decides where it is offered;
+a new kind of model, or a captioning model's option, is added here and in `presets`.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -7,12 +13,25 @@ from datetime import timedelta
 from flask import current_app
 
 from app.extensions import db
-from app.generate.models import ModelEntry
 from app.models import utcnow
-from app.replicate.client import ReplicateError, parse_model_ref
+from app.replicate.client import ReplicateClient, ReplicateError, parse_model_ref
+from app.replicate.models import ModelEntry
 from app.replicate.presets import PRESETS, preset_for
 
 SCHEMA_MAX_AGE = timedelta(days=1)
+
+
+def client_from_config(config=None) -> ReplicateClient:
+    """A `ReplicateClient` set up from the app config (the current app's unless `config` is given):
+    REPLICATE_API_TOKEN, REPLICATE_API_BASE, the trusted download hosts and whether plain-HTTP
+    downloads are allowed (tests only). Use it as a context manager so its connections close."""
+    config = config or current_app.config
+    return ReplicateClient(
+        config["REPLICATE_API_TOKEN"],
+        config["REPLICATE_API_BASE"],
+        download_hosts=set(config["REPLICATE_DOWNLOAD_HOSTS"]) or None,
+        allow_http_downloads=config["REPLICATE_ALLOW_HTTP_DOWNLOADS"],
+    )
 
 
 @dataclass
@@ -84,8 +103,6 @@ def _entry(user_id: int, ref: str) -> ModelEntry | None:
 
 
 def _refresh(user_id: int, ref: str, entry: ModelEntry | None) -> dict:
-    from app.jobs.predictions import client_from_config
-
     with client_from_config() as client:
         info = client.get_model(ref)
     if entry is None:

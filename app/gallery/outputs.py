@@ -1,13 +1,18 @@
-"""Storing generated images as PNGs that carry their parameters (the `parameters` text chunk)."""
+"""Storing generated images as PNGs that carry their parameters (the `parameters` text chunk), and
+recording each as a `Generation` row."""
 from __future__ import annotations
 
 import io
 from pathlib import Path
 from typing import Callable
 
+from flask import current_app
 from PIL import Image, PngImagePlugin
 
 from app.atomic import atomic_file
+from app.extensions import db
+from app.gallery.models import Generation
+from app.replicate.client import ReplicateClient
 
 # Labels in the order A1111-style tools write them, so other tools read our PNGs.
 PARAMETER_LABELS = [
@@ -53,3 +58,28 @@ def save_png(data: bytes, dest: Path, parameters: Callable[[tuple[int, int]], st
         with atomic_file(dest) as file:
             image.save(file, "PNG", pnginfo=info)
         return image.size
+
+
+def save_generation(client: ReplicateClient, url: str, job, model_ref: str, request_input: dict, index: int,
+                    *, in_gallery: bool = True) -> Generation:
+    """Download output `index` of `job`'s prediction from `url` and keep it as a gallery image.
+
+    The PNG goes to ``DATA_DIR/outputs/YYYY/MM/<job id>-<index>.png`` (the job's creation month) with
+    `request_input` (the model input as the user chose it, no files) written into its ``parameters``
+    chunk; the row is committed. ``in_gallery=False`` keeps it out of the gallery (a canvas variation
+    until the user saves it). Raises `ReplicateError` (``OutputError`` included) when the download
+    fails, comes from a host Tessera does not trust, or is not a readable image.
+    """
+    data, _format = client.download_image(url)
+    relpath = Path("outputs") / job.created_at.strftime("%Y/%m") / f"{job.id}-{index}.png"
+    dest = Path(current_app.config["DATA_DIR"]) / relpath
+    size = save_png(data, dest, lambda size: parameters_text(model_ref, request_input, size))
+    seed = request_input.get("seed")
+    generation = Generation(
+        user_id=job.user_id, job_id=job.id, model_ref=model_ref, prompt=str(request_input.get("prompt", "")),
+        params=request_input, seed=int(seed) if isinstance(seed, int) else None, output_index=index,
+        path=relpath.as_posix(), width=size[0], height=size[1], in_gallery=in_gallery,
+    )
+    db.session.add(generation)
+    db.session.commit()
+    return generation
