@@ -28,7 +28,7 @@ from app.extensions import csrf, db, login_manager, migrate
 ROOT = Path(__file__).resolve().parent.parent
 
 # Endpoints a visitor may reach without an account; everything else needs a login.
-PUBLIC_ENDPOINTS = {"auth.login", "auth.setup", "static", "health", "errors.too_large", "webhooks.replicate"}
+PUBLIC_ENDPOINTS = {"auth.login", "auth.setup", "static", "favicon", "health", "errors.too_large", "webhooks.replicate"}
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
@@ -113,6 +113,13 @@ def create_app(overrides: dict | None = None) -> Flask:
     @app.get("/health")
     def health():
         return {"status": "ok"}
+
+    @app.get("/favicon.ico")
+    def favicon():
+        # Browsers and tools ask for it at the root whatever the page names; public, cached a day.
+        response = app.send_static_file("favicon.ico")
+        response.cache_control.public, response.cache_control.max_age = True, 86400
+        return response
 
     @app.before_request
     def require_login():

@@ -10,4 +10,4 @@ from flask import Blueprint
 bp = Blueprint("canvas", __name__)
 __all__ = ["bp"]
 
-from app.canvas import api, routes  # noqa: E402,F401
+from app.canvas import api, from_gallery, routes  # noqa: E402,F401

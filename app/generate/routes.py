@@ -1,12 +1,12 @@
 """Generate: the form rendered from a model's schema, submitting it as a job, and the gallery pages."""
-from flask import abort, current_app, render_template, request, url_for
+from flask import abort, current_app, render_template, request
 from flask_login import current_user
 
 from app.auth.access import owned_or_404
 from app.extensions import db
-from app.files import send_data_file
 from app.gallery import Generation
 from app.generate import bp
+from app.generate.gallery import input_from_gallery
 from app.generate.tasks import run_generation
 from app.htmx import form_error
 from app.jobs.runner import QueueUnavailable, enqueue_job
@@ -18,7 +18,6 @@ from app.replicate.forminput import validate_input
 from app.uploads import UploadRejected, read_image_upload, store_upload
 
 DEFAULT_MODEL = "black-forest-labs/flux-schnell"
-GALLERY_PAGE_SIZE = 24
 
 
 def _form_context(ref: str, values: dict | None = None, errors: dict | None = None, note: str | None = None):
@@ -54,7 +53,11 @@ def index():
         values, ref = dict(generation.params), generation.model_ref
         if generation.seed is not None:
             values["seed"] = generation.seed
+    file_entries = {}
+    if request.args.get("input"):  # "use as input" from the gallery
+        ref, file_entries = input_from_gallery(request.args["input"], ref)
     context = _form_context(_chosen_model(ref), values)
+    context["file_entries"] = file_entries
     recent = db.session.scalars(
         db.select(Generation).where(Generation.user_id == current_user.id, Generation.in_gallery)
         .order_by(Generation.id.desc()).limit(8)).all()
@@ -146,33 +149,3 @@ def add():
                           {"add_error": getattr(exc, "message", None) or str(exc), "add_ref": ref},
                           target="#add-model-form")
     return render_template("generate/_form.html", **_form_context(ref.strip()))
-
-
-@bp.get("/gallery")
-def gallery():
-    page = max(request.args.get("page", 1, type=int), 1)
-    query = (db.select(Generation).where(Generation.user_id == current_user.id, Generation.in_gallery)
-             .order_by(Generation.id.desc()))
-    items = db.session.scalars(query.offset((page - 1) * GALLERY_PAGE_SIZE).limit(GALLERY_PAGE_SIZE + 1)).all()
-    return render_template("generate/gallery.html", items=items[:GALLERY_PAGE_SIZE], page=page,
-                           has_next=len(items) > GALLERY_PAGE_SIZE)
-
-
-@bp.get("/generations/<int:generation_id>.png")
-def image(generation_id):
-    generation = owned_or_404(Generation, generation_id)
-    download = f"tessera-{generation.id}-seed{generation.seed}.png" if request.args.get("download") else None
-    return send_data_file(generation.path, mimetype="image/png", download_name=download, immutable=True)
-
-
-@bp.app_template_global()
-def generation_url(generation: Generation, download: bool = False) -> str:
-    return url_for("generate.image", generation_id=generation.id, download=1 if download else None)
-
-
-@bp.app_template_global()
-def generations_by_id(ids: list[int]) -> list[Generation]:
-    if not ids:
-        return []
-    rows = db.session.scalars(db.select(Generation).where(Generation.id.in_(ids))).all()
-    return sorted(rows, key=lambda g: ids.index(g.id))
