@@ -87,7 +87,7 @@ def test_the_detail_view_shows_everything_that_made_the_image(app, user, client)
     assert f'src="/generations/{generation.id}.png?v=' in page
     assert '<p class="gallery-prompt">a lighthouse at dusk</p>' in page
     assert '<p class="gallery-prompt">blurry, text</p>' in page  # the negative prompt
-    assert f"FLUX.1 [dev] <code>{DEV}</code>" in page
+    assert f'FLUX.1 [dev]<br><code class="muted">{DEV}</code>' in page
     for name, value in (("Seed", "7"), ("Size", "96×64"), ("guidance", "3.5"), ("num_inference_steps", "28"),
                         ("go_fast", "yes"), ("lora_weights", "https://huggingface.co/someone/lora"),
                         ("lora_scale", "0.8"), ("Queued", "10 s"), ("Ran", "25 s"), ("On Replicate", "12 s")):
@@ -285,3 +285,10 @@ def test_use_as_input_opens_generate_with_the_image_in_an_image_input(app, user,
     intruder = log_in(app.test_client(), make_user("eve"))
     assert intruder.get(f"/?input=generation:{generation.id}").status_code == 404
     assert client.get("/?input=nonsense").status_code == 200  # not an image: the plain form
+
+
+def test_an_images_page_marks_gallery_in_the_navigation(app, user, client):
+    generation = add_image(app, user, "a fox")
+    page = client.get(f"/gallery/{generation.id}").get_data(as_text=True)
+    assert page.count('aria-current="page"') == 1
+    assert '<a href="/gallery" aria-current="page">Gallery</a>' in page

@@ -46,7 +46,7 @@ def test_dense_grids_and_the_detail_view(logged_in, live_server, app_env):
     assert len(on_screen) >= 15, f"{len(on_screen)} thumbnails fully visible at 1280×800"
 
     page.goto(f"{live_server}/jobs/")
-    page.locator("tr", has_text="a red fox in snow").get_by_text("Details").click()
+    page.locator("table.jobs summary", has_text="a red fox in snow").click()
     assert_thumbnails_keep_aspect(page, "table.jobs .results img", max_side=320)
 
     # Search by prompt text, then the detail view of the newest match.
@@ -67,19 +67,22 @@ def test_dense_grids_and_the_detail_view(logged_in, live_server, app_env):
     assert "9:16" in page.locator("dl.params").first.inner_text()
 
     # → goes to the next (older) image of the same search, ← comes back; the search is kept.
-    page.keyboard.press("ArrowRight")
-    page.wait_for_url(lambda url: url != first)
-    assert "q=fox" in page.url
-    page.keyboard.press("ArrowRight")
-    page.keyboard.press("ArrowRight")
-    page.wait_for_load_state()
-    last = page.url
+    def press(key):
+        before = page.url
+        page.keyboard.press(key)
+        page.wait_for_url(lambda url: url != before)
+        page.locator(".gallery-large img").wait_for()
+        return page.url
+
+    visited = [first] + [press("ArrowRight") for _ in range(3)]
+    assert len(set(visited)) == 4 and all("q=fox" in url for url in visited)
     page.keyboard.press("ArrowRight")  # the oldest match: nothing older within the search
-    page.wait_for_timeout(300)
-    assert page.url == last
-    for _ in range(3):
-        page.keyboard.press("ArrowLeft")
-        page.wait_for_load_state()
+    page.wait_for_timeout(500)
+    assert page.url == visited[-1]
+    assert [press("ArrowLeft") for _ in range(3)] == visited[-2::-1]
+    page.keyboard.press("Escape")  # back to the grid, search kept
+    page.wait_for_url("**/gallery?q=fox")
+    page.go_back()
     page.wait_for_url(first)
 
     # "Use these settings" fills Generate, model and options included.

@@ -43,7 +43,7 @@ def test_button_in_view_and_ctrl_enter_from_any_field(logged_in, live_server, fa
     assert len(sent) == 1 and sent[0].json["input"]["seed"] == 1234
 
     # Ctrl+Enter inside another form (adding a model) does not generate.
-    page.get_by_text("Add a model").click()
+    page.locator("summary", has_text="Add a model").click()
     page.get_by_label("Replicate model").fill("owner/name")
     page.get_by_label("Replicate model").press("Control+Enter")
     page.wait_for_timeout(500)
