@@ -7,11 +7,7 @@ import pytest
 from PIL import Image
 
 from app.datasets.scan import ScanError, scan_folder
-
-
-def save_image(path: Path, colour: str = "red", size: tuple[int, int] = (64, 48)) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", size, colour).save(path)
+from tests.datasets_helpers import save_image
 
 
 def png_header_only(width: int, height: int) -> bytes:

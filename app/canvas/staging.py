@@ -29,6 +29,7 @@ def tile_store() -> TileStore:
 
 
 def data_dir() -> Path:
+    """DATA_DIR of the current app; every path this module stores is relative to it."""
     return Path(current_app.config["DATA_DIR"])
 
 
@@ -39,6 +40,8 @@ def request_dir(request: CanvasRequest) -> Path:
 
 def create_request(canvas: Canvas, *, model_ref: str, model_input: dict, frame: tuple[int, int, int, int],
                    painted: Image.Image, infill: str, mask_blur: int, colour_match: bool) -> CanvasRequest:
+    """Add (not commit) a request for `frame` (x, y, width, height) and save the painted mask (white =
+    repaint) as its mask.png; the caller commits before queueing the job."""
     x, y, width, height = frame
     request = CanvasRequest(canvas_id=canvas.id, user_id=canvas.user_id, model_ref=model_ref,
                             model_input=model_input, x=x, y=y, width=width, height=height, infill=infill,
@@ -59,6 +62,7 @@ def copy_request(source: CanvasRequest, model_input: dict) -> CanvasRequest:
 
 
 def staged(canvas_id: int) -> list[CanvasVariation]:
+    """The canvas's staged variations, oldest request first, in output order."""
     return db.session.scalars(
         db.select(CanvasVariation).where(CanvasVariation.canvas_id == canvas_id,
                                          CanvasVariation.status == CanvasVariation.STAGED)
@@ -108,6 +112,7 @@ def discard(variations: list[CanvasVariation]) -> None:
 
 
 def save_to_gallery(variation: CanvasVariation) -> Generation | None:
+    """Show the variation's model output in the gallery; None when that output is gone."""
     generation = db.session.get(Generation, variation.generation_id) if variation.generation_id else None
     if generation is not None:
         generation.in_gallery = True

@@ -36,6 +36,9 @@ def client_from_config(config=None) -> ReplicateClient:
 
 @dataclass
 class ModelChoice:
+    """A model as a picker lists it: ``ref`` (owner/name[:version]), ``label``, ``kind``
+    ("text-to-image", "inpaint" or "caption"), and whether it is a shipped preset."""
+
     ref: str
     label: str
     kind: str
@@ -43,6 +46,7 @@ class ModelChoice:
 
 
 def available_models(user_id: int, kind: str | None = None) -> list[ModelChoice]:
+    """The presets, then the models this user added (by label); only those of `kind` when given."""
     choices = [ModelChoice(p.ref, p.label, p.kind, True) for p in PRESETS]
     entries = db.session.scalars(db.select(ModelEntry).where(ModelEntry.user_id == user_id).order_by(ModelEntry.label))
     choices += [ModelChoice(e.ref, e.label, e.kind, False) for e in entries]
@@ -50,11 +54,17 @@ def available_models(user_id: int, kind: str | None = None) -> list[ModelChoice]
 
 
 def is_available(user_id: int, ref: str) -> bool:
+    """Whether `ref` is in this user's picker (a preset or a model they added)."""
     return any(c.ref == ref for c in available_models(user_id))
 
 
 def model_schema(user_id: int, ref: str) -> tuple[dict, str | None]:
-    """The model's openapi schema and, when it could not be refreshed, a note saying why."""
+    """The model's openapi schema and, when it could not be refreshed, a note saying why.
+
+    A schema younger than SCHEMA_MAX_AGE (a day) is used as cached; an older one is fetched again
+    when a token is set, falling back to the cached copy, then to the preset's snapshot. Raises
+    LookupError (with a sentence for the user) when no schema is known at all.
+    """
     entry = _entry(user_id, ref)
     fresh = entry is not None and entry.openapi_schema and entry.schema_fetched_at and (
         utcnow() - entry.schema_fetched_at < SCHEMA_MAX_AGE)
@@ -75,7 +85,11 @@ def model_schema(user_id: int, ref: str) -> tuple[dict, str | None]:
 
 
 def add_model(user_id: int, ref: str, kind: str) -> ModelEntry:
-    """Add owner/name or owner/name:version to the user's picker; fetches its schema now."""
+    """Add owner/name or owner/name:version to the user's picker as `kind`; fetches its schema now.
+
+    Raises ValueError for a malformed ref and ReplicateError when Replicate cannot give the schema
+    (the caller rolls back); commits on success.
+    """
     ref = ref.strip()
     parse_model_ref(ref)  # ValueError with a clear message
     entry = _entry(user_id, ref)
@@ -88,6 +102,8 @@ def add_model(user_id: int, ref: str, kind: str) -> ModelEntry:
 
 
 def mask_polarity(user_id: int, ref: str) -> str:
+    """"white-repaints" or "black-repaints": what the model's mask input expects (a user's entry,
+    then the preset, else white-repaints, which most inpainting models use)."""
     entry = _entry(user_id, ref)
     if entry is not None and entry.mask_polarity:
         return entry.mask_polarity
