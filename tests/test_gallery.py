@@ -96,7 +96,7 @@ def test_the_detail_view_shows_everything_that_made_the_image(app, user, client)
     assert ">Image generation</a>" in page
     # The actions: same settings, as an input, a canvas, a dataset, the file.
     assert f'href="/?from={generation.id}"' in page
-    assert f'href="/?input=generation:{generation.id}"' in page
+    assert f'href="/?use=generation:{generation.id}"' in page
     assert 'action="/canvas/open-image"' in page
     assert f'href="/generations/{generation.id}.png?v=' in page and "download=1" in page
     assert f'action="/gallery/{generation.id}/delete"' in page
@@ -276,15 +276,12 @@ def test_pages_keep_htmx_from_settling_inline_styles(client, url):
 
 
 def test_use_as_input_opens_generate_with_the_image_in_an_image_input(app, user, client):
-    generation = add_image(app, user, "a fox in snow", model=SCHNELL)  # schnell takes no image
-    page = client.get(f"/?input=generation:{generation.id}").get_data(as_text=True)
-    # FLUX.1 [dev] is the first shipped model with an image input; the image is already chosen in it.
-    assert f'<option value="{DEV}" selected>' in page
-    assert f'<input type="hidden" name="image" value="generation:{generation.id}">' in page
-    assert f"/generations/{generation.id}/thumb.webp" in page
-    intruder = log_in(app.test_client(), make_user("eve"))
-    assert intruder.get(f"/?input=generation:{generation.id}").status_code == 404
-    assert client.get("/?input=nonsense").status_code == 200  # not an image: the plain form
+    generation = add_image(app, user, "a fox in snow", model=SCHNELL)
+    detail = client.get(f"/gallery/{generation.id}").get_data(as_text=True)
+    link = re.search(r'href="([^"]+)">Use as input<', detail).group(1)
+    page = client.get(link.replace("&amp;", "&")).get_data(as_text=True)
+    # Generate's "use as input" (helper models' mechanism): the image is already chosen in an image input.
+    assert f'<input type="hidden" name="{re.search(r"name=.(\w+). value=.generation:", page).group(1)}" value="generation:{generation.id}">' in page
 
 
 def test_an_images_page_marks_gallery_in_the_navigation(app, user, client):

@@ -23,6 +23,7 @@ from app.datasets.tasks import EXPORT_FORMATS, run_autocaption, run_export
 from app.htmx import is_htmx, message
 from app.jobs.runner import QueueUnavailable, enqueue_job
 from app.models import Job
+from app.redirects import safe_redirect_target
 
 DEFAULT_CAPTIONER = "salesforce/blip"
 
@@ -146,9 +147,8 @@ def undo(dataset_id, batch_id):
     batch = child_or_404(CaptionBatch, batch_id, dataset_id=dataset.id)
     outcome = undo_batch(dataset, batch, root=root_of(dataset), data_dir=data_dir(), user_id=current_user.id)
     flash(f"Undid “{batch.description}”: {outcome.summary}.", "error" if outcome.conflicts or outcome.errors else "info")
-    back = request.form.get("next", "")
-    local = back.startswith("/") and not back.startswith("//")  # never an open redirect
-    return redirect(back if local else url_for("datasets.show", dataset_id=dataset.id), 303)
+    back = safe_redirect_target(request.form.get("next"), url_for("datasets.show", dataset_id=dataset.id))
+    return redirect(back, 303)
 
 
 @bp.get("/<int:dataset_id>/health")

@@ -145,7 +145,9 @@ def _save(dataset, image, text: str, version: int | None):
                                                  theirs=exc.current_text, theirs_version=exc.current_mtime_ns or ""), 409)
     except CaptionWriteError as exc:
         db.session.rollback()
-        response = make_response(render_template("datasets/_save_status.html", error=exc.message), 403)
+        # 507 for a full disk: nothing is wrong with the file, and the text stays in the editor.
+        response = make_response(render_template("datasets/_save_status.html", error=exc.message),
+                                 507 if exc.disk_full else 403)
     else:
         return None
     # Chip actions target the whole editor; a problem only replaces the status line.

@@ -18,6 +18,7 @@ from app.datasets.paths import PathRefused
 from app.datasets.routes import data_dir, root_of, start_scan
 from app.datasets.trash import list_trash, move_to_trash, restore
 from app.extensions import db
+from app.redirects import safe_redirect_target
 
 # Health's one-click fixes: problem key -> (button text, how).
 FIXES = {
@@ -29,9 +30,8 @@ FIXES = {
 
 def _back(dataset: Dataset):
     """Back to where the form was (a local path only), else the Health page."""
-    target = request.form.get("next", "")
-    local = target.startswith("/") and not target.startswith("//")
-    return redirect(target if local else url_for("datasets.health", dataset_id=dataset.id), 303)
+    back = safe_redirect_target(request.form.get("next"), url_for("datasets.health", dataset_id=dataset.id))
+    return redirect(back, 303)
 
 
 def _ids() -> list[int]:

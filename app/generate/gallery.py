@@ -16,10 +16,7 @@ from app.gallery.browse import (GalleryFilter, cache_key, delete_generation, des
                                 models_used, neighbours, page_of)
 from app.generate import bp
 from app.models import Job, utcnow
-from app.replicate.catalog import available_models, is_available, model_schema
-from app.replicate.forminput import parse_file_entry
-from app.replicate.presets import PRESETS
-from app.replicate.schema import input_fields
+from app.replicate.catalog import available_models
 
 GALLERY_PAGE_SIZE = 56  # eight rows of the 1280 px grid's seven columns
 
@@ -67,34 +64,9 @@ def gallery_detail(generation_id):
 
 
 def _input_targets(item: Generation) -> list[dict]:
-    """Links that open Generate with this image in an image input ("use as input")."""
-    return [{"label": "Use as input", "url": url_for("generate.index", input=f"generation:{item.id}")}]
-
-
-def input_from_gallery(text: str, ref: str | None) -> tuple[str | None, dict[str, list[dict]]]:
-    """Generate's form for ``?input=generation:ID`` ("use as input" in the gallery): the model to show
-    (``ref`` when given and it takes an image, else the image's own model if it does, else the first
-    shipped text-to-image model that does) and ``file_entries`` putting the image into that model's
-    first image input, as the file control (templates/_schema_fields.html) shows chosen images.
-    Returns (ref, {}) when the text names no image of the user's or no model takes one."""
-    entry = parse_file_entry(text)
-    if entry is None or entry.source != "generation":
-        return ref, {}
-    generation = owned_or_404(Generation, int(entry.value))
-    candidates = [ref] if ref else [generation.model_ref] + [p.ref for p in PRESETS if p.kind == "text-to-image"]
-    for candidate in candidates:
-        if not candidate or not is_available(current_user.id, candidate):
-            continue
-        try:
-            fields = input_fields(model_schema(current_user.id, candidate)[0])
-        except LookupError:
-            continue
-        target = next((field for field in fields if field.is_file), None)
-        if target is not None:
-            label = (" ".join(generation.prompt.split())[:40] or f"Image {generation.id}")
-            return candidate, {target.name: [{"value": entry.source + ":" + entry.value, "label": label,
-                                              "preview": thumb_url(generation)}]}
-    return ref, {}
+    """Links that open Generate with this image in an image input ("use as input": Generate's ``?use=``,
+    which picks an image-editing model unless one is named)."""
+    return [{"label": "Use as input", "url": url_for("generate.index", use=f"generation:{item.id}")}]
 
 
 @bp.post("/gallery/<int:generation_id>/delete")
