@@ -6,13 +6,10 @@ from pathlib import Path
 
 from flask import abort, current_app, flash, redirect, request, url_for
 from flask_login import current_user
-from PIL import Image
 
-from app import imaging
 from app.auth.access import owned_or_404
-from app.canvas import bp, staging
+from app.canvas import bp, imports, staging
 from app.canvas.models import Canvas
-from app.canvas.api import MAX_IMPORT_PIXELS
 from app.canvas.params import MAX_FRAME_SIDE, MIN_FRAME_SIDE
 from app.extensions import db
 from app.gallery import Generation
@@ -40,32 +37,33 @@ def place_beside(bounds: tuple[int, int, int, int] | None) -> tuple[int, int]:
 
 @bp.post("/open-image")
 def open_image():
-    """Put gallery image ``generation_id`` on canvas ``canvas_id`` ("new" makes one) as one undo step;
-    redirect to the canvas with the frame on the image."""
+    """Put gallery image ``generation_id`` on canvas ``canvas_id`` ("new" makes one) at full size, as
+    one undo step, through the canvas's own banded import; redirect to the canvas with the frame on it."""
     generation = owned_or_404(Generation, request.form.get("generation_id", type=int))
     path = Path(current_app.config["DATA_DIR"]) / generation.path
     if not path.is_file():
         abort(404, "The image's file is missing.")
-    if generation.width * generation.height > MAX_IMPORT_PIXELS:
-        flash(f"The image is {generation.width}×{generation.height}; a canvas imports at most "
-              f"{MAX_IMPORT_PIXELS // 1_000_000} megapixels.", "error")
-        return redirect(url_for("generate.gallery_detail", generation_id=generation.id), 303)
     target = request.form.get("canvas_id", "new")
-    if target == "new":
+    canvas = None if target == "new" else owned_or_404(Canvas, int(target) if target.isdigit() else None)
+    try:
+        source = imports.open_import(path.read_bytes(), (generation.width, generation.height), "none")
+    except imports.ImportRefused as exc:
+        flash(str(exc), "error")
+        return redirect(url_for("generate.gallery_detail", generation_id=generation.id), 303)
+    if canvas is None:
         name = " ".join(generation.prompt.split())[:NAME_MAX] or f"Image {generation.id}"
         canvas = Canvas(user_id=current_user.id, name=name, settings={})
         db.session.add(canvas)
         db.session.commit()
-    else:
-        canvas = owned_or_404(Canvas, int(target) if target.isdigit() else None)
     store = staging.tile_store()
-    with Image.open(path) as image:
-        picture = imaging.prepare(image).convert("RGBA")
     x, y = place_beside(store.bounds(canvas.id))
-    store.write_region(canvas.id, x, y, picture, base_revision=None, mode="over",
-                       description=f"Imported gallery image {generation.id}")
-    width = max(MIN_FRAME_SIDE, min(picture.width, MAX_FRAME_SIDE))
-    height = max(MIN_FRAME_SIDE, min(picture.height, MAX_FRAME_SIDE))
+    try:
+        store.write_bands(canvas.id, x, y, source.width, source.height, source.bands, base_revision=None,
+                          mode="over", description=f"import of gallery image {generation.id}")
+    finally:
+        imports.release_memory()
+    width = max(MIN_FRAME_SIDE, min(source.width, MAX_FRAME_SIDE))
+    height = max(MIN_FRAME_SIDE, min(source.height, MAX_FRAME_SIDE))
     canvas.settings = {**(canvas.settings or {}), "frame": [x, y, width, height]}
     canvas.updated_at = utcnow()
     db.session.commit()
