@@ -281,7 +281,10 @@ def test_use_as_input_opens_generate_with_the_image_in_an_image_input(app, user,
     link = re.search(r'href="([^"]+)">Use as input<', detail).group(1)
     page = client.get(link.replace("&amp;", "&")).get_data(as_text=True)
     # Generate's "use as input" (helper models' mechanism): the image is already chosen in an image input.
-    assert f'<input type="hidden" name="{re.search(r"name=.(\w+). value=.generation:", page).group(1)}" value="generation:{generation.id}">' in page
+    chosen = re.findall(r'<input type="hidden" name="(\w+)" value="generation:(\d+)">', page)
+    assert [int(found) for _, found in chosen] == [generation.id]
+    intruder = log_in(app.test_client(), make_user("eve"))
+    assert intruder.get(link.replace("&amp;", "&")).status_code == 404
 
 
 def test_an_images_page_marks_gallery_in_the_navigation(app, user, client):

@@ -191,7 +191,7 @@ def test_unauthenticated_posts_never_make_tessera_ask_replicate_for_the_secret_a
     assert secret_requests() == 1
     assert deliver(webhooks_on, prediction(running_job.prediction_id, percent=60)).status_code == 200
     assert secret_requests() == 1
-    assert job_state(running_job)[2] == "Running on Replicate: 60%"
+    assert job_state(running_job)[2] == "Step 60 of 100"
 
 
 @pytest.mark.parametrize("headers", [{}, {"webhook-id": "msg_1"}, {"webhook-id": "msg_1", "webhook-timestamp": "1"},
