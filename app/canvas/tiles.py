@@ -852,15 +852,29 @@ class TileStore:
                     self._build_level(canvas_id, level, ref.tx, ref.ty, ref.version)
 
     def _build_forever(self) -> None:
-        """The background builder: levels of each change, in order; a failure leaves them to ``tile_path``."""
+        """The background builder: the levels of the changes waiting, each canvas's merged, so a burst of
+        writes (an import's bands, quick accepts) builds each level tile once, for the latest state.
+        A failure leaves them to ``tile_path``."""
         while True:
+            waiting: dict[int, set[tuple[int, int]]] = defaultdict(set)
+            taken = 0
             canvas_id, tiles = self._pending.get()
+            while True:
+                waiting[canvas_id] |= tiles
+                taken += 1
+                try:
+                    canvas_id, tiles = self._pending.get_nowait()
+                except queue.Empty:
+                    break
             try:
-                self._build_ancestors(canvas_id, tiles)
-            except Exception:  # noqa: BLE001 - a deleted canvas, a full disk: built on demand later
-                pass
+                for canvas_id, tiles in waiting.items():
+                    try:
+                        self._build_ancestors(canvas_id, tiles)
+                    except Exception:  # noqa: BLE001 - a deleted canvas, a full disk: built on demand later
+                        pass
             finally:
-                self._pending.task_done()
+                for _ in range(taken):
+                    self._pending.task_done()
 
     def _purge_levels(self, canvas_id: int, tiles: set[tuple[int, int]], older_than: int | None) -> None:
         """Delete cached level files above these level 0 tiles.
