@@ -1,7 +1,7 @@
 """Job.predict_time: the model time Replicate billed for a job's predictions
 
 Revision ID: 3846c0976302
-Revises: 3c1f0b7a9d21
+Revises: b7e2c4d9a1f3
 Create Date: 2026-11-30 11:13:30.928240
 
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '3846c0976302'
-down_revision = '3c1f0b7a9d21'
+down_revision = 'b7e2c4d9a1f3'
 branch_labels = None
 depends_on = None
 
