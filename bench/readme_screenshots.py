@@ -115,14 +115,14 @@ def shoot(page, base: str, data: Path, out: Path, everything: bool) -> None:
     page.get_by_label("Password").fill(TEST_PASSWORD)
     page.get_by_role("button", name="Log in").click()
     page.wait_for_url(f"{base}/")
-    for round_ in range(2):
+    for round_ in range(2):  # two rounds: a gallery fuller than one screen
         for prompt, ratio in PROMPTS:
             page.get_by_label("Prompt", exact=True).fill(prompt)
             page.get_by_label("Aspect Ratio", exact=True).select_option(ratio)
             page.get_by_label("Num Outputs", exact=True).fill("2")
             page.get_by_label("Prompt", exact=True).press("Control+Enter")
             page.locator(".job").first.wait_for()
-    page.locator(".job .status.succeeded").nth(2 * len(PROMPTS) - 1).wait_for()
+    page.locator(".job .status.succeeded").nth(2 * len(PROMPTS) - 1).wait_for(timeout=240_000)
     # One more, caught mid-way for the progress line.
     page.goto(f"{base}/")
     page.get_by_label("Prompt", exact=True).fill("a lighthouse on a cliff at dusk, volumetric light")
@@ -152,8 +152,8 @@ def shoot(page, base: str, data: Path, out: Path, everything: bool) -> None:
     page.screenshot(path=out / "screenshot-canvas.png")
 
     # The dataset editor: a folder of gallery images with captions.
-    folder = data / "datasets" / "landscapes"
-    folder.mkdir(parents=True)
+    folder = data / "datasets" / "ada" / "landscapes"  # the default per-user dataset root
+    folder.mkdir(parents=True, exist_ok=True)
     for index, image in enumerate(sorted((data / "outputs").rglob("*.png"))[:8]):
         Image.open(image).convert("RGB").save(folder / f"scene_{index:02d}.png")
         (folder / f"scene_{index:02d}.txt").write_text(
