@@ -1,7 +1,7 @@
 """LoRAs, and the LoRAs each generation was made with
 
 Revision ID: c02fa0c15960
-Revises: b7e2c4d9a1f3
+Revises: 3846c0976302
 Create Date: 2026-11-30 10:48:30.411904
 
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = 'c02fa0c15960'
-down_revision = 'b7e2c4d9a1f3'
+down_revision = '3846c0976302'
 branch_labels = None
 depends_on = None
 
