@@ -185,8 +185,7 @@ def _due_text(job: Job) -> str:
 
 
 def wake_deferred(prediction_id: str) -> bool:
-    """Run at once the deferred job that follows `prediction_id` (a webhook said it changed), instead
-    of when its next look was due; the run that was due later then finds itself superseded."""
+    """Run the deferred job following `prediction_id` now (a webhook said it ended); the later run is superseded."""
     job = db.session.scalar(db.select(Job).where(Job.prediction_id == prediction_id, Job.status == Job.RUNNING))
     if job is None or job.heartbeat_at is None or job.heartbeat_at <= utcnow():
         return False  # not waiting: a run is under way and will see the news
@@ -325,8 +324,7 @@ class JobRun:
         `seconds` (on any worker; none is held meanwhile) and carries on from what the rows say. For a
         job that waits on slow work elsewhere, e.g. a Replicate training of tens of minutes. The job
         stays "running", its heartbeat set to when the next run is due, so it is not taken for lost.
-        Needs workers started with RQ's scheduler (`tessera worker` is) unless `seconds` is 0. Raises
-        `JobDeferred`, which `job_run` handles: call it last."""
+        Needs workers running RQ's scheduler (`tessera worker` does) unless `seconds` is 0; call it last."""
         raise JobDeferred(max(0.0, float(seconds)))
 
     def check_canceled(self) -> None:

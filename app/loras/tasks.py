@@ -273,6 +273,9 @@ class _Share:
     def cancel_requested(self) -> bool:
         return self._run.cancel_requested()
 
+    def add_predict_time(self, seconds) -> None:
+        self._run.add_predict_time(seconds)
+
     def check_canceled(self) -> None:
         self._run.check_canceled()
 
