@@ -2,20 +2,17 @@
 from __future__ import annotations
 
 import os
-import signal
 import socket
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import click
 
 from app.config import data_dir_from_env
-from app.processes import die_with_parent
+from app.processes import Supervisor
 
-STOP_GRACE_SECONDS = 10
-RESTART_DELAY_SECONDS = 2
+# Seconds a running job, the web server and Redis each get to stop before they are killed.
+STOP_GRACE_SECONDS = float(os.environ.get("TESSERA_STOP_GRACE_SECONDS", "10"))
 
 
 @click.group()
@@ -32,28 +29,36 @@ def up(host: str, port: int, workers: int, web_workers: int) -> None:
     """Run the web server, the job workers and (unless REDIS_URL is set) a private Redis."""
     data_dir = data_dir_from_env()
     os.environ["TESSERA_DATA_DIR"] = str(data_dir)
-    private_redis = None
-    if not os.environ.get("REDIS_URL"):
-        from app.redis_server import PrivateRedis
-
-        private_redis = PrivateRedis(data_dir / "run").start()
-        os.environ["REDIS_URL"] = private_redis.url
-    supervisor = Supervisor()
+    supervisor = Supervisor(grace=STOP_GRACE_SECONDS, say=_say)
+    # From here on Ctrl+C (or SIGTERM) asks for an orderly stop, even while starting up.
+    supervisor.install_signal_handlers()
     try:
+        if not os.environ.get("REDIS_URL"):
+            from app.redis_server import PrivateRedis
+
+            try:
+                supervisor.attach_redis(PrivateRedis(data_dir / "run").start())
+            except RuntimeError as exc:
+                raise click.ClickException(str(exc)) from None
+            os.environ["REDIS_URL"] = supervisor.redis.url
         _prepare_database()
-        supervisor.start("web", [sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port}",
-                                 "--workers", str(web_workers), "--worker-class", "gthread", "--threads", "8",
-                                 "--graceful-timeout", str(STOP_GRACE_SECONDS), "--access-logfile", "-",
-                                 "app.wsgi:app"], essential=True)
-        for number in range(1, workers + 1):
-            supervisor.start(f"worker-{number}", [sys.executable, "-m", "app.cli", "worker"])
-        click.echo(f"Tessera is running at http://{host}:{port}/ (data in {data_dir}). Press Ctrl+C to stop.")
-        supervisor.run()
+        if not supervisor.stopping:
+            supervisor.start("web", [sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port}",
+                                     "--workers", str(web_workers), "--worker-class", "gthread", "--threads", "8",
+                                     "--graceful-timeout", str(int(STOP_GRACE_SECONDS)), "--access-logfile", "-",
+                                     "--log-level", "warning", "app.wsgi:app"], role="web", essential=True)
+            for number in range(1, workers + 1):
+                supervisor.start(f"worker-{number}", [sys.executable, "-m", "app.cli", "worker"])
+            click.echo(f"Tessera is running at http://{host}:{port}/ (data in {data_dir}). Press Ctrl+C to stop.")
+            supervisor.run()
     finally:
         supervisor.stop()
-        if private_redis is not None:
-            private_redis.stop()
+    click.echo("Tessera stopped." if not supervisor.exit_code else "Tessera stopped after an error (see above).")
     sys.exit(supervisor.exit_code)
+
+
+def _say(message: str) -> None:
+    click.echo(f"[tessera] {message}", err=True)
 
 
 @main.command()
@@ -62,7 +67,8 @@ def up(host: str, port: int, workers: int, web_workers: int) -> None:
 def worker(count: int, burst: bool) -> None:
     """Run job workers against REDIS_URL (the way to scale out to more machines)."""
     if count > 1:
-        supervisor = Supervisor()
+        supervisor = Supervisor(grace=STOP_GRACE_SECONDS, say=_say)
+        supervisor.install_signal_handlers()
         try:
             for number in range(1, count + 1):
                 args = [sys.executable, "-m", "app.cli", "worker"] + (["--burst"] if burst else [])
@@ -71,15 +77,16 @@ def worker(count: int, burst: bool) -> None:
         finally:
             supervisor.stop()
         sys.exit(supervisor.exit_code)
-    from rq import Worker
-
     from app import create_app
+    from app.worker import TesseraWorker
 
     app = create_app()
     _preload_for_jobs()
     with app.app_context():
         name = f"tessera-{socket.gethostname()}-{os.getpid()}"
-        Worker([app.task_queue], connection=app.redis, name=name).work(burst=burst, logging_level="WARNING")
+        worker = TesseraWorker([app.task_queue], connection=app.redis, name=name)
+        worker.stop_grace = STOP_GRACE_SECONDS
+        worker.work(burst=burst, logging_level="WARNING")
 
 
 # Job modules, imported once in the worker so every forked work-horse starts with them loaded.
@@ -124,6 +131,28 @@ def user_create(username: str) -> None:
     click.echo(f"Created user {username}.")
 
 
+@user.command("passwd")
+@click.argument("username")
+def user_passwd(username: str) -> None:
+    """Set a new password for an account (the way back in after a forgotten one); ends every session
+    it has. The password is asked for twice, or read from standard input."""
+    from app import create_app
+    from app.auth.accounts import AccountError, set_password, user_named
+
+    if sys.stdin.isatty():
+        password = click.prompt("New password", hide_input=True, confirmation_prompt=True)
+    else:
+        password = sys.stdin.readline().rstrip("\n")
+    app = create_app()
+    with app.app_context():
+        _upgrade(app)
+        try:
+            set_password(user_named(username), password)
+        except AccountError as exc:
+            raise click.ClickException(str(exc)) from None
+    click.echo(f"Changed the password of {username.strip()}; its sessions have ended.")
+
+
 @main.group()
 def db() -> None:
     """Database schema."""
@@ -151,70 +180,6 @@ def _upgrade(app) -> None:
     from flask_migrate import upgrade
 
     upgrade(directory=str(Path(app.root_path).parent / "migrations"), revision="heads")
-
-
-class Supervisor:
-    """Starts children in their own sessions and stops them in order; restarts workers that die."""
-
-    def __init__(self) -> None:
-        self.children: dict[str, dict] = {}
-        self.exit_code = 0
-        self._stopping = False
-
-    def start(self, name: str, args: list[str], *, essential: bool = False, restart: bool = True) -> None:
-        # Own session: Ctrl+C reaches only this supervisor, which then stops the children in order.
-        process = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=die_with_parent)
-        self.children[name] = {"args": args, "process": process, "essential": essential, "restart": restart}
-
-    def run(self, *, until_all_exit: bool = False) -> None:
-        def request_stop(signum, _frame):
-            self._stopping = True
-
-        signal.signal(signal.SIGINT, request_stop)
-        signal.signal(signal.SIGTERM, request_stop)
-        while not self._stopping:
-            for name, child in list(self.children.items()):
-                code = child["process"].poll()
-                if code is None:
-                    continue
-                if child["essential"] or until_all_exit or not child["restart"]:
-                    if child["essential"]:
-                        click.echo(f"{name} exited with code {code}; stopping Tessera.", err=True)
-                        self.exit_code = code or 1
-                        self._stopping = True
-                    elif code:
-                        self.exit_code = code
-                    del self.children[name]
-                else:
-                    click.echo(f"{name} exited with code {code}; restarting it.", err=True)
-                    time.sleep(RESTART_DELAY_SECONDS)
-                    self.start(name, child["args"])
-            if until_all_exit and not self.children:
-                return
-            time.sleep(0.2)
-
-    def stop(self) -> None:
-        # Workers first, so no job starts against a web server that is going away.
-        ordered = sorted(self.children.items(), key=lambda item: item[1]["essential"])
-        for _name, child in ordered:
-            _signal_group(child["process"], signal.SIGTERM)
-        deadline = time.monotonic() + STOP_GRACE_SECONDS
-        for _name, child in ordered:
-            try:
-                child["process"].wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pass
-            # The whole group: an RQ work-horse or a gunicorn worker must not outlive its parent.
-            _signal_group(child["process"], signal.SIGKILL)
-            child["process"].wait()
-        self.children.clear()
-
-
-def _signal_group(process: subprocess.Popen, signum: int) -> None:
-    try:
-        os.killpg(process.pid, signum)
-    except ProcessLookupError:
-        pass
 
 
 if __name__ == "__main__":

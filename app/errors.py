@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, Flask, current_app, render_template
+from flask import Blueprint, Flask, current_app, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError, RequestEntityTooLarge
 
+from app.atomic import storage_error_message
 from app.extensions import db
 from app.htmx import is_htmx, render_message
 
@@ -18,7 +19,7 @@ bp = Blueprint("errors", __name__)
 TITLES = {
     400: "Bad request", 403: "Not allowed", 404: "Not found", 405: "Not allowed", 409: "Not possible now",
     413: "Too large", 422: "Not accepted", 429: "Too many attempts", 500: "Something went wrong",
-    503: "Not available right now",
+    503: "Not available right now", 507: "The disk is full",
 }
 MESSAGES = {
     400: "The request could not be understood. Reload the page and try again.",
@@ -40,7 +41,10 @@ def too_large_message() -> str:
 
 
 def error_response(code: int, message: str, headers: list[tuple[str, str]] | None = None):
-    """The error as the message partial for an HTMX request, else as a whole page."""
+    """The error as JSON for fetch() callers that ask for it (the canvas shows `error` in its status
+    line), the message partial for an HTMX request, else a whole page."""
+    if request.accept_mimetypes.best == "application/json":
+        return jsonify(error=message), code, headers or []
     title = TITLES.get(code, "Error")
     if is_htmx():
         body = render_message(message, kind="error", title=title, code=code)
@@ -74,6 +78,10 @@ def handle_server_error(error: HTTPException):
     db.session.rollback()
     code = error.code if error.code and error.code >= 500 else 500
     message = MESSAGES[500] if isinstance(error, InternalServerError) else _message_of(error)
+    # A write that failed for lack of space, anywhere below the view: say so (507 Insufficient Storage).
+    storage_message = storage_error_message(getattr(error, "original_exception", None))
+    if storage_message:
+        code, message = 507, storage_message
     try:
         return error_response(code, message)
     except Exception:  # e.g. the database is down and the page cannot load the user

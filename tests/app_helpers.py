@@ -7,7 +7,7 @@ from flask import g
 from redis import Redis
 
 from app import create_app
-from app.auth.ratelimit import KEY_PREFIX
+from app.auth.ratelimit import KEY_PREFIX, KNOWN_PREFIX
 from app.extensions import db
 from app.models import User
 
@@ -47,13 +47,13 @@ def make_user(username: str = "ada") -> User:
 def log_in(client, user: User):
     """Make `client` carry a session for `user`, as a successful login would."""
     with client.session_transaction() as session:
-        session["_user_id"] = str(user.id)
+        session["_user_id"] = user.get_id()
         session["_fresh"] = True
     return client
 
 
 def forget_login_failures(redis: Redis) -> None:
     """Drop every failed-login counter (they live in the session's shared Redis)."""
-    keys = list(redis.scan_iter(f"{KEY_PREFIX}:*"))
+    keys = list(redis.scan_iter(f"{KEY_PREFIX}:*")) + list(redis.scan_iter(f"{KNOWN_PREFIX}:*"))
     if keys:
         redis.delete(*keys)

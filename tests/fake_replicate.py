@@ -117,6 +117,7 @@ class _Run:
     seed: int
     steps: int
     output: Any = None  # a fixed output set by the test, instead of running the fake model
+    model_input: dict | None = None  # as sent, secrets included (the prediction shows them redacted)
     polls: int = 0
 
 
@@ -273,11 +274,11 @@ class FakeReplicate:
             output_mode = self.output_mode or _output_mode_of(schema)
             steps = model_input.get("num_inference_steps") or model_input.get("steps") or 28
             self._runs[prediction_id] = _Run(schema, self.next_outcome, self.next_error, output_mode, seed,
-                                             int(steps), self.next_output)
+                                             int(steps), self.next_output, model_input)
             self.next_outcome, self.next_output = "succeeded", None
             prediction = {
                 "id": prediction_id, "model": f"{model.owner}/{model.name}", "version": version_id,
-                "input": model_input, "logs": "", "output": None, "error": None, "status": "starting",
+                "input": _redacted(schema, model_input), "logs": "", "output": None, "error": None, "status": "starting",
                 "data_removed": False, "created_at": _now(), "started_at": None, "completed_at": None,
                 "urls": {"get": f"{self.base_url}/predictions/{prediction_id}",
                          "cancel": f"{self.base_url}/predictions/{prediction_id}/cancel",
@@ -331,7 +332,7 @@ class FakeReplicate:
         try:
             if run.outcome == "failed":
                 raise ModelRunError(run.error)
-            output = self._run_model(prediction_id, prediction["input"], run)
+            output = self._run_model(prediction_id, run.model_input or {}, run)
         except ModelRunError as exc:
             prediction.update(status="failed", error=str(exc),
                               logs=_logs(run, 0.5) + f"\nTraceback (most recent call last):\n{exc}\n")
@@ -575,6 +576,15 @@ def _schema_errors(document: dict, node: Any, value: Any, field: str, depth: int
     if isinstance(value, str) and node.get("format") == "uri" and not re.match(r"(?:https?://\S+|data:[^,]*,)", value):
         errors.append({"type": "format", "field": field, "description": "Does not match format 'uri'"})
     return errors
+
+
+def _redacted(schema: dict, model_input: dict) -> dict:
+    """The input as Replicate stores and returns it: secret inputs (x-cog-secret, format password)
+    redacted. The run itself still sees the real values."""
+    properties = schema.get("components", {}).get("schemas", {}).get("Input", {}).get("properties", {})
+    secret = {name for name, prop in properties.items() if isinstance(prop, dict)
+              and (prop.get("x-cog-secret") or prop.get("format") == "password")}
+    return {name: ("**********" if name in secret else value) for name, value in model_input.items()}
 
 
 def _invalid_fields(schema: dict, model_input: dict) -> list[dict]:

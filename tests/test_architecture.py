@@ -19,7 +19,8 @@ APP = ROOT / "app"
 # Shared layers, bottom first: a module may import its own layer and the layers below it, never above.
 SHARED_LAYERS = [
     ("core", {"app.config", "app.metadata", "app.extensions", "app.atomic", "app.files", "app.uploads", "app.imaging",
-              "app.models", "app.htmx", "app.errors", "app.processes", "app.redis_server"}),
+              "app.models", "app.htmx", "app.errors", "app.processes", "app.redis_server", "app.redirects",
+              "app.worker"}),
     ("auth", {"app.auth"}),
     ("replicate", {"app.replicate"}),
     ("jobs", {"app.jobs"}),

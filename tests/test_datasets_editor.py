@@ -135,18 +135,27 @@ def test_read_only_caption_gives_a_clear_error(client, dataset):
         caption.chmod(0o644)
 
 
-def test_non_utf8_caption_is_shown_with_its_warning(client, run_jobs, app):
+def test_uncertain_encoding_is_shown_and_saved_only_once_confirmed(client, run_jobs, app):
+    # "café, crème" in Windows-1252 reads as well in Windows-1250/1257: shown, but never guessed into a write.
     folder = make_folder(app, captions={"a.png": "café, crème".encode("cp1252")})
     dataset = open_dataset(client, run_jobs, folder)
     image = image_named(dataset, "a.png")
     page = client.get(f"/datasets/{dataset.id}/images/{image.id}").get_data(as_text=True)
-    assert ">café, crème</textarea>" in page and "Windows-1252" in page
+    assert re.search(r'<textarea id="caption-text"[^>]*readonly[^>]*>café, crème</textarea>', page)
+    assert "encoding of this caption is uncertain" in page and "Windows-1252" in page
     grid = client.get(f"/datasets/{dataset.id}").get_data(as_text=True)
     assert "⚠ encoding" in grid
-    # Saving writes UTF-8 (the conversion the warning announced).
     version = editor_version(client, dataset, image)
-    client.post(f"/datasets/{dataset.id}/images/{image.id}/caption", data={"text": "café, crème", "version": version})
+    refused = client.post(f"/datasets/{dataset.id}/images/{image.id}/caption", data={"text": "café, crème", "version": version})
+    assert refused.status_code == 409
+    assert (folder / "a.txt").read_bytes() == "café, crème".encode("cp1252")
+    # Another reading can be previewed; choosing one writes UTF-8.
+    preview = client.get(f"/datasets/{dataset.id}/preview?image_id={image.id}&encoding=cp1250").get_data(as_text=True)
+    assert "café, crčme" in preview
+    confirmed = client.post(f"/datasets/{dataset.id}/images/{image.id}/encoding", data={"encoding": "cp1252"})
+    assert confirmed.status_code == 200 and "saved as UTF-8" in confirmed.get_data(as_text=True)
     assert (folder / "a.txt").read_bytes() == "café, crème".encode("utf-8")
+    assert image_named(dataset, "a.png").caption_problems == ""
 
 
 def test_reviewed_toggle_and_next(client, dataset):
@@ -161,12 +170,18 @@ def test_reviewed_toggle_and_next(client, dataset):
 
 def test_autocomplete_from_dataset_and_tag_list(client, dataset, app, tmp_path):
     csv_path = tmp_path / "danbooru.csv"
-    csv_path.write_text('long_sleeves,0,900000,"longsleeves"\nlong_hair,0,5000000,""\nsmile,0,3000000,""\n')
+    csv_path.write_text('long_sleeves,0,900000,"longsleeves"\nlong_hair,0,5000000,""\nsmile,0,3000000,""\n'
+                        '1girl,0,6000000,""\n(o)_(o),0,1000,""\n')
     app.config["TAG_LISTS"] = [str(csv_path)]
-    body = client.get(f"/datasets/{dataset.id}/complete?tag=long").get_data(as_text=True)
-    values = re.findall(r'<option value="([^"]+)"', body)
-    assert values[0] == "long hair"  # the dataset's own tag first
-    assert "long sleeves" in values
-    assert values.count("long hair") == 1
-    body = client.get(f"/datasets/{dataset.id}/complete?tag=1girl, smi").get_data(as_text=True)
-    assert '<option value="1girl, smile"' in body
+    suggestions = client.get(f"/datasets/{dataset.id}/complete?tag=long").get_json()["suggestions"]
+    tags = [s["tag"] for s in suggestions]
+    assert suggestions[0] == {"tag": "long hair", "count": 2, "source": "dataset", "new": False, "alias": None,
+                              "category": None}  # the dataset's own tag first, with its image count
+    assert tags.count("long hair") == 1
+    sleeves = next(s for s in suggestions if s["tag"] == "long sleeves")
+    assert (sleeves["source"], sleeves["count"], sleeves["new"]) == ("danbooru", 900000, True)
+    # Only the text after the last comma is completed; the dataset's 1girl comes before the list's.
+    after_comma = client.get(f"/datasets/{dataset.id}/complete?tag=tok, 1gi").get_json()["suggestions"]
+    assert after_comma[0]["tag"] == "1girl" and after_comma[0]["source"] == "dataset"
+    kaomoji = client.get(f"/datasets/{dataset.id}/complete?tag=(o)").get_json()["suggestions"]
+    assert kaomoji[0]["tag"] == "(o)_(o)"

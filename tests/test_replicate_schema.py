@@ -128,7 +128,7 @@ def test_validation_errors_say_what_is_wrong():
         "seed": "Must be a whole number",
         "guidance": "Must be a number",
         "aspect_ratio": "Choose one of: " + ", ".join(field_by_name(fields, "aspect_ratio").choices),
-        "image": "Must be a link to a file (https://...) or an uploaded file",
+        "image": "Must be a link to a file (https://...), an uploaded file or a gallery image",
     }
 
 

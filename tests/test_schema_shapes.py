@@ -1,9 +1,9 @@
 """Every input shape real Replicate models publish, walked into form fields and checked values.
 
-SHAPES is the table: each row is one input schema as a model publishes it (cog 0.8-0.16, pydantic 1
-and 2, OpenAPI 3.0 and 3.1; the reference's shapes and those of public model pages), the control it
-must become, and form text -> the JSON value sent (or the error by the field). The same table runs
-through the Generate form in test_generate_shapes.py.
+SHAPES (tests/shapes_helpers.py) is the table: each row is one input schema as a model publishes it
+(cog 0.8-0.16, pydantic 1 and 2, OpenAPI 3.0 and 3.1; the reference's shapes and those of public
+model pages), the control it must become, and form text -> the JSON value sent (or the error by the
+field). The same table runs through the Generate form in test_generate_shapes.py.
 """
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import pytest
 
 from app.replicate.forminput import validate_input
 from app.replicate.schema import MAX_RENDERED_CHOICES, field_by_name, input_fields, secret_names, without_secrets
+from tests.shapes_helpers import GUIDANCE, IMAGE_INPUT, LORA_SCALES, SECRET, SHAPES, STEPS, is_error
 
 
 def openapi(properties: dict, *, required: list[str] = (), **schemas: dict) -> dict:
@@ -26,99 +27,14 @@ def one(prop: dict, *, required: bool = False, **schemas: dict):
     return field
 
 
-GUIDANCE = {"anyOf": [{"type": "number", "minimum": 0, "maximum": 10}, {"type": "null"}], "default": None,
-            "title": "Guidance"}
-STEPS = {"anyOf": [{"type": "integer", "minimum": 1, "maximum": 50}, {"type": "null"}], "default": None,
-         "title": "Num Inference Steps"}
-IMAGE_INPUT = {"type": "array", "items": {"type": "string", "format": "uri"}, "default": [],
-               "title": "Image Input"}
-LORA_SCALES = {"type": "array", "items": {"type": "number", "minimum": -1, "maximum": 3}, "title": "Lora Scales"}
-SECRET = {"type": "string", "format": "password", "x-cog-secret": True, "writeOnly": True, "title": "Hf Token"}
-ENUM_REF = {"allOf": [{"$ref": "#/components/schemas/num_outputs"}], "default": 1}
-ENUM_SCHEMAS = {"num_outputs": {"title": "num_outputs", "description": "An enumeration.", "type": "integer",
-                                "enum": [1, 2, 4]}}
-
-# (schema, extra component schemas, kind, (minimum, maximum), form text -> expected value or error)
-SHAPES = [
-    pytest.param(GUIDANCE, {}, "number", (0, 10),
-                 [("3.5", 3.5), ("", None), ("10", 10.0), ("11", "Must be at most 10"), ("abc", "Must be a number")],
-                 id="anyOf number|null with the range inside the branch"),
-    pytest.param(STEPS, {}, "integer", (1, 50),
-                 [("20", 20), ("", None), ("80", "Must be at most 50"), ("0", "Must be at least 1"),
-                  ("abc", "Must be a whole number"), ("2.5", "Must be a whole number")],
-                 id="anyOf integer|null"),
-    pytest.param({"type": ["integer", "null"], "minimum": 1, "maximum": 8}, {}, "integer", (1, 8),
-                 [("3", 3), ("", None), ("9", "Must be at most 8")], id="OpenAPI 3.1 type list"),
-    pytest.param({"type": "number", "nullable": True, "maximum": 1}, {}, "number", (None, 1),
-                 [("0.25", 0.25), ("", None), ("2", "Must be at most 1")], id="OpenAPI 3.0 nullable"),
-    pytest.param({"type": "number", "exclusiveMinimum": 0, "maximum": 2}, {}, "number", (0, 2),
-                 [("0.1", 0.1), ("0", "Must be more than 0")], id="exclusiveMinimum as a bound (3.1)"),
-    pytest.param({"type": "integer", "minimum": 0, "exclusiveMinimum": True}, {}, "integer", (0, None),
-                 [("1", 1), ("0", "Must be more than 0")], id="exclusiveMinimum as a flag (3.0)"),
-    pytest.param({"allOf": [{"type": "integer", "minimum": 0, "maximum": 100}, {"minimum": 10}]}, {}, "integer",
-                 (10, 100), [("10", 10), ("5", "Must be at least 10")], id="allOf ranges tighten"),
-    pytest.param(ENUM_REF, ENUM_SCHEMAS, "choice", (None, None),
-                 [("2", 2), ("3", "Choose one of: 1, 2, 4")], id="integer enum through allOf $ref"),
-    pytest.param({"allOf": [{"$ref": "#/components/schemas/scale"}], "default": 0.5},
-                 {"scale": {"type": "number", "enum": [0.25, 0.5, 1.0]}}, "choice", (None, None),
-                 [("1", 1.0), ("0.25", 0.25)], id="number enum through allOf $ref"),
-    pytest.param({"$ref": "#/components/schemas/mode"}, {"mode": {"type": "string", "enum": ["fast", "best"]}},
-                 "choice", (None, None), [("best", "best"), ("worst", "Choose one of: fast, best")],
-                 id="bare $ref to a string enum"),
-    pytest.param({"anyOf": [{"$ref": "#/components/schemas/size"}, {"type": "null"}], "default": None},
-                 {"size": {"type": "string", "enum": ["1K", "2K"]}}, "choice", (None, None),
-                 [("2K", "2K"), ("", None)], id="optional enum (anyOf $ref|null)"),
-    pytest.param({"enum": ["a", "b", None]}, {}, "choice", (None, None), [("b", "b"), ("", None)],
-                 id="enum listing null"),
-    pytest.param({"const": "v2"}, {}, "choice", (None, None), [("v2", "v2")], id="const"),
-    pytest.param({"type": "boolean", "default": True}, {}, "boolean", (None, None),
-                 [("true", True), ("", False)], id="boolean checkbox"),
-    pytest.param({"anyOf": [{"type": "boolean"}, {"type": "null"}], "default": None}, {}, "boolean", (None, None),
-                 [("true", True), ("false", False), ("", None)], id="optional boolean: yes/no/model default"),
-    pytest.param(IMAGE_INPUT, {}, "files", (None, None), [], id="array of uri (several input images)"),
-    pytest.param({"type": "string", "format": "uri"}, {}, "file", (None, None),
-                 [("https://example.test/a.png", "https://example.test/a.png"), ("", None),
-                  ("C:/a.png", "Must be a link to a file (https://...) or an uploaded file")], id="one file"),
-    pytest.param({"anyOf": [{"type": "string", "format": "uri"}, {"type": "null"}], "default": None}, {}, "file",
-                 (None, None), [("data:image/png;base64,AAAA", "data:image/png;base64,AAAA")],
-                 id="optional file (anyOf uri|null)"),
-    pytest.param(LORA_SCALES, {}, "list", (None, None),
-                 [("0.8, 1.0", [0.8, 1.0]), ("0.8 1", [0.8, 1.0]), ("[0.5, 2]", [0.5, 2.0]), ("", None),
-                  ("0.8, 4", "Item 2 (4): must be at most 3"), ("0.8, x", "Item 2 (x): must be a number")],
-                 id="array of numbers, each range-checked"),
-    pytest.param({"type": "array", "items": {"type": "integer"}, "maxItems": 2}, {}, "list", (None, None),
-                 [("1, 2", [1, 2]), ("1, 2, 3", "Give at most 2 values")], id="array of integers with maxItems"),
-    pytest.param({"type": "array", "items": {"type": "string"}}, {}, "list", (None, None),
-                 [("a cat, sitting\na dog", ["a cat, sitting", "a dog"])], id="array of strings: one per line"),
-    pytest.param({"type": "array", "items": {"$ref": "#/components/schemas/style"}},
-                 {"style": {"type": "string", "enum": ["ink", "oil"]}}, "list", (None, None),
-                 [("oil\nink", ["oil", "ink"]), ("clay", "Item 1 (clay): choose one of: ink, oil")],
-                 id="array of enum strings"),
-    pytest.param(SECRET, {}, "password", (None, None), [("hf_abc ", "hf_abc ")], id="secret (cog Secret)"),
-    pytest.param({"type": "string", "format": "password"}, {}, "password", (None, None), [("s3cret", "s3cret")],
-                 id="secret (pydantic SecretStr)"),
-    pytest.param({"type": "object"}, {}, "json", (None, None),
-                 [('{"a": 1}', {"a": 1}), ("{oops", "Must be JSON (Expecting property name enclosed in double "
-                                                    "quotes at character 2)")], id="object as JSON"),
-    pytest.param({"anyOf": [{"type": "string"}, {"type": "null"}], "default": None}, {}, "text", (None, None),
-                 [("x", "x"), ("", None)], id="optional string"),
-    pytest.param({"type": "string", "maxLength": 3}, {}, "text", (None, None),
-                 [("abc", "abc"), ("abcd", "At most 3 characters")], id="string with maxLength"),
-    pytest.param({"anyOf": [{"type": "integer", "maximum": 4}, {"type": "number", "maximum": 8}]}, {}, "number",
-                 (None, 8), [("7.5", 7.5)], id="anyOf of two numeric kinds widens"),
-    pytest.param({}, {}, "text", (None, None), [("anything", "anything")], id="untyped input"),
-]
-
-
-@pytest.mark.parametrize("prop, schemas, kind, bounds, cases", SHAPES)
+@pytest.mark.parametrize("prop, schemas, kind, bounds, cases", [pytest.param(*row[1:], id=row[0]) for row in SHAPES])
 def test_each_shape_gets_its_control_range_and_json_type(prop, schemas, kind, bounds, cases):
     field = one(prop, **schemas)
     assert field.kind == kind and field.problem is None
     assert (field.minimum, field.maximum) == bounds
     for text, expected in cases:
         values, errors = validate_input([field], {"x": text} if text or kind != "boolean" else {})
-        if isinstance(expected, str) and expected not in ("", None) and (
-                expected.startswith(("Must", "Choose", "Item", "Give", "At most"))):
+        if is_error(expected):
             assert errors == {"x": expected}, text
             assert values == {}
         else:

@@ -86,7 +86,7 @@ def _login_cookies(monkeypatch, secure: bool) -> list[str]:
 
 def test_session_cookies_are_https_only_when_configured(monkeypatch, user):
     secure = _login_cookies(monkeypatch, secure=True)
-    assert {cookie.split("=")[0] for cookie in secure} == {"session", "remember_token"}
+    assert {cookie.split("=")[0] for cookie in secure} == {"session", "remember_token", "tessera_device"}
     for cookie in secure:
         attributes = {part.strip().split("=")[0].lower() for part in cookie.split(";")[1:]}
         assert {"secure", "httponly"} <= attributes, cookie

@@ -14,7 +14,7 @@ from app.jobs.runner import enqueue_job, job_run
 from app.models import Job
 from app.replicate.catalog import client_from_config
 from app.webhooks.signature import SignatureError, sign, verify
-from app.webhooks.store import SECRET_KEY
+from app.webhooks.store import SECRET_FAILED_KEY, SECRET_FETCH_LOCK, SECRET_KEY, forget_secret
 from tests.fake_replicate import WEBHOOK_SECRET, png_bytes
 
 FLUX = "black-forest-labs/flux-schnell"
@@ -25,7 +25,7 @@ PUBLIC_URL = "https://tessera.example.com"
 def webhooks_on(app):
     app.config.update(PUBLIC_URL=PUBLIC_URL, REPLICATE_WEBHOOK_SECRET=WEBHOOK_SECRET,
                       WTF_CSRF_ENABLED=True)  # the endpoint must work without a token
-    app.redis.delete(SECRET_KEY)
+    forget_secret(app.redis)
     return app
 
 
@@ -165,7 +165,57 @@ def test_when_replicate_cannot_give_the_secret_the_delivery_is_left_for_a_retry(
     data = prediction(running_job.prediction_id, percent=50)
     assert deliver(webhooks_on, data, webhook_id="msg_retried").status_code == 503
     assert pushed_prediction(webhooks_on.redis, running_job.prediction_id) is None
+    webhooks_on.redis.delete(SECRET_FAILED_KEY)  # as if the minute of remembered failure had passed
     assert deliver(webhooks_on, data, webhook_id="msg_retried").status_code == 200  # Replicate's retry
+    assert len(fake_replicate.requests_to("GET", "/v1/webhooks/default/secret")) == 2
+
+
+def _forged(app, running_job, count):
+    """`count` anonymous deliveries with fresh timestamps and made-up signatures."""
+    data = prediction(running_job.prediction_id, percent=70)
+    return [deliver(app, data, signature="v1,bm90IGEgc2lnbmF0dXJlIGF0IGFsbA==").status_code for _ in range(count)]
+
+
+def test_unauthenticated_posts_never_make_tessera_ask_replicate_for_the_secret_again(webhooks_on, running_job,
+                                                                                      fake_replicate):
+    webhooks_on.config["REPLICATE_WEBHOOK_SECRET"] = ""
+    secret_requests = lambda: len(fake_replicate.requests_to("GET", "/v1/webhooks/default/secret"))  # noqa: E731
+    # Replicate is down: the first forged delivery costs one fetch (with its one retry); the next 49 none.
+    fake_replicate.fail_next(503, times=1000, path_prefix="/v1/webhooks/")
+    assert set(_forged(webhooks_on, running_job, 50)) == {503}
+    assert secret_requests() == 2
+    # Replicate is back and the remembered failure has expired: one fetch, then the secret is cached.
+    fake_replicate.reset()
+    webhooks_on.redis.delete(SECRET_FAILED_KEY)
+    assert set(_forged(webhooks_on, running_job, 50)) == {401}
+    assert secret_requests() == 1
+    assert deliver(webhooks_on, prediction(running_job.prediction_id, percent=60)).status_code == 200
+    assert secret_requests() == 1
+    assert job_state(running_job)[2] == "Running on Replicate: 60%"
+
+
+@pytest.mark.parametrize("headers", [{}, {"webhook-id": "msg_1"}, {"webhook-id": "msg_1", "webhook-timestamp": "1"},
+                                     {"webhook-id": "msg_1", "webhook-timestamp": "now", "webhook-signature": "v1,x"},
+                                     {"webhook-id": "msg_1", "webhook-timestamp": "{now}", "webhook-signature": "x"}])
+def test_deliveries_that_cannot_be_genuine_are_refused_before_any_secret_is_looked_up(webhooks_on, fake_replicate,
+                                                                                       headers):
+    webhooks_on.config["REPLICATE_WEBHOOK_SECRET"] = ""
+    headers = {name: value.replace("{now}", str(int(time.time()))) for name, value in headers.items()}
+    for _ in range(20):
+        response = webhooks_on.test_client().post("/webhooks/replicate", data=b"{}", headers=headers,
+                                                  content_type="application/json")
+        assert response.status_code == 401
+    assert fake_replicate.requests_to("GET", "/v1/webhooks/") == []
+    assert webhooks_on.redis.get(SECRET_KEY) is None
+
+
+def test_while_another_process_fetches_the_secret_deliveries_wait_for_replicates_retry(webhooks_on, running_job,
+                                                                                       fake_replicate):
+    webhooks_on.config["REPLICATE_WEBHOOK_SECRET"] = ""
+    webhooks_on.redis.set(SECRET_FETCH_LOCK, 1, ex=30)
+    response = deliver(webhooks_on, prediction(running_job.prediction_id, percent=50))
+    assert response.status_code == 503 and response.headers["Retry-After"] == "60"
+    assert fake_replicate.requests_to("GET", "/v1/webhooks/") == []
 
 
 # --- the worker side -------------------------------------------------------------------------

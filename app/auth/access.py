@@ -10,6 +10,7 @@ from flask import abort, session
 from flask_login import current_user
 
 from app.extensions import db
+from app.models import parse_login_id
 
 
 def owned_or_404(model, object_id):
@@ -37,12 +38,13 @@ def child_or_404(model, object_id, **parent):
 def checks_own_login(view):
     """Mark a view that authorises the session's user itself, in the same query that reads its
     object, so the app-wide login check does not load the user separately. Only for hot read-only
-    views; the view must call `session_user_id()` and answer `login_manager.unauthorized()`."""
+    views; the view must call `session_login()` and answer `login_manager.unauthorized()`."""
     view.checks_own_login = True
     return view
 
 
-def session_user_id() -> int | None:
-    """The account id the signed session names (still to be checked against the user table), or None."""
+def session_login() -> tuple[int, int] | None:
+    """(account id, session generation) the signed session names, or None; still to be checked
+    against the user table, where the generation must be the current one (see app.models.User)."""
     value = session.get("_user_id")
-    return int(value) if value is not None and str(value).isdigit() else None
+    return parse_login_id(value) if value is not None else None

@@ -3,11 +3,13 @@
 Modules: `routes` (pages and HTMX partials), `api` (the JSON and image endpoints canvas.js calls),
 `params` (requests parsed and checked), `staging` (requests and staged variations, rows and files),
 `tasks` (the generation job), and plain modules that know nothing of Flask: `tiles` (the tile store),
-`compose`, `pipeline`, `pngstream`, `modelchoice`. Public surface for other areas: `bp` only.
+`compose`, `pipeline`, `pngstream`, `modelchoice`. Public surface for other areas: `bp`, and for
+Generate's "use as input": `canvas_for_input`, `canvas_png`, `recent_canvases` (see staging).
 """
 from flask import Blueprint
 
 bp = Blueprint("canvas", __name__)
-__all__ = ["bp"]
+__all__ = ["bp", "canvas_for_input", "canvas_png", "recent_canvases"]
 
 from app.canvas import api, routes  # noqa: E402,F401
+from app.canvas.staging import canvas_for_input, canvas_png, recent_canvases  # noqa: E402

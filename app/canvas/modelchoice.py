@@ -85,7 +85,9 @@ def canvas_model(user_id: int, ref: str) -> tuple[CanvasModel, list[Field], str 
 
 
 def form_fields(model: CanvasModel, fields: list[Field]) -> list[Field]:
-    return [field for field in fields if field.name not in model.page_inputs]
+    """The inputs the canvas form offers. Secret inputs are not among them: the canvas keeps its
+    request's input in rows, and a secret must never be stored (the model's default applies)."""
+    return [field for field in fields if field.name not in model.page_inputs and not field.secret]
 
 
 def polarity(user_id: int, model: CanvasModel) -> str:

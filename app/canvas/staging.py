@@ -157,3 +157,48 @@ def refresh_thumbnail(store: TileStore, canvas: Canvas) -> Path | None:
         canvas.thumbnail_revision = head
         db.session.commit()
     return relpath if (data_dir() / relpath).is_file() else None
+
+
+# ---- a canvas's picture as a model input (Generate's "use as input") --------------------------
+
+# An input image larger than this is more than any current image model takes (FLUX Kontext and
+# nano-banana work at about 1-2 MP); reading it whole would cost 4 bytes a pixel in the worker.
+INPUT_MAX_SIDE, INPUT_MAX_PIXELS = 4096, 16_000_000
+
+
+def canvas_for_input(user_id: int, canvas_id: int) -> Canvas:
+    """The user's canvas whose content can be sent as an input image. Raises LookupError (not the
+    user's, or gone) or ValueError (empty, or too large), each with a sentence for the user."""
+    canvas = db.session.get(Canvas, canvas_id)
+    if canvas is None or canvas.user_id != user_id:
+        raise LookupError("That canvas was not found (it may have been deleted).")
+    box = tile_store().bounds(canvas.id)
+    if box is None:
+        raise ValueError(f"The canvas “{canvas.name}” is empty: there is no picture to send.")
+    width, height = box[2] - box[0], box[3] - box[1]
+    if max(width, height) > INPUT_MAX_SIDE or width * height > INPUT_MAX_PIXELS:
+        raise ValueError(f"The canvas “{canvas.name}” holds {width}×{height} pixels, more than an input image "
+                         f"can be ({INPUT_MAX_SIDE} a side, {INPUT_MAX_PIXELS // 1_000_000} megapixels): export a "
+                         "part of it and upload that instead.")
+    return canvas
+
+
+def canvas_png(user_id: int, canvas_id: int) -> bytes:
+    """The canvas's content (cropped to what is painted, transparent where nothing is) as PNG bytes;
+    raises as `canvas_for_input` does."""
+    import io
+
+    canvas = canvas_for_input(user_id, canvas_id)
+    x0, y0, x1, y1 = tile_store().bounds(canvas.id)
+    image = tile_store().read_region(canvas.id, x0, y0, x1 - x0, y1 - y0)
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def recent_canvases(user_id: int, limit: int = 24) -> list[Canvas]:
+    """The user's canvases that have a picture, most recently changed first (for an image picker)."""
+    store = tile_store()
+    canvases = db.session.scalars(db.select(Canvas).where(Canvas.user_id == user_id)
+                                  .order_by(Canvas.updated_at.desc()).limit(limit)).all()
+    return [canvas for canvas in canvases if store.bounds(canvas.id) is not None]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import charset_normalizer
 
-from app.atomic import fsync_directory
+from app.atomic import fsync_directory, storage_error_message
 
 CAPTION_EXTS = (".txt", ".caption", ".cap")
 
@@ -32,9 +32,10 @@ caption_write_lock = threading.Lock()
 class CaptionWriteError(OSError):
     """A caption could not be written; `message` is fit to show the user."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, disk_full: bool = False) -> None:
         super().__init__(message)
         self.message = message
+        self.disk_full = disk_full  # answered 507 rather than 403: nothing is wrong with the file
 
 
 class CaptionConflict(Exception):
@@ -355,7 +356,9 @@ def write_caption(path: Path, text: str, *, expected_mtime_ns: int | None = None
                 raise
             fsync_directory(target.parent)
         except OSError as exc:
-            raise CaptionWriteError(f"Could not save {target.name}: {exc.strerror or exc}") from exc
+            full = storage_error_message(exc)
+            raise CaptionWriteError(full or f"Could not save {target.name}: {exc.strerror or exc}",
+                                    disk_full=bool(full)) from exc
         return os.stat(target)
 
 

@@ -123,11 +123,22 @@ def neighbours(dataset_id: int, grid_filter: GridFilter, image_id: int) -> tuple
 
 
 def tag_counts(dataset_id: int) -> list[tuple[str, int]]:
-    """Every tag with the number of images carrying it, most used first."""
+    """Every tag with the number of images carrying it, most used first.
+
+    Spellings that normalise alike (`long hair` / `long_hair`, `photo (medium)` / `photo_(medium)`)
+    are one tag here, as in the filter: shown in their most used spelling, their counts added
+    (Health offers to merge them on disk).
+    """
     count = func.count().label("n")
-    rows = db.session.execute(select(TAGS.c.tag, count).where(TAGS.c.dataset_id == dataset_id)
-                              .group_by(TAGS.c.tag).order_by(count.desc(), TAGS.c.tag))
-    return [(tag, n) for tag, n in rows]
+    rows = db.session.execute(select(TAGS.c.key, TAGS.c.tag, count).where(TAGS.c.dataset_id == dataset_id)
+                              .group_by(TAGS.c.key, TAGS.c.tag))
+    by_key: dict[str, list] = {}
+    for key, tag, n in rows:
+        entry = by_key.setdefault(key, [tag, 0, 0])
+        if n > entry[2] or (n == entry[2] and tag < entry[0]):
+            entry[0], entry[2] = tag, n
+        entry[1] += n
+    return sorted(((tag, total) for tag, total, _ in by_key.values()), key=lambda tc: (-tc[1], tc[0]))
 
 
 def tag_counts_matching(dataset_id: int, text: str, limit: int = 200) -> dict[str, int]:

@@ -19,7 +19,8 @@ from sqlalchemy import bindparam, insert, select, update
 
 from app.datasets import tags
 from app.datasets.bulkwrite import CaptionWrite, write_captions
-from app.datasets.captions import CaptionConflict, backup_original, read_caption, write_caption
+from app.datasets.captions import (CaptionConflict, backup_original, caption_problems, decode_as, read_caption,
+                                   write_caption)
 from app.datasets.index import (EDITS, IMAGES, backup_root, caption_relpath_for, caption_tags, chunks,
                                 sync_tags)
 from app.datasets.models import CaptionBatch, CaptionEdit, Dataset, DatasetImage
@@ -44,7 +45,7 @@ def refresh_caption(dataset: Dataset, image: DatasetImage, root: Path):
     path = resolve_within([root], relpath)
     try:
         mtime_ns = os.stat(path).st_mtime_ns
-        caption = read_caption(path)
+        caption = read_caption(path, (dataset.settings or {}).get("caption_encoding"))
     except FileNotFoundError:
         caption, mtime_ns, relpath = None, None, None
     text = caption.text if caption else None
@@ -55,6 +56,7 @@ def refresh_caption(dataset: Dataset, image: DatasetImage, root: Path):
         image.tag_count = len(new_tags)
     if caption is not None:
         image.caption_warning = caption.warning
+        image.caption_problems = ",".join(caption.problems)
     db.session.commit()
     return caption
 
@@ -75,7 +77,24 @@ def save_caption(dataset: Dataset, image: DatasetImage, text: str, version: int 
     sync_tags(dataset.id, [(image.id, caption_tags(image.caption), new_tags)])
     image.caption, image.caption_mtime_ns, image.caption_relpath = text, new_stat.st_mtime_ns, relpath
     image.caption_warning, image.tag_count = None, len(new_tags)
+    image.caption_problems = ",".join(caption_problems(text))
     db.session.commit()
+
+
+def confirm_encoding(dataset: Dataset, image: DatasetImage, encoding: str, *, root: Path, data_dir: Path,
+                     user_id: int) -> None:
+    """Rewrite a caption whose encoding was uncertain as UTF-8, read with the `encoding` the user chose.
+
+    One undoable edit like any other (the original bytes are backed up first). Raises
+    UnicodeDecodeError if the bytes do not decode with `encoding`, LookupError for an encoding
+    Tessera does not offer, and what `save_caption` raises.
+    """
+    relpath = caption_relpath_for(dataset, image.relpath, image.caption_relpath)
+    path = resolve_within([root], relpath)
+    data = path.read_bytes()
+    version = os.stat(path).st_mtime_ns
+    text = decode_as(data, encoding).text
+    save_caption(dataset, image, text, version, root=root, data_dir=data_dir, user_id=user_id)
 
 
 def _record_single_edit(dataset_id: int, image_id: int, before: str | None, after: str, user_id: int) -> None:
@@ -104,10 +123,16 @@ class EditOutcome:
     changed: int = 0
     conflicts: list[str] = field(default_factory=list)  # image relpaths changed on disk since the scan
     errors: list[str] = field(default_factory=list)  # messages (read-only files, refused paths)
+    # Captions left byte-identical because their encoding is a guess (caption relpaths).
+    uncertain: list[str] = field(default_factory=list)
 
     @property
     def summary(self) -> str:
         parts = [f"{self.changed} caption{'s' if self.changed != 1 else ''} changed"]
+        if self.uncertain:
+            parts.append(f"{len(self.uncertain)} left unchanged because their encoding is uncertain (open each in "
+                         f"the editor to confirm how it reads): {', '.join(self.uncertain[:10])}"
+                         + (" …" if len(self.uncertain) > 10 else ""))
         if self.conflicts:
             parts.append(f"{len(self.conflicts)} skipped because they changed on disk since the last scan "
                          f"(rescan, then try again): {', '.join(self.conflicts[:5])}")
@@ -126,7 +151,8 @@ NORMALISERS = {
     "trim": ("Trim spaces and empty tags", tags.trim),
 }
 
-_ROW_COLUMNS = (IMAGES.c.id, IMAGES.c.relpath, IMAGES.c.caption, IMAGES.c.caption_relpath, IMAGES.c.caption_mtime_ns)
+_ROW_COLUMNS = (IMAGES.c.id, IMAGES.c.relpath, IMAGES.c.caption, IMAGES.c.caption_relpath, IMAGES.c.caption_mtime_ns,
+                IMAGES.c.caption_problems)
 
 
 def caption_rows(dataset_id: int, image_ids: Sequence[int] | None):
@@ -157,12 +183,19 @@ def edit_captions(dataset: Dataset, image_ids: Sequence[int] | None, edit: Calla
 
 def apply_plan(dataset: Dataset, plan: list[tuple[object, str | None]], *, root: Path, data_dir: Path, user_id: int,
            description: str, kind: str, undo_of: str | None = None) -> EditOutcome:
-    """Write each (row, new caption or None to delete the file) and record them as one batch."""
+    """Write each (row, new caption or None to delete the file) and record them as one batch.
+
+    A caption whose encoding is uncertain is never written here: what it holds is a guess, so it is
+    left byte-identical and named in `EditOutcome.uncertain` (the editor confirms a reading first).
+    """
     outcome = EditOutcome()
     writes, kept = [], []
     resolve = _CaptionResolver(root)
     for row, new in plan:
         relpath = caption_relpath_for(dataset, row.relpath, row.caption_relpath)
+        if "encoding_uncertain" in (row.caption_problems or ""):
+            outcome.uncertain.append(relpath)
+            continue
         try:
             path = resolve(relpath)
         except PathRefused as exc:
@@ -191,7 +224,7 @@ def apply_plan(dataset: Dataset, plan: list[tuple[object, str | None]], *, root:
     db.session.execute(update(IMAGES).where(IMAGES.c.id == bindparam("b_id")), [
         {"b_id": row.id, "caption": new, "caption_mtime_ns": mtime,
          "caption_relpath": relpath if new is not None else None, "caption_warning": None,
-         "tag_count": len(new_tags[row.id])}
+         "tag_count": len(new_tags[row.id]), "caption_problems": ",".join(caption_problems(new or ""))}
         for row, relpath, new, mtime in done
     ])
     sync_tags(dataset.id, [(row.id, caption_tags(row.caption), new_tags[row.id]) for row, _, _, _ in done])

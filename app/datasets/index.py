@@ -115,7 +115,9 @@ def _image_values(record) -> dict:
         "format": record.format, "content_hash": record.content_hash, "phash": record.phash,
         "error": record.error, "caption_relpath": record.caption_relpath, "caption": record.caption_text,
         "caption_mtime_ns": record.caption_mtime_ns, "caption_warning": record.caption_warning,
-        "tag_count": len(caption_tags(record.caption_text)),
+        "tag_count": len(caption_tags(record.caption_text)), "orientation": record.orientation,
+        "alpha": record.alpha, "caption_problems": ",".join(record.caption_problems),
+        "pairing_note": record.pairing_note,
     }
 
 
@@ -157,13 +159,17 @@ def apply_scan(dataset: Dataset, result: ScanResult) -> dict[str, int]:
             image_id = ids[c.image_relpath]
             rows.append({"b_id": image_id, "caption_relpath": c.caption_relpath, "caption": c.caption_text,
                          "caption_mtime_ns": c.caption_mtime_ns, "caption_warning": c.caption_warning,
-                         "tag_count": len(caption_tags(c.caption_text))})
+                         "tag_count": len(caption_tags(c.caption_text)),
+                         "caption_problems": ",".join(c.caption_problems), "pairing_note": c.pairing_note})
             tag_changes.append((image_id, caption_tags(old_captions.get(image_id)), caption_tags(c.caption_text)))
         db.session.execute(update(IMAGES).where(IMAGES.c.id == bindparam("b_id")), rows)
     sync_tags(dataset.id, tag_changes)
 
     if dataset.scanned_at is None:
         dataset.caption_ext = _prevailing_caption_ext(result) or dataset.caption_ext
+    if result.caption_encoding != (dataset.settings or {}).get("caption_encoding"):
+        # A new dict: the JSON column notices assignment, not changes inside it.
+        dataset.settings = {**(dataset.settings or {}), "caption_encoding": result.caption_encoding}
     dataset.image_count = db.session.scalar(select(func.count()).where(IMAGES.c.dataset_id == dataset.id))
     dataset.scanned_at = utcnow()
     db.session.commit()
@@ -203,12 +209,22 @@ def mark_images_broken(errors: Mapping[int, str]) -> None:
         db.session.commit()
 
 
-def export_items(dataset_id: int, root: Path):
-    """(image path, name stem, caption) for `export`, and (relpath, reason) of images left out."""
-    query = (select(IMAGES.c.relpath, IMAGES.c.caption, IMAGES.c.error)
+def export_items(dataset_id: int, root: Path, image_ids: Sequence[int] | None = None):
+    """(image path, name stem, caption) for `export`, and (relpath, reason) of images left out.
+
+    `image_ids` limits the export to those images (the selected or filtered ones); images marked
+    "exclude from training" and unreadable ones are always left out, with the reason.
+    """
+    query = (select(IMAGES.c.id, IMAGES.c.relpath, IMAGES.c.caption, IMAGES.c.error, IMAGES.c.excluded)
              .where(IMAGES.c.dataset_id == dataset_id).order_by(IMAGES.c.relpath))
+    wanted = set(image_ids) if image_ids is not None else None
     items, left_out = [], []
     for row in db.session.execute(query):
+        if wanted is not None and row.id not in wanted:
+            continue
+        if row.excluded:
+            left_out.append((row.relpath, "excluded from training"))
+            continue
         if row.error:
             left_out.append((row.relpath, row.error))
             continue
@@ -227,3 +243,20 @@ def existing_ids(dataset_id: int, image_ids: Sequence[int]) -> list[int]:
     for chunk in chunks(sorted(set(image_ids))):
         found += db.session.scalars(select(IMAGES.c.id).where(IMAGES.c.dataset_id == dataset_id, IMAGES.c.id.in_(chunk))).all()
     return sorted(found)
+
+
+def forget_images(dataset: Dataset, image_ids: Sequence[int]) -> None:
+    """Drop images (moved to the trash) from the index, with their tags."""
+    for chunk in chunks(sorted(set(image_ids))):
+        db.session.execute(delete(TAGS).where(TAGS.c.image_id.in_(chunk)))
+        db.session.execute(delete(IMAGES).where(IMAGES.c.dataset_id == dataset.id, IMAGES.c.id.in_(chunk)))
+    dataset.image_count = db.session.scalar(select(func.count()).where(IMAGES.c.dataset_id == dataset.id))
+    db.session.commit()
+
+
+def set_excluded(dataset_id: int, image_ids: Sequence[int], excluded: bool) -> None:
+    """Mark images as left out of (or back in) training exports."""
+    for chunk in chunks(sorted(set(image_ids))):
+        db.session.execute(update(IMAGES).where(IMAGES.c.dataset_id == dataset_id, IMAGES.c.id.in_(chunk))
+                           .values(excluded=excluded))
+    db.session.commit()

@@ -1,7 +1,7 @@
 """Datasets, their indexed images and tags, caption history and each user's place in a dataset."""
 from datetime import datetime
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.extensions import db
@@ -52,6 +52,13 @@ class DatasetImage(db.Model):
     reviewed: Mapped[bool] = mapped_column(default=False)
     thumb_ready: Mapped[bool] = mapped_column(default=False)
     suggestion: Mapped[str | None] = mapped_column(Text)  # an auto-caption waiting to be accepted
+    # EXIF orientation 1-8 (width and height above are already upright; export turns the pixels).
+    orientation: Mapped[int] = mapped_column(default=1, server_default="1")
+    alpha: Mapped[float] = mapped_column(default=0.0, server_default="0")  # share of pixels not fully opaque
+    # captions.CAPTION_PROBLEMS keys, comma-separated ("bom,multi_line"); "" when none.
+    caption_problems: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    pairing_note: Mapped[str | None] = mapped_column(Text)  # a caption shared, doubled or matched by case only
+    excluded: Mapped[bool] = mapped_column(default=False, server_default=false())  # left out of exports
 
 
 class DatasetTag(db.Model):

@@ -3,6 +3,7 @@ import mimetypes
 import os
 import shutil
 from datetime import timedelta
+from urllib.parse import urlsplit
 from pathlib import Path
 
 from flask import abort, current_app, flash, g, make_response, redirect, render_template, request, send_file, url_for
@@ -24,7 +25,7 @@ from app.datasets.thumbnails import make_thumbnail, thumb_relpath
 from app.datasets.zipimport import ZipRefused, extract_dataset_zip
 from app.extensions import db
 from app.files import data_path, send_data_file
-from app.htmx import message
+from app.htmx import current_url, message
 from app.gallery import Generation
 from app.jobs.runner import QueueUnavailable
 from app.models import Job, utcnow
@@ -74,6 +75,15 @@ def datasets_for_send() -> list[Dataset]:
         g.send_datasets = db.session.scalars(select(Dataset).where(Dataset.user_id == current_user.id)
                                              .order_by(Dataset.name)).all()
     return g.send_datasets
+
+
+@bp.app_template_global()
+def grid_refresh_url(dataset_id: int) -> str | None:
+    """The grid rows to load when a scan of `dataset_id` ends, if the request came from its grid page."""
+    page = urlsplit(current_url())
+    if page.path != url_for("datasets.show", dataset_id=dataset_id):
+        return None
+    return url_for("datasets.grid", dataset_id=dataset_id) + (f"?{page.query}" if page.query else "")
 
 
 @bp.app_template_filter("tag_query")

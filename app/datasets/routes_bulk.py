@@ -1,17 +1,20 @@
 """Dataset-wide work: tag actions with undo, health, auto-captions and exports."""
+import re
 from functools import partial
 
 from flask import abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from app.auth.access import child_or_404, owned_or_404
-from app.datasets import bp, index, tags
+from app.datasets import bp, buckets, index, tags
+from app.datasets.captions import CAPTION_PROBLEMS
 from app.datasets.grid import filtered_select, GridFilter, images_with_tag
-from app.datasets.health import health_report
+from app.datasets.health import health_report, known_problems
 from app.datasets.history import NORMALISERS, edit_captions, recent_batches, undo_batch
 from app.datasets.suggestions import accept_suggestions, clear_suggestions, pending_suggestions, uncaptioned_ids
 from app.datasets.models import CaptionBatch, Dataset
 from app.datasets.routes import data_dir, dataset_jobs, root_of
+from app.datasets.routes_health import FIXES, trash_entries
 from app.datasets.tagexpr import TagExprError
 from app.extensions import db
 from app.files import send_data_file
@@ -20,18 +23,23 @@ from app.datasets.tasks import EXPORT_FORMATS, run_autocaption, run_export
 from app.htmx import is_htmx, message
 from app.jobs.runner import QueueUnavailable, enqueue_job
 from app.models import Job
+from app.redirects import safe_redirect_target
 
 DEFAULT_CAPTIONER = "salesforce/blip"
 
 
-def _scope_ids(dataset) -> tuple[list[int] | None, str]:
-    """The images a bulk action applies to (None: all) and how to describe them."""
-    scope = request.form.get("scope", "all")
+def _scope_ids(dataset, values=None) -> tuple[list[int] | None, str]:
+    """The images a bulk action or an export applies to (None: all) and how to describe them.
+
+    `values`: where the choice is (the form by default; the query string for the export page).
+    """
+    values = request.form if values is None else values
+    scope = values.get("scope", "all")
     if scope == "selected":
-        ids = index.existing_ids(dataset.id, [int(i) for i in request.form.getlist("ids") if i.isdigit()])
+        ids = index.existing_ids(dataset.id, [int(i) for i in values.getlist("ids") if i.isdigit()])
         return ids, f"{len(ids)} selected image{'s' if len(ids) != 1 else ''}"
     if scope == "filtered":
-        grid_filter = GridFilter.from_args(request.form)
+        grid_filter = GridFilter.from_args(values)
         ids = db.session.scalars(filtered_select(dataset.id, grid_filter)).all()
         return ids, f"{len(ids)} filtered image{'s' if len(ids) != 1 else ''}"
     return None, "all images"
@@ -123,7 +131,7 @@ def bulk(dataset_id):
     except ValueError as exc:  # e.g. a replacement that names a group the pattern does not have
         flash(str(exc), "error")
         return back
-    flash(f"{description}: {outcome.summary}.", "error" if outcome.conflicts or outcome.errors else "info")
+    flash(f"{description}: {outcome.summary}.", "error" if outcome.conflicts or outcome.errors or outcome.uncertain else "info")
     return back
 
 
@@ -139,9 +147,8 @@ def undo(dataset_id, batch_id):
     batch = child_or_404(CaptionBatch, batch_id, dataset_id=dataset.id)
     outcome = undo_batch(dataset, batch, root=root_of(dataset), data_dir=data_dir(), user_id=current_user.id)
     flash(f"Undid “{batch.description}”: {outcome.summary}.", "error" if outcome.conflicts or outcome.errors else "info")
-    back = request.form.get("next", "")
-    local = back.startswith("/") and not back.startswith("//")  # never an open redirect
-    return redirect(back if local else url_for("datasets.show", dataset_id=dataset.id), 303)
+    back = safe_redirect_target(request.form.get("next"), url_for("datasets.show", dataset_id=dataset.id))
+    return redirect(back, 303)
 
 
 @bp.get("/<int:dataset_id>/health")
@@ -149,9 +156,12 @@ def health(dataset_id):
     dataset = owned_or_404(Dataset, dataset_id)
     min_side = max(request.args.get("min_side", 512, type=int), 1)
     max_aspect = max(request.args.get("max_aspect", 3.0, type=float), 1.0)
-    report = health_report(dataset.id, min_side=min_side, max_aspect=max_aspect)
+    trainer = request.args.get("trainer", buckets.DEFAULT_TRAINER)
+    trainer = trainer if trainer in buckets.TRAINERS else buckets.DEFAULT_TRAINER
+    report = health_report(dataset.id, min_side=min_side, max_aspect=max_aspect, trainer=trainer)
     return render_template("datasets/health.html", dataset=dataset, report=report, min_side=min_side,
-                           max_aspect=max_aspect)
+                           max_aspect=max_aspect, trainer=trainer, trainers=buckets.TRAINERS, fixes=FIXES,
+                           problems=CAPTION_PROBLEMS, trash=trash_entries(dataset))
 
 
 # --- auto-caption -----------------------------------------------------------------------------
@@ -230,8 +240,17 @@ def suggestions(dataset_id):
 
 @bp.get("/<int:dataset_id>/export")
 def export(dataset_id):
+    """The export form; from the grid it arrives with a scope (selected ids or the filter)."""
     dataset = owned_or_404(Dataset, dataset_id)
-    return render_template("datasets/export.html", dataset=dataset, formats=EXPORT_FORMATS)
+    try:
+        ids, scope_text = _scope_ids(dataset, request.args)
+    except TagExprError as exc:
+        flash(str(exc), "error")
+        ids, scope_text = None, "all images"
+    scope = request.args.get("scope", "all") if ids is not None else "all"
+    return render_template("datasets/export.html", dataset=dataset, formats=EXPORT_FORMATS, scope=scope,
+                           scope_text=scope_text, scope_ids=ids or [], scope_args=request.args,
+                           problems=known_problems(dataset.id, ids))
 
 
 @bp.post("/<int:dataset_id>/export")
@@ -252,9 +271,20 @@ def start_export(dataset_id):
         return message("The maximum side must be at least 64 pixels.", 422)
     if fmt == "kohya" and params["repeats"] < 1:
         return message("Repeats must be at least 1.", 422)
+    background = form.get("background", "") if form.get("flatten") == "1" else ""
+    if background and not re.fullmatch(r"#[0-9a-fA-F]{6}", background):
+        return message("Choose the background colour as #rrggbb.", 422)
+    params["background"] = background or None
     try:
-        job = enqueue_job(run_export, user_id=current_user.id, kind="datasets.export", title=f"Export {dataset.name}",
-                          params=params)
+        ids, scope_text = _scope_ids(dataset)
+    except TagExprError as exc:
+        return message(str(exc), 422)
+    if ids == []:
+        return message(f"Nothing to export: {scope_text}.", 422)
+    params["image_ids"] = ids
+    try:
+        job = enqueue_job(run_export, user_id=current_user.id, kind="datasets.export",
+                          title=f"Export {dataset.name}" + (f" ({scope_text})" if ids is not None else ""), params=params)
     except QueueUnavailable as exc:
         return message(str(exc), 503)
     return render_template("jobs/_status.html", job=job)

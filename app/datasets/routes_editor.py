@@ -2,24 +2,27 @@
 import logging
 from pathlib import Path
 
-from flask import current_app, make_response, render_template, request, url_for
+from flask import current_app, jsonify, make_response, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from app.auth.access import child_or_404, owned_or_404
-from app.datasets import bp, index
-from app.datasets.captions import CaptionConflict, CaptionWriteError
-from app.datasets.grid import GridFilter, neighbours, progress_for, remember, tag_counts_matching
-from app.datasets.history import refresh_caption, save_caption
+from app.datasets import bp, buckets, index
+from app.datasets.captions import (CAPTION_PROBLEMS, DETECTABLE_ENCODINGS, CaptionConflict, CaptionWriteError,
+                                   decode_as, encoding_name)
+from app.datasets.grid import GridFilter, neighbours, progress_for, remember, tag_counts, tag_counts_matching
+from app.datasets.history import confirm_encoding, refresh_caption, save_caption
 from app.datasets.suggestions import accept_suggestions, clear_suggestions
 from app.datasets.models import Dataset, DatasetImage
 from app.datasets.routes import data_dir, root_of
-from app.datasets.tagcomplete import TagIndex
+from app.datasets.tagcomplete import DATASET_SOURCE, TagIndex
+from app.datasets.tagexpr import normalise_tag
 from app.datasets.tags import add_tags, apply_trigger, move_to_front, remove_tag, split_tags
 from app.extensions import db
 from app.htmx import message, redirect_page, retarget
 
 log = logging.getLogger(__name__)
 SUGGESTIONS = 12
+TAG_PANEL = 150  # the dataset's most used tags shown beside the image (the find box covers the rest)
 _tag_lists: dict[tuple[str, ...], TagIndex] = {}
 
 
@@ -44,14 +47,26 @@ def _version(value: str | None) -> int | None:
         return None
 
 
-def editor_context(dataset, image, *, text: str | None = None, warning: str | None = None, note: str | None = None):
+def editor_context(dataset, image, *, text: str | None = None, warning: str | None = None, note: str | None = None,
+                   encoding: str | None = None):
     caption = image.caption if text is None else text
     caption = caption or ""
+    caption_tags = index.caption_tags(caption)
+    # The tag panel: the dataset's tags with counts; a tag is "on" when the caption has it in any
+    # spelling (long hair / long_hair), and removing it removes the spelling the caption uses.
+    present = {normalise_tag(tag): tag for tag in caption_tags}
+    problems = [key for key in (image.caption_problems or "").split(",") if key]
+    uncertain = "encoding_uncertain" in problems
     return {
-        "dataset": dataset, "image": image, "text": caption, "tags": index.caption_tags(caption),
+        "dataset": dataset, "image": image, "text": caption, "tags": caption_tags,
         "version": image.caption_mtime_ns if image.caption is not None else "",
         "warning": warning if warning is not None else image.caption_warning, "note": note,
         "trigger_missing": bool(dataset.trigger) and bool(caption) and apply_trigger(caption, dataset.trigger) != caption,
+        "panel_tags": [(tag, count, present.get(normalise_tag(tag))) for tag, count in tag_counts(dataset.id)[:TAG_PANEL]],
+        "problems": [(key, CAPTION_PROBLEMS[key]) for key in problems if key in CAPTION_PROBLEMS and key != "not_utf8"],
+        "uncertain": uncertain,
+        "encodings": [(enc, encoding_name(enc)) for enc in DETECTABLE_ENCODINGS] if uncertain else [],
+        "image_encoding": encoding,
     }
 
 
@@ -59,16 +74,64 @@ def editor_context(dataset, image, *, text: str | None = None, warning: str | No
 def editor(dataset_id, image_id):
     dataset = owned_or_404(Dataset, dataset_id)
     image = child_or_404(DatasetImage, image_id, dataset_id=dataset.id)
+    if request.args.get("clear_filter"):
+        remember(current_user.id, dataset.id, grid_filter=GridFilter())
+        return redirect(url_for("datasets.editor", dataset_id=dataset.id, image_id=image.id), 303)
     caption = refresh_caption(dataset, image, root_of(dataset))
     progress = progress_for(current_user.id, dataset.id)
     grid_filter = GridFilter.from_args(progress.filters if progress else {})
     if grid_filter.problem:  # a saved filter that no longer parses: browse everything
         grid_filter = GridFilter()
     previous_id, next_id, position, total = neighbours(dataset.id, grid_filter, image.id)
+    outside_filter = grid_filter.active and position == 0
+    if outside_filter:
+        # The image is not among the filtered ones (opened from a link, or edited out of the filter):
+        # say so and browse the whole dataset instead of stranding the user on "0 of N".
+        matching = total
+        previous_id, next_id, position, total = neighbours(dataset.id, GridFilter(sort=grid_filter.sort), image.id)
     remember(current_user.id, dataset.id, image_id=image.id)
+    bucket = buckets.bucket_for(image.width, image.height) if image.width and image.height else None
     return render_template("datasets/editor.html", previous_id=previous_id, next_id=next_id, position=position,
-                           total=total, grid_filter=grid_filter,
-                           **editor_context(dataset, image, warning=caption.warning if caption else None))
+                           total=total, grid_filter=grid_filter, outside_filter=outside_filter,
+                           matching=matching if outside_filter else None, bucket=bucket,
+                           **editor_context(dataset, image, warning=caption.warning if caption else None,
+                                            encoding=caption.encoding if caption else None))
+
+
+@bp.post("/<int:dataset_id>/images/<int:image_id>/encoding")
+def confirm_reading(dataset_id, image_id):
+    """The user chose how an uncertain caption reads: rewrite it as UTF-8 (one undoable edit)."""
+    dataset = owned_or_404(Dataset, dataset_id)
+    image = child_or_404(DatasetImage, image_id, dataset_id=dataset.id)
+    encoding = request.form.get("encoding", "")
+    try:
+        confirm_encoding(dataset, image, encoding, root=root_of(dataset), data_dir=data_dir(), user_id=current_user.id)
+    except (LookupError, UnicodeDecodeError):
+        return message(f"The caption does not read as {encoding_name(encoding)}; choose another encoding.", 422)
+    except FileNotFoundError:
+        return message("The caption file is gone; rescan the dataset.", 404)
+    except CaptionConflict:
+        db.session.rollback()
+        return message("The caption changed on disk meanwhile; reload the page.", 409)
+    except CaptionWriteError as exc:
+        db.session.rollback()
+        return message(exc.message, 403)
+    return render_template("datasets/_editor_panel.html",
+                           **editor_context(dataset, image, note=f"Read as {encoding_name(encoding)} and saved as UTF-8"))
+
+
+@bp.get("/<int:dataset_id>/preview")
+def preview(dataset_id):
+    """How an uncertain caption reads in another encoding (the editor's encoding picker)."""
+    dataset = owned_or_404(Dataset, dataset_id)
+    image = child_or_404(DatasetImage, request.args.get("image_id", 0, type=int), dataset_id=dataset.id)
+    encoding = request.args.get("encoding", "")
+    path = index.resolve_image(root_of(dataset), index.caption_relpath_for(dataset, image.relpath, image.caption_relpath))
+    try:
+        text = decode_as(path.read_bytes(), encoding).text
+    except (LookupError, UnicodeDecodeError, OSError):
+        text = None
+    return render_template("datasets/_reading.html", text=text, encoding=encoding_name(encoding))
 
 
 def _save(dataset, image, text: str, version: int | None):
@@ -82,7 +145,9 @@ def _save(dataset, image, text: str, version: int | None):
                                                  theirs=exc.current_text, theirs_version=exc.current_mtime_ns or ""), 409)
     except CaptionWriteError as exc:
         db.session.rollback()
-        response = make_response(render_template("datasets/_save_status.html", error=exc.message), 403)
+        # 507 for a full disk: nothing is wrong with the file, and the text stays in the editor.
+        response = make_response(render_template("datasets/_save_status.html", error=exc.message),
+                                 507 if exc.disk_full else 403)
     else:
         return None
     # Chip actions target the whole editor; a problem only replaces the status line.
@@ -96,6 +161,10 @@ def save_text(dataset_id, image_id):
     text = request.form.get("text", "").replace("\r\n", "\n")
     version = _version(request.form.get("version"))
     # A repeated save of the same text writes nothing, unless the file still needs converting to UTF-8.
+    if "encoding_uncertain" in (image.caption_problems or ""):
+        # Its text on screen is a guess; saving it would write the guess. The reading comes first.
+        status = render_template("datasets/_save_status.html", error="Confirm how this caption reads (above) before editing it.")
+        return retarget(make_response(status, 409), "#save-status")
     unchanged = (text == (image.caption or "") and version == image.caption_mtime_ns and image.caption is not None
                  and not image.caption_warning)
     if not unchanged:
@@ -113,6 +182,8 @@ def edit_tags(dataset_id, image_id):
     text = request.form.get("text", image.caption or "").replace("\r\n", "\n")
     tag = request.form.get("tag", "").strip()
     action = request.form.get("action")
+    if "encoding_uncertain" in (image.caption_problems or "") and action != "trigger":
+        return message("Confirm how this caption reads (above) before editing its tags.", 409)
     if action == "add":
         new = add_tags(text, split_tags(tag))
     elif action == "remove":
@@ -162,11 +233,20 @@ def suggestion(dataset_id, image_id):
 
 @bp.get("/<int:dataset_id>/complete")
 def complete(dataset_id):
-    """<option>s for the tag input's datalist: the dataset's own tags first, then the tag lists."""
+    """Suggestions for the tag combobox as JSON: the dataset's own tags first, then the tag lists.
+
+    ``{"suggestions": [{"tag", "count", "source", "new", "alias", "category"}]}``: `count` is images
+    in the dataset for dataset tags and the booru post count for list tags; `new` marks a tag the
+    dataset does not have yet (in any spelling).
+    """
     dataset = owned_or_404(Dataset, dataset_id)
     typed = request.args.get("tag", "")
-    head, _, last = typed.rpartition(",")
-    prefix = f"{head}, " if head.strip() else ""
+    last = typed.rpartition(",")[2]
     counts = tag_counts_matching(dataset.id, last)
     suggestions = tag_list_index().suggest(last, counts, SUGGESTIONS) if last.strip() else []
-    return render_template("datasets/_suggestions.html", suggestions=suggestions, prefix=prefix)
+    known = {normalise_tag(tag) for tag in counts}
+    return jsonify(suggestions=[
+        {"tag": s.tag, "count": s.count, "source": s.source, "alias": s.matched_alias, "category": s.category,
+         "new": s.source != DATASET_SOURCE and normalise_tag(s.tag) not in known}
+        for s in suggestions
+    ])

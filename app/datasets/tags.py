@@ -339,3 +339,12 @@ def replace_text(caption: str, find: str, replace: str, regex: bool = False) -> 
     else:
         new = caption.replace(find, replace)
     return caption if new == caption else new
+
+
+def drop_leading_blank_lines(caption: str) -> str:
+    """`"\\nmychar, 1girl"` -> `"mychar, 1girl"`: kohya trains on the first line, which must hold the text."""
+    lines = caption.split("\n")
+    while len(lines) > 1 and not lines[0].strip():
+        lines.pop(0)
+    new = "\n".join(lines)
+    return caption if new == caption else new

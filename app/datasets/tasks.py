@@ -15,6 +15,7 @@ from PIL import Image
 from app import imaging
 
 from app.datasets import index
+from app.datasets.health import known_problems
 from app.datasets.export import kohya_metadata_json, write_kohya_folder_zip, write_training_zip
 from app.datasets.models import Dataset, DatasetImage
 from app.datasets.paths import PathRefused
@@ -64,7 +65,8 @@ def run_scan(job_id: str) -> None:
                 run.check_canceled()
 
         try:
-            result = scan_folder(root, known=index.known_state(dataset.id), workers=2, on_progress=on_progress)
+            result = scan_folder(root, known=index.known_state(dataset.id), workers=2, on_progress=on_progress,
+                                 caption_encoding=(dataset.settings or {}).get("caption_encoding"))
         except ScanError as exc:
             raise JobFailed(str(exc)) from exc
         run.progress(96, "Saving the index")
@@ -231,14 +233,17 @@ def run_export(job_id: str) -> None:
 
     params: ``dataset_id``, ``format`` (a key of EXPORT_FORMATS), ``trigger``, ``max_side`` (pixels
     or None), ``sequential``, ``strip_escapes``, ``png_jpeg_only``, ``repeats`` and ``class_token``
-    (kohya). result: ``dataset_id``, ``download`` (DATA_DIR/exports/<job id>.zip or .json),
-    ``filename`` (what the browser saves it as), ``skipped`` (up to 50 [name, reason]). The file
+    (kohya), ``image_ids`` (only these images; None: all), ``background`` ("#rrggbb" to flatten
+    transparent images onto, or None). result: ``dataset_id``, ``download`` (DATA_DIR/exports/<job
+    id>.zip or .json), ``filename`` (what the browser saves it as), ``skipped`` (up to 50 [name,
+    reason]; excluded images among them), ``warnings`` (up to 50 [name, what was changed or is
+    left]) and ``problems`` (what Health knows of the exported images, as sentences). The file
     appears only when complete. Fails with a message when nothing is readable or an option is refused.
     """
     with job_run(job_id) as run:
         dataset, root = _dataset(run)
         params = run.job.params
-        items, left_out = index.export_items(dataset.id, root)
+        items, left_out = index.export_items(dataset.id, root, params.get("image_ids"))
         if not items:
             raise JobFailed("There are no readable images to export.")
         data_dir = Path(current_app.config["DATA_DIR"])
@@ -259,8 +264,9 @@ def run_export(job_id: str) -> None:
 
         options = {"max_side": params.get("max_side") or None, "rename_sequential": bool(params.get("sequential")),
                    "strip_escapes": bool(params.get("strip_escapes")), "png_jpeg_only": bool(params.get("png_jpeg_only")),
-                   "on_progress": on_progress}
+                   "background": _colour(params.get("background")), "on_progress": on_progress}
         try:
+            warnings = []
             if fmt == "metadata":
                 metadata = kohya_metadata_json(items, trigger=trigger, strip_escapes=options["strip_escapes"])
                 tmp.write_text(json.dumps(metadata, ensure_ascii=False, indent=2), encoding="utf-8")
@@ -270,16 +276,36 @@ def run_export(job_id: str) -> None:
                     raise JobFailed("The kohya folder layout needs a trigger word.")
                 result = write_kohya_folder_zip(items, tmp, int(params.get("repeats") or 10), trigger,
                                                 params.get("class_token", ""), **options)
-                written, skipped = len(result.images), result.skipped
+                written, skipped, warnings = len(result.images), result.skipped, result.warnings
             else:
                 result = write_training_zip(items, tmp, trigger=trigger, **options)
-                written, skipped = len(result.images), result.skipped
+                written, skipped, warnings = len(result.images), result.skipped, result.warnings
             os.replace(tmp, dest)
         except ValueError as exc:
             raise JobFailed(str(exc)) from exc
         finally:
             tmp.unlink(missing_ok=True)
+        relative = [(_relative(root, name), why) for name, why in [*skipped, *warnings]]
         run.job.result = {"dataset_id": dataset.id, "download": relpath.as_posix(),
-                          "filename": f"{safe_name}-{fmt}{ext}", "skipped": [*left_out, *skipped][:50]}
+                          "filename": f"{safe_name}-{fmt}{ext}", "skipped": [*left_out, *relative[:len(skipped)]][:50],
+                          "warnings": relative[len(skipped):][:50],
+                          "problems": known_problems(dataset.id, [i for i in params.get("image_ids") or []] or None)}
         run.job.message = f"{written:,} images exported" + (
-            f"; {len(left_out) + len(skipped):,} left out" if left_out or skipped else "")
+            f"; {len(left_out) + len(skipped):,} left out" if left_out or skipped else "") + (
+            f"; {len(warnings):,} notes" if warnings else "")
+
+
+def _colour(value: str | None) -> tuple[int, int, int] | None:
+    """"#rrggbb" as an RGB triple; None for no colour (ValueError for a malformed one)."""
+    if not value:
+        return None
+    if not re.fullmatch(r"#[0-9a-fA-F]{6}", value):
+        raise JobFailed(f"Not a colour: {value}")
+    return tuple(int(value[i:i + 2], 16) for i in (1, 3, 5))
+
+
+def _relative(root: Path, name: str) -> str:
+    try:
+        return Path(name).relative_to(root).as_posix()
+    except ValueError:
+        return Path(name).name

@@ -9,10 +9,10 @@ from typing import Callable
 from flask import current_app
 from PIL import Image, PngImagePlugin
 
-from app.atomic import atomic_file
+from app.atomic import atomic_file, write_atomic
 from app.extensions import db
-from app.gallery.models import Generation
-from app.replicate.client import ReplicateClient
+from app.gallery.models import Generation, OutputFile
+from app.replicate.client import OutputFile as FetchedFile, ReplicateClient
 
 # Labels in the order A1111-style tools write them, so other tools read our PNGs.
 PARAMETER_LABELS = [
@@ -62,15 +62,21 @@ def save_png(data: bytes, dest: Path, parameters: Callable[[tuple[int, int]], st
 
 def save_generation(client: ReplicateClient, url: str, job, model_ref: str, request_input: dict, index: int,
                     *, in_gallery: bool = True) -> Generation:
-    """Download output `index` of `job`'s prediction from `url` and keep it as a gallery image.
-
-    The PNG goes to ``DATA_DIR/outputs/YYYY/MM/<job id>-<index>.png`` (the job's creation month) with
-    `request_input` (the model input as the user chose it, no files) written into its ``parameters``
-    chunk; the row is committed. ``in_gallery=False`` keeps it out of the gallery (a canvas variation
-    until the user saves it). Raises `ReplicateError` (``OutputError`` included) when the download
-    fails, comes from a host Tessera does not trust, or is not a readable image.
+    """Download output `index` of `job`'s prediction from `url` (or decode it, a data: URI) and keep it
+    as a gallery image (see `store_generation`). Raises `ReplicateError` (``OutputError`` included)
+    when the download fails, comes from a host Tessera does not trust, or is not a readable image.
     """
     data, _format = client.download_image(url)
+    return store_generation(data, job, model_ref, request_input, index, in_gallery=in_gallery)
+
+
+def store_generation(data: bytes, job, model_ref: str, request_input: dict, index: int,
+                     *, in_gallery: bool = True) -> Generation:
+    """Keep image bytes (any format Pillow reads) as output `index` of `job`: a PNG at
+    ``DATA_DIR/outputs/YYYY/MM/<job id>-<index>.png`` (the job's creation month) with `request_input`
+    (the model input as the user chose it: no files, no secrets) in its ``parameters`` chunk, and a
+    committed `Generation` row. ``in_gallery=False`` keeps it out of the gallery (a canvas variation
+    until the user saves it)."""
     relpath = Path("outputs") / job.created_at.strftime("%Y/%m") / f"{job.id}-{index}.png"
     dest = Path(current_app.config["DATA_DIR"]) / relpath
     size = save_png(data, dest, lambda size: parameters_text(model_ref, request_input, size))
@@ -83,3 +89,24 @@ def save_generation(client: ReplicateClient, url: str, job, model_ref: str, requ
     db.session.add(generation)
     db.session.commit()
     return generation
+
+
+def store_output_file(fetched: FetchedFile, job, model_ref: str, index: int, key: str) -> OutputFile:
+    """Keep a non-image output file (video, audio, archive, …) of `job` at
+    ``DATA_DIR/outputs/YYYY/MM/<job id>-<index><extension>``; the row is committed."""
+    relpath = Path("outputs") / job.created_at.strftime("%Y/%m") / f"{job.id}-{index}{fetched.extension}"
+    write_atomic(Path(current_app.config["DATA_DIR"]) / relpath, fetched.data)
+    row = OutputFile(user_id=job.user_id, job_id=job.id, model_ref=model_ref, key=key[:200], kind=fetched.kind,
+                     content_type=fetched.content_type[:100], path=relpath.as_posix(), size=len(fetched.data))
+    db.session.add(row)
+    db.session.commit()
+    return row
+
+
+def store_output_text(text: str, job, model_ref: str) -> OutputFile:
+    """Keep the text a model returned (its whole output, or the text parts of an object)."""
+    row = OutputFile(user_id=job.user_id, job_id=job.id, model_ref=model_ref, key="", kind="text",
+                     content_type="text/plain", text=text, size=len(text.encode()))
+    db.session.add(row)
+    db.session.commit()
+    return row

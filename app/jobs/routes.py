@@ -5,7 +5,7 @@ from flask import Response, abort, current_app, make_response, render_template, 
 from flask_login import current_user
 from redis.exceptions import RedisError
 
-from app.auth.access import checks_own_login, owned_or_404, session_user_id
+from app.auth.access import checks_own_login, owned_or_404, session_login
 from app.extensions import db, login_manager
 from app.jobs import bp
 from app.jobs.runner import QueueUnavailable, cancel_job, is_stale, reconcile, reconcile_running, retry_job
@@ -28,10 +28,10 @@ def index():
 def status(job_id):
     # Every open page polls this once a second: one query authorises and reads a snapshot, the ORM
     # row is loaded only to reconcile, and an unchanged job gets a 304 (browsers revalidate by ETag).
-    user_id = session_user_id()
-    if user_id is None:
+    login = session_login()
+    if login is None:
         return login_manager.unauthorized()
-    job = Job.snapshot(job_id, user_id)
+    job = Job.snapshot(job_id, login)
     if job is None:
         # Not this user's job, or the session names an account that is gone (then: logged out).
         if not current_user.is_authenticated:

@@ -48,8 +48,11 @@ from rq import Callback
 from rq.exceptions import NoSuchJobError
 from rq.job import Job as RQJob
 
+from app.atomic import storage_error_message
 from app.extensions import db
 from app.models import Job, utcnow
+from app.redis_server import queue_unavailable_message
+from app.replicate.client import shorten_urls
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +72,12 @@ class JobCanceled(Exception):
 
 
 class JobFailed(Exception):
-    """Raised inside a job function with a message meant for the user."""
+    """Raised inside a job function with a message meant for the user; ``result`` (optional JSON)
+    becomes the failed job's result, e.g. which inputs a model refused so the page can show them."""
+
+    def __init__(self, message: str, *, result: dict | None = None) -> None:
+        super().__init__(message)
+        self.result = result
 
 
 def task_path(task: Callable[[str], None]) -> str:
@@ -127,9 +135,9 @@ def _push(job: Job, timeout: int) -> None:
             on_failure=Callback(mark_failed_from_rq), on_stopped=Callback(mark_stopped_from_rq),
         )
     except RedisError as exc:
-        job.status, job.error, job.finished_at = Job.FAILED, (
-            "The job queue is not reachable (Redis), so nothing was queued. Start Tessera with "
-            "`tessera up`, or check REDIS_URL."), utcnow()
+        # "Restarting" when `tessera up` is bringing its Redis back, never "start Tessera" while it runs.
+        job.status, job.error, job.finished_at = (
+            Job.FAILED, queue_unavailable_message(current_app.config["REDIS_URL"]), utcnow())
         db.session.commit()
         raise QueueUnavailable(job.error) from exc
 
@@ -156,7 +164,8 @@ def _end(job: Job, status: str, *, message: str = "", error: str | None = None) 
         job.message = message
     if status == Job.SUCCEEDED:
         job.progress = 100
-    job.error = error
+    # A model's error may quote a 10 kB data: URI or a long signed URL: every URL is cut short.
+    job.error = shorten_urls(error) if error else error
     db.session.commit()
 
 
@@ -259,11 +268,15 @@ def job_run(job_id: str) -> Iterator[JobRun]:
         return
     except JobFailed as exc:
         db.session.rollback()
+        if exc.result is not None:
+            job.result = exc.result
         _end(job, Job.FAILED, error=str(exc))
         return
     except Exception as exc:
         db.session.rollback()
-        message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+        # A full disk is said plainly (no OS error text with a server path); the rest as before.
+        message = (storage_error_message(exc) or getattr(exc, "message", None)
+                   or f"{type(exc).__name__}: {exc}")
         _end(job, Job.FAILED, error=message)
         raise
     if not job.ended:

@@ -310,6 +310,11 @@ _EXTENSIONS = {
 }
 
 
+_BELIEVED_TYPES = frozenset({"text/plain", "application/json", "text/csv", "application/x-tar", "application/gzip",
+                             "application/zip", "application/pdf", "model/gltf-binary", "audio/mpeg", "audio/wav",
+                             "audio/ogg", "audio/flac", "audio/mp4", "video/mp4", "video/webm", "video/quicktime"})
+
+
 def _sniff(data: bytes) -> str | None:
     """The content type the first bytes reveal, for the non-image files models return."""
     head = data[:16]
@@ -345,23 +350,26 @@ def _sniff(data: bytes) -> str | None:
 
 def identify_output(data: bytes, declared_type: str | None = None) -> OutputFile:
     """What an output file is, from its bytes first and the declared type (Content-Type or the data
-    URI's MIME type, often a generic application/octet-stream) only as a fallback."""
+    URI's MIME type, often a generic application/octet-stream) only as a fallback. Raises
+    OutputError for an image with more pixels than Pillow's MAX_IMAGE_PIXELS."""
     try:
         with Image.open(io.BytesIO(data)) as image:
             image_format = image.format
             image.verify()
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+    except Image.DecompressionBombError:
+        raise OutputError(f"The output is not an image Tessera can read: it has more than "
+                          f"{Image.MAX_IMAGE_PIXELS:,} pixels, the limit that keeps decompression bombs out.") from None
+    except (OSError, SyntaxError, ValueError):
         image_format = None
     if image_format:
         mime = Image.MIME.get(image_format, f"image/{image_format.lower()}")
         return OutputFile(data, mime, "image", "." + image_format.lower().replace("jpeg", "jpg"), image_format)
     content_type = _sniff(data)
     if content_type is None:
+        # The declared type is believed only where it cannot make a browser run anything (no HTML,
+        # SVG or scripts from a model's output on Tessera's origin).
         declared = (declared_type or "").split(";")[0].strip().lower()
-        if declared and declared != "application/octet-stream" and not declared.startswith("image/"):
-            content_type = declared
-        else:
-            content_type = "application/octet-stream"
+        content_type = declared if declared in _BELIEVED_TYPES else "application/octet-stream"
     kind = content_type.split("/")[0] if content_type.split("/")[0] in ("video", "audio") else "file"
     extension = _EXTENSIONS.get(content_type) or mimetypes.guess_extension(content_type) or ".bin"
     return OutputFile(data, content_type, kind, extension)
@@ -461,6 +469,12 @@ def _invalid_fields(problem: dict[str, Any]) -> dict[str, str]:
         for name, reason in _DETAIL_FIELD.findall(str(problem.get("detail") or "")):
             fields[name] = reason.strip()
     return fields
+
+
+def _schema_object(value: Any) -> dict[str, Any]:
+    """A model's openapi schema as published, or {} when what came is not even a JSON object (the
+    schema walker copes with anything inside one)."""
+    return value if isinstance(value, dict) else {}
 
 
 class ReplicateClient:
@@ -574,15 +588,16 @@ class ReplicateClient:
         not_found = self._model_not_found(owner, name, version)
         if version is None:
             data = self._json(self._call("GET", f"models/{owner}/{name}", repeatable=True, not_found=not_found))
-            latest = data.get("latest_version") or {}
+            latest = data.get("latest_version") if isinstance(data.get("latest_version"), dict) else {}
             info = ModelInfo(ref=f"{owner}/{name}", owner=owner, name=name,
-                             description=data.get("description") or "", version_id=latest.get("id"),
-                             openapi_schema=latest.get("openapi_schema") or {})
+                             description=str(data.get("description") or "")[:2000],
+                             version_id=latest.get("id") if isinstance(latest.get("id"), str) else None,
+                             openapi_schema=_schema_object(latest.get("openapi_schema")))
         else:
             data = self._json(self._call("GET", f"models/{owner}/{name}/versions/{version}", repeatable=True,
                                          not_found=not_found))
             info = ModelInfo(ref=f"{owner}/{name}:{version}", owner=owner, name=name, description="",
-                             version_id=data.get("id") or version, openapi_schema=data.get("openapi_schema") or {})
+                             version_id=version, openapi_schema=_schema_object(data.get("openapi_schema")))
         self._models[key] = info
         return info
 

@@ -151,7 +151,7 @@ def file_entry_error(entry: str) -> str | None:
     """Why a typed file value is not a link Replicate can fetch (None when it is one)."""
     if entry.startswith(_FILE_PREFIXES):
         return None
-    return "Must be a link to a file (https://...) or an uploaded file"
+    return "Must be a link to a file (https://...), an uploaded file or a gallery image"
 
 
 def validate_input(fields: list[Field], form: Mapping[str, Any], *,
@@ -278,6 +278,6 @@ def file_entries(form: Mapping[str, Any], name: str) -> tuple[list[FileEntry], s
         for part in parts:
             entry = parse_file_entry(part)
             if entry is None:
-                return entries, "Must be a link to a file (https://...), an uploaded file or a gallery image"
+                return entries, file_entry_error(part)
             entries.append(entry)
     return entries, None

@@ -11,8 +11,8 @@ from app.jobs.predictions import WEBHOOK_PATH, record_pushed_progress, store_pus
 from app.replicate.catalog import client_from_config
 from app.replicate.client import ReplicateError
 from app.webhooks import bp
-from app.webhooks.signature import SignatureError, verify
-from app.webhooks.store import cached_secret, claim_delivery, release_delivery
+from app.webhooks.signature import SignatureError, check_envelope, verify
+from app.webhooks.store import SecretUnavailable, cached_secret, claim_delivery, release_delivery
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +27,8 @@ def _secret() -> str:
 
     def fetch() -> str:
         with client_from_config() as client:
+            # Inside a web request: one retry, not the worker's patient back-off (a failure is cached).
+            client.max_retries = 1
             return client.get_webhook_secret()
 
     return cached_secret(current_app.redis, fetch)
@@ -40,15 +42,16 @@ def replicate():
     body = request.get_data(cache=False)
     headers = request.headers
     try:
+        check_envelope(headers.get("webhook-id"), headers.get("webhook-timestamp"), headers.get("webhook-signature"))
         verify(_secret(), headers.get("webhook-id"), headers.get("webhook-timestamp"),
                headers.get("webhook-signature"), body)
     except SignatureError as exc:
         log.warning("Refused a webhook delivery from %s: %s", request.remote_addr, exc)
         return {"error": str(exc)}, 401
-    except (ReplicateError, RedisError) as exc:
+    except (SecretUnavailable, ReplicateError, RedisError) as exc:
         # Replicate retries a failed delivery, and the worker polls meanwhile.
         log.warning("Cannot check webhook signatures now: %s", exc)
-        return {"error": "The webhook secret is not available right now."}, 503
+        return {"error": "The webhook secret is not available right now."}, 503, {"Retry-After": "60"}
     try:
         data = json.loads(body)
     except ValueError:

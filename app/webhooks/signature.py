@@ -29,10 +29,11 @@ def sign(secret: str, webhook_id: str, timestamp: str, body: bytes) -> str:
     return "v1," + base64.b64encode(digest).decode("ascii")
 
 
-def verify(secret: str, webhook_id: str | None, timestamp: str | None, signatures: str | None, body: bytes,
-           *, now: float | None = None, tolerance: int = TOLERANCE_SECONDS) -> None:
-    """Return when one of the space-separated `v1,<base64>` signatures matches; else raise SignatureError."""
-    if not webhook_id or not timestamp or not signatures:
+def check_envelope(webhook_id: str | None, timestamp: str | None, signatures: str | None, *,
+                   now: float | None = None, tolerance: int = TOLERANCE_SECONDS) -> None:
+    """The checks that need no secret: the three headers are there and the timestamp is fresh.
+    Run first, so a delivery that cannot be genuine never makes Tessera look up the secret."""
+    if not webhook_id or not timestamp or not signatures or not signatures.strip():
         raise SignatureError("The webhook-id, webhook-timestamp and webhook-signature headers are required.")
     try:
         sent_at = int(timestamp)
@@ -40,6 +41,14 @@ def verify(secret: str, webhook_id: str | None, timestamp: str | None, signature
         raise SignatureError("The webhook-timestamp is not a number of seconds.") from None
     if abs((time.time() if now is None else now) - sent_at) > tolerance:
         raise SignatureError("The webhook-timestamp is too far from now; stale deliveries are refused.")
+    if not any(candidate.startswith("v1,") for candidate in signatures.split()):
+        raise SignatureError("No v1 webhook signature was sent.")
+
+
+def verify(secret: str, webhook_id: str | None, timestamp: str | None, signatures: str | None, body: bytes,
+           *, now: float | None = None, tolerance: int = TOLERANCE_SECONDS) -> None:
+    """Return when one of the space-separated `v1,<base64>` signatures matches; else raise SignatureError."""
+    check_envelope(webhook_id, timestamp, signatures, now=now, tolerance=tolerance)
     expected = sign(secret, webhook_id, timestamp, body).encode("ascii")
     for candidate in signatures.split():
         # Compare every candidate in constant time; a mismatch must not reveal how much of it matched.

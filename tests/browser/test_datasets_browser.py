@@ -80,3 +80,70 @@ def test_tag_rename_undo_and_export(logged_in, live_server, app_env):
         assert archive.namelist() == ["a.png", "a.txt", "b.png", "b.txt", "c.png", "c.txt"]
         assert archive.read("a.txt").decode() == "tok, long hair, smile, blue eyes"
         assert archive.read("b.png") == (folder / "b.png").read_bytes()
+
+
+def test_combobox_keyboard_and_the_grid_filling_itself(logged_in, live_server, app_env):
+    page = logged_in
+    errors = []
+    page.on("console", lambda message: errors.append(f"{message.text} {message.location}") if message.type == "error" else None)
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("response", lambda response: errors.append(f"{response.status} {response.url}") if response.status >= 400 else None)
+    folder = Path(app_env["TESSERA_DATA_DIR"]) / "datasets" / "kb"
+    folder.mkdir(parents=True)
+    captions = {"a.png": "tok, 1girl, long hair", "b.png": "tok, hat", "c.png": "tok, 1girl, smile"}
+    for colour, (name, caption) in zip(("red", "blue", "green"), captions.items()):
+        Image.new("RGB", (96, 64), colour).save(folder / name)
+        (folder / name).with_suffix(".txt").write_text(caption)
+
+    # Opening the folder: the grid fills when the scan job ends, without a reload.
+    page.goto(f"{live_server}/datasets/")
+    page.get_by_label("Folder", exact=True).fill(str(folder))
+    page.get_by_role("button", name="Open folder").click()
+    page.wait_for_url("**/datasets/*")
+    page.locator("#ds-grid .ds-cell").nth(2).wait_for(timeout=30_000)
+    assert page.locator("#ds-grid .ds-name").all_inner_texts() == ["a.png", "b.png", "c.png"]
+
+    page.locator(".ds-cell a.ds-thumb").nth(1).click()
+    page.wait_for_url("**/images/*")
+    tag_input = page.get_by_role("combobox", name="Add a tag")
+    listbox = page.get_by_role("listbox", name="Tag suggestions")
+
+    # 1gi, ↓, Enter adds 1girl (the highlighted suggestion), not "1gi".
+    tag_input.focus()
+    page.keyboard.type("1gi")
+    option = listbox.get_by_role("option").first
+    option.wait_for()
+    assert option.inner_text().split("\n")[0] == "1girl" and "2 images" in option.inner_text()
+    page.keyboard.press("ArrowDown")
+    assert option.get_attribute("aria-selected") == "true"
+    assert tag_input.get_attribute("aria-activedescendant") == option.get_attribute("id")
+    assert tag_input.get_attribute("aria-expanded") == "true"
+    page.keyboard.press("Enter")
+    page.locator(".ds-chip span", has_text="1girl").wait_for()
+    assert (folder / "b.txt").read_text() == "tok, hat, 1girl"
+
+    # Esc closes the list and leaves the typing where it was.
+    tag_input = page.get_by_role("combobox", name="Add a tag")
+    tag_input.focus()
+    page.keyboard.type("lon")
+    listbox.get_by_role("option").first.wait_for()
+    page.keyboard.press("Escape")
+    assert listbox.is_hidden()
+    assert tag_input.get_attribute("aria-expanded") == "false"
+    assert page.evaluate("document.activeElement.id") == "tag-input"
+
+    # Tab takes the highlighted suggestion into the field without adding it yet.
+    page.keyboard.press("Backspace")
+    page.keyboard.type("n")
+    listbox.get_by_role("option").first.wait_for()
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("Tab")
+    assert tag_input.input_value() == "long hair"
+    assert listbox.is_hidden()
+    assert (folder / "b.txt").read_text() == "tok, hat, 1girl"
+
+    # The dataset's tags beside the image: one click adds, another removes.
+    page.get_by_role("button", name="smile").click()
+    page.locator(".ds-chip span", has_text="smile").wait_for()
+    assert (folder / "b.txt").read_text() == "tok, hat, 1girl, smile"
+    assert errors == []

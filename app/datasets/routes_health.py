@@ -1,0 +1,198 @@
+"""Health that acts: one-click caption fixes, merging tag spellings, excluding or trashing images,
+restoring from the trash, and cropping an image to a training bucket as a new file."""
+from __future__ import annotations
+
+from functools import partial
+
+from flask import flash, redirect, render_template, request, url_for
+from flask_login import current_user
+from PIL import Image
+
+from app.auth.access import child_or_404, owned_or_404
+from app.datasets import bp, buckets, index, tags
+from app.datasets.captions import CaptionWriteError, write_caption
+from app.datasets.grid import images_with_tag
+from app.datasets.history import apply_plan, caption_rows, edit_captions
+from app.datasets.models import Dataset, DatasetImage
+from app.datasets.paths import PathRefused
+from app.datasets.routes import data_dir, root_of, start_scan
+from app.datasets.trash import list_trash, move_to_trash, restore
+from app.extensions import db
+from app.redirects import safe_redirect_target
+
+# Health's one-click fixes: problem key -> (button text, how).
+FIXES = {
+    "bom": "Rewrite without the byte order mark",
+    "not_utf8": "Convert to UTF-8",
+    "first_line_empty": "Remove the blank first line",
+}
+
+
+def _back(dataset: Dataset):
+    """Back to where the form was (a local path only), else the Health page."""
+    back = safe_redirect_target(request.form.get("next"), url_for("datasets.health", dataset_id=dataset.id))
+    return redirect(back, 303)
+
+
+def _ids() -> list[int]:
+    return [int(i) for i in request.form.getlist("ids") if i.isdigit()]
+
+
+def _with_problem(dataset: Dataset, problem: str) -> list[int]:
+    return db.session.scalars(db.select(DatasetImage.id).where(
+        DatasetImage.dataset_id == dataset.id, DatasetImage.caption_problems.contains(problem))).all()
+
+
+@bp.post("/<int:dataset_id>/health/fix")
+def health_fix(dataset_id):
+    """Fix one kind of caption problem in every caption that has it, as one undoable step."""
+    dataset = owned_or_404(Dataset, dataset_id)
+    problem = request.form.get("problem", "")
+    if problem not in FIXES:
+        flash("Unknown fix.", "error")
+        return _back(dataset)
+    ids = _with_problem(dataset, problem)
+    root, description = root_of(dataset), f"{FIXES[problem]} ({len(ids)} captions)"
+    if problem == "first_line_empty":
+        outcome = edit_captions(dataset, ids, tags.drop_leading_blank_lines, root=root, data_dir=data_dir(),
+                                user_id=current_user.id, description=description)
+    else:
+        # The text stays; writing it again is what drops the BOM and turns the bytes into UTF-8.
+        plan = [(row, row.caption) for row in caption_rows(dataset.id, ids) if row.caption is not None]
+        outcome = apply_plan(dataset, plan, root=root, data_dir=data_dir(), user_id=current_user.id,
+                             description=description, kind="bulk")
+    flash(f"{FIXES[problem]}: {outcome.summary}.", "error" if outcome.conflicts or outcome.errors else "info")
+    return _back(dataset)
+
+
+@bp.post("/<int:dataset_id>/health/merge")
+def health_merge(dataset_id):
+    """Spell every variant of a tag the chosen way (long_hair → long hair), as one undoable step."""
+    dataset = owned_or_404(Dataset, dataset_id)
+    into = request.form.get("into", "").strip()
+    variants = [v for v in request.form.getlist("variants") if v.strip() and v.strip() != into]
+    if not into or not variants:
+        flash("Choose the spelling to keep and the ones to merge into it.", "error")
+        return _back(dataset)
+    ids = sorted({i for tag in [into, *variants] for i in images_with_tag(dataset.id, tag)})
+    outcome = edit_captions(dataset, ids, partial(tags.merge_variants, variants=variants, into=into), root=root_of(dataset),
+                            data_dir=data_dir(), user_id=current_user.id,
+                            description=f"Merge {', '.join(variants)} into “{into}”")
+    flash(f"Merged into “{into}”: {outcome.summary}.", "error" if outcome.conflicts or outcome.errors else "info")
+    return _back(dataset)
+
+
+@bp.post("/<int:dataset_id>/exclude")
+def exclude(dataset_id):
+    """Leave images out of training exports (or take them back in); the files stay as they are."""
+    dataset = owned_or_404(Dataset, dataset_id)
+    ids = index.existing_ids(dataset.id, _ids())
+    excluded = request.form.get("excluded", "1") == "1"
+    index.set_excluded(dataset.id, ids, excluded)
+    what = "excluded from training" if excluded else "included in training again"
+    flash(f"{len(ids)} image{'s' if len(ids) != 1 else ''} {what}.", "info")
+    return _back(dataset)
+
+
+@bp.post("/<int:dataset_id>/images/<int:image_id>/trash")
+def trash_image(dataset_id, image_id):
+    """Move an image (and its own caption) to the dataset's trash folder, from where it can come back."""
+    dataset = owned_or_404(Dataset, dataset_id)
+    image = child_or_404(DatasetImage, image_id, dataset_id=dataset.id)
+    shared = image.caption_relpath and db.session.scalar(db.select(db.func.count()).where(
+        DatasetImage.dataset_id == dataset.id, DatasetImage.caption_relpath == image.caption_relpath,
+        DatasetImage.id != image.id))
+    try:
+        move_to_trash(root_of(dataset), image.relpath, None if shared else image.caption_relpath)
+    except (OSError, PathRefused) as exc:
+        flash(f"Could not move {image.relpath} to the trash: {getattr(exc, 'message', None) or exc}", "error")
+        return _back(dataset)
+    relpath = image.relpath
+    index.forget_images(dataset, [image.id])
+    flash(f"Moved {relpath} to the trash" + (" (its caption stays: another image uses it)" if shared else "")
+          + "; restore it from Health.", "info")
+    return _back(dataset)
+
+
+@bp.post("/<int:dataset_id>/trash/restore")
+def trash_restore(dataset_id):
+    dataset = owned_or_404(Dataset, dataset_id)
+    try:
+        entry = restore(root_of(dataset), request.form.get("entry", ""))
+    except KeyError:
+        flash("That trash entry is gone.", "error")
+        return _back(dataset)
+    except (OSError, PathRefused) as exc:
+        flash(f"Could not restore: {getattr(exc, 'message', None) or exc}", "error")
+        return _back(dataset)
+    job = start_scan(dataset)
+    flash(f"Restored {entry.image}" + ("; it reappears when the rescan ends." if job else "; rescan to see it."), "info")
+    return _back(dataset)
+
+
+def trash_entries(dataset: Dataset):
+    try:
+        return list_trash(root_of(dataset))
+    except (OSError, PathRefused):
+        return []
+
+
+# --- buckets and the crop tool ------------------------------------------------------------------
+
+
+def _trainer() -> str:
+    key = request.values.get("trainer", buckets.DEFAULT_TRAINER)
+    return key if key in buckets.TRAINERS else buckets.DEFAULT_TRAINER
+
+
+@bp.get("/<int:dataset_id>/images/<int:image_id>/crop")
+def crop_page(dataset_id, image_id):
+    dataset = owned_or_404(Dataset, dataset_id)
+    image = child_or_404(DatasetImage, image_id, dataset_id=dataset.id)
+    trainer = _trainer()
+    bucket = buckets.bucket_for(image.width, image.height, trainer) if image.width and image.height else None
+    sizes = sorted(set(buckets.kohya_resolutions(1024, 256, 2048) if trainer.startswith("kohya")
+                       else buckets.ai_toolkit_resolutions(buckets.TRAINERS[trainer].resolution)),
+                   key=lambda s: s[0] / s[1])
+    return render_template("datasets/crop.html", dataset=dataset, image=image, trainer=trainer, bucket=bucket,
+                           sizes=sizes, trainers=buckets.TRAINERS)
+
+
+@bp.post("/<int:dataset_id>/images/<int:image_id>/crop")
+def crop(dataset_id, image_id):
+    """Write the chosen part of the image as a new file beside it (never over it), then rescan."""
+    dataset = owned_or_404(Dataset, dataset_id)
+    image = child_or_404(DatasetImage, image_id, dataset_id=dataset.id)
+    back = redirect(url_for("datasets.crop_page", dataset_id=dataset.id, image_id=image.id), 303)
+    try:
+        width, height = (int(v) for v in request.form.get("bucket", "").split("x"))
+        if not (64 <= width <= 8192 and 64 <= height <= 8192):
+            raise ValueError
+    except ValueError:
+        flash("Choose a bucket size.", "error")
+        return back
+    if not image.width or not image.height:
+        flash("This image cannot be read.", "error")
+        return back
+    box = [request.form.get(name, type=int) for name in ("left", "top", "right", "bottom")]
+    if None in box:  # no script ran: the centred crop
+        box = list(buckets.focus_crop(image.width, image.height, (width, height)))
+    resize = (width, height) if request.form.get("resize") == "1" else None
+    try:
+        new = buckets.crop_to_new_file(index.resolve_image(root_of(dataset), image.relpath), tuple(box), size=resize)
+    except (ValueError, OSError, Image.DecompressionBombError) as exc:
+        flash(f"Could not crop: {exc}", "error")
+        return back
+    # The crop starts with the original's caption, written beside it as the dataset writes captions.
+    caption_note = ""
+    if image.caption is not None:
+        try:
+            write_caption(new.with_suffix(dataset.caption_ext), image.caption)
+        except CaptionWriteError as exc:
+            caption_note = f" (its caption could not be written: {exc.message})"
+    if request.form.get("exclude_original") == "1":
+        index.set_excluded(dataset.id, [image.id], True)
+    start_scan(dataset)
+    flash(f"Wrote {new.name}{caption_note}; the original is unchanged"
+          + (" and excluded from training" if request.form.get("exclude_original") == "1" else "") + ".", "info")
+    return redirect(url_for("datasets.editor", dataset_id=dataset.id, image_id=image.id), 303)
