@@ -84,7 +84,9 @@ def app_env(tmp_path, monkeypatch, redis_server, fake_replicate, database_url):
 
 @pytest.fixture
 def app(app_env):
-    with app_with_fresh_db(app_env, WTF_CSRF_ENABLED=False, JOB_STALE_SECONDS=90) as app:
+    # The fake Replicate advances a prediction per poll, not per second: no need to wait 0.5–2 s between.
+    with app_with_fresh_db(app_env, WTF_CSRF_ENABLED=False, JOB_STALE_SECONDS=90,
+                           REPLICATE_POLL_SECONDS=(0.01, 0.05)) as app:
         yield app
 
 
