@@ -9,7 +9,6 @@ from app.canvas import compose
 from app.canvas.compose import (
     InfillUnavailable,
     available_infill_methods,
-    blur_mask,
     fit_to_model,
     infill,
     mask_from_png,
@@ -41,33 +40,33 @@ def half_known(size):
     return known
 
 
-def test_blur_mask_blurs_only_the_edge():
+def test_paste_mask_blends_only_outside_the_repainted_area():
     mask = square_mask(128, 32, 96)
-    assert np.array_equal(np.asarray(blur_mask(L(mask), 0)), mask)
-    blurred = np.asarray(blur_mask(L(mask), 4))
-    assert (blurred[48:80, 48:80] == 255).all() and (blurred[:16] == 0).all()
-    row = blurred[64, 20:44].astype(int)
-    assert 0 < row[12] < 255 and (np.diff(row) >= 0).all() and row[0] == 0 and row[-1] == 255
-    for radius in (-1, 65):
-        with pytest.raises(ValueError, match="between 0 and 64"):
-            blur_mask(L(mask), radius)
+    assert np.array_equal(np.asarray(paste_mask(L(mask), 0)), mask)
+    blended = np.asarray(paste_mask(L(mask), 4))
+    assert (blended[32:96, 32:96] == 255).all() and (blended[:32 - 12] == 0).all()
+    row = blended[64, 16:33].astype(int)
+    assert 0 < row[8] < 255 and (np.diff(row) >= 0).all() and row[0] == 0 and row[-1] == 255
 
 
-def test_outpaint_mask_adds_the_unknown_area():
+def test_outpaint_mask_adds_every_pixel_not_fully_opaque():
     painted = np.zeros((8, 8), np.uint8)
     painted[2, 1] = 255
     painted[3, 2] = 100
-    repaint = np.asarray(outpaint_mask(L(painted), L(half_known(8))))
+    alpha = half_known(8)
+    alpha[5, 1] = 128  # half-transparent: repainted too
+    repaint = np.asarray(outpaint_mask(L(painted), L(alpha)))
     expected = painted.copy()
     expected[:, 4:] = 255
+    expected[5, 1] = 255
     assert np.array_equal(repaint, expected)
 
 
-def test_paste_mask_covers_the_unknown_area_in_full_despite_the_mask_blur():
+def test_paste_mask_covers_the_unknown_area_in_full_and_blends_into_the_picture():
     repaint = np.asarray(outpaint_mask(L(np.zeros((64, 64))), L(half_known(64))))
-    mask = np.asarray(paste_mask(L(repaint), L(half_known(64)), 8))
+    mask = np.asarray(paste_mask(L(repaint), 8))
     assert (mask[:, 32:] == 255).all()
-    assert 0 < mask[10, 30] < 255 and mask[10, 0] == 0
+    assert 0 < mask[10, 20] < 255 and mask[10, 0] == 0
 
 
 def test_model_mask_polarity():
@@ -160,7 +159,7 @@ def test_paste_back_changes_pixels_only_through_the_mask():
     original[:8, :8, 3] = 0
     original[:8, :8, :3] = 0
     result = noise(64, 64, 5, channels=3)
-    mask = np.asarray(blur_mask(L(square_mask(64, 16, 48)), 4))
+    mask = np.asarray(paste_mask(L(square_mask(64, 20, 44)), 2))
     out = np.asarray(paste_back(Image.fromarray(original), Image.fromarray(result), L(mask)))
     assert np.array_equal(out[mask == 0], original[mask == 0])
     assert np.array_equal(out[mask == 255][:, :3], result[mask == 255])
@@ -184,7 +183,7 @@ def test_paste_back_matches_what_the_tile_store_writes(tmp_path):
     store.write_region(1, -30, -20, Image.fromarray(original), base_revision=None, description="base")
     before = store.read_region(1, -30, -20, 100, 80)
     result = Image.fromarray(noise(100, 80, 7, channels=3))
-    mask = blur_mask(L(square_mask(100, 10, 70)[:80]), 6)
+    mask = paste_mask(L(square_mask(100, 20, 60)[:80]), 3)
     store.write_region(1, -30, -20, result.convert("RGBA"), base_revision=None, description="paste", mask=mask)
     assert np.array_equal(np.asarray(store.read_region(1, -30, -20, 100, 80)),
                           np.asarray(paste_back(before, result, mask)))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app.canvas.compose import paste_mask
+from app.canvas.compose import BLUR_REACH, grown_mask, paste_mask
 from app.canvas.models import CanvasRequest, CanvasVariation
 from app.canvas.pipeline import finish_variation
 from app.canvas.staging import tile_store
@@ -69,7 +69,11 @@ def test_inpaint_stages_every_variation_and_accept_changes_only_masked_pixels(cl
     image, mask = sent_image(fake_replicate, create, "image"), sent_image(fake_replicate, create, "mask")
     assert image.size == mask.size == (512, 512)
     assert np.array_equal(np.array(image.convert("RGB")), before_all[256:768, 256:768, :3])
-    assert np.array_equal(np.array(mask.convert("L")), painted)  # white repaints, as FLUX Fill expects
+    # White repaints, as FLUX Fill expects; what was painted, grown by one latent cell, never shrunk.
+    sent_mask = np.array(mask.convert("L"))
+    assert np.array_equal(sent_mask, np.array(grown_mask(Image.fromarray(painted), (512, 512))))
+    assert (sent_mask[painted > 0] == 255).all() and (sent_mask[120:392, 128:384] == 255).all()
+    assert (sent_mask[:110] == 0).all()
 
     variations = staged(client, canvas)
     assert [v["index"] for v in variations] == [0, 1]
@@ -90,37 +94,48 @@ def test_inpaint_stages_every_variation_and_accept_changes_only_masked_pixels(cl
     after = read(canvas, -256, -256, 1024, 1024)
 
     weight = np.zeros((1024, 1024), np.uint8)
-    known = Image.new("L", (512, 512), 255)
-    weight[256:768, 256:768] = np.array(paste_mask(Image.fromarray(painted), known, 8))
+    weight[256:768, 256:768] = np.array(paste_mask(Image.fromarray(painted), 8))
     outside = weight == 0
     assert outside.sum() > 1024 * 1024 - 400 * 400
-    assert np.array_equal(after[outside], before[outside])  # bit-identical outside the blurred mask
+    assert np.array_equal(after[outside], before[outside])  # bit-identical outside the blend ring
     colour = fill_colour(42, 1)
     inside = weight == 255
-    assert (after[inside][:, :3] == colour).all() and (after[inside][:, 3] == 255).all()
-    # Along the blurred edge inside the painted square, a blend of the old pixel and the result.
     repainted = np.zeros((1024, 1024), bool)
     repainted[256:768, 256:768] = painted > 0
-    edge = (weight > 20) & (weight < 235) & repainted
+    assert inside[repainted].all()  # every painted pixel is replaced in full
+    assert (after[inside][:, :3] == colour).all() and (after[inside][:, 3] == 255).all()
+    # Along the ring outside the painted square, a blend of the old pixel and the result.
+    edge = (weight > 20) & (weight < 235) & ~repainted
     assert edge.sum() > 1000
     between = [(np.minimum(before[edge][:, c], colour[c]) <= after[edge][:, c])
                & (after[edge][:, c] <= np.maximum(before[edge][:, c], colour[c])) for c in range(3)]
     assert np.all(between)
-    assert (after[edge] != before[edge]).any(axis=1).mean() > 0.95
+    # The model repainted the grown mask: there the ring blends its new pixels in; beyond it the
+    # model gave the picture back and the blend keeps it.
+    model_repainted = np.zeros((1024, 1024), bool)
+    model_repainted[256:768, 256:768] = sent_mask > 0
+    assert (after[edge & model_repainted] != before[edge & model_repainted]).any(axis=1).mean() > 0.95
     assert (after[edge][:, :3] != colour).any(axis=1).mean() > 0.95
-    assert np.array_equal(np.array(decode(preview.data)), after[256:768, 256:768])  # the preview showed it exactly
+    assert np.array_equal(np.array(decode(preview.data).convert("RGBA")), after[256:768, 256:768])  # the preview showed it exactly
 
     store = tile_store()
-    assert [r.description for r in store.history(canvas.id)][-1] == "Inpainted: a red boat"
+    assert [r.description for r in store.history(canvas.id)][-1] == "accept of variation 2 (a red boat)"
     variation_rows = db.session.scalars(db.select(CanvasVariation).order_by(CanvasVariation.output_index)).all()
-    assert [v.status for v in variation_rows] == ["discarded", "accepted"]
+    # The other variation is set aside, not thrown away: its files stay for an undo.
+    assert [v.status for v in variation_rows] == ["staged", "accepted"]
     data_dir = Path(app.config["DATA_DIR"])
-    assert not (data_dir / variation_rows[0].preview_path).exists()
-    assert db.session.get(Generation, generations[0].id) is None  # unsaved and discarded: deleted
+    assert (data_dir / variation_rows[0].preview_path).exists()
+    assert db.session.get(Generation, generations[0].id) is not None
+    # Both can still be saved to the gallery, the accepted one and the one set aside.
+    for variation in variations:
+        assert client.post(variation["save"]).status_code == 200
 
-    client.post(f"/canvas/{canvas.id}/undo")
+    undone = client.post(f"/canvas/{canvas.id}/undo").get_json()
+    assert undone["undone"] == "accept of variation 2 (a red boat)"
     assert np.array_equal(read(canvas, -256, -256, 1024, 1024), before)  # undo restores every pixel
-    client.post(f"/canvas/{canvas.id}/redo")
+    assert [v["id"] for v in undone["variations"]] == [v["id"] for v in variations]  # both staged again
+    redone = client.post(f"/canvas/{canvas.id}/redo").get_json()
+    assert redone["redone"] == "accept of variation 2 (a red boat)" and redone["variations"] == []
     assert np.array_equal(read(canvas, -256, -256, 1024, 1024), after)
 
 
@@ -133,7 +148,7 @@ def test_outpaint_masks_the_unknown_area_by_itself(client, user, run_jobs, fake_
     run_jobs()
     [create] = creates(fake_replicate)
     mask = np.array(sent_image(fake_replicate, create, "mask").convert("L"))
-    assert (mask[:, :256] == 0).all() and (mask[:, 256:] == 255).all()
+    assert (mask[:, :248] == 0).all() and (mask[:, 248:] == 255).all()  # grown by one latent cell
     image = np.array(sent_image(fake_replicate, create, "image").convert("RGB"))
     assert np.array_equal(image[:, :256], left[..., :3])
     assert image[:, 256:].mean() > 20  # the empty half was infilled (Telea), not sent black
@@ -154,8 +169,10 @@ def test_outpaint_with_a_blur_fades_into_the_picture_but_fills_the_empty_area_co
     request = db.session.scalar(db.select(CanvasRequest))
     with Image.open(Path(app.config["DATA_DIR"]) / request.paste_mask_path) as paste_file:
         paste = np.array(paste_file)
-    assert (paste[:, :180] == 0).all() and (paste[:, 256:] == 255).all()
-    assert ((paste[:, 240:256] > 0) & (paste[:, 240:256] < 255)).all()  # the seam fades over the picture's edge
+    reach = BLUR_REACH * 16
+    assert (paste[:, :256 - reach] == 0).all() and (paste[:, 256:] == 255).all()
+    # The seam fades over the picture's edge, outside what is outpainted.
+    assert ((paste[:, 256 - reach + 3:250] > 0) & (paste[:, 256 - reach + 3:250] < 255)).all()
     [variation] = staged(client, canvas)
     client.post(variation["accept"])
     after = read(canvas, 0, 0, 512, 512)
@@ -261,13 +278,13 @@ def test_discard_save_and_generate_more(client, user, run_jobs, fake_replicate, 
     second_create = creates(fake_replicate)[1]
     assert second_create.json["input"]["seed"] != 3 and second_create.json["input"]["prompt"] == "a red boat"
     assert np.array_equal(np.array(sent_image(fake_replicate, second_create, "mask").convert("L")),
-                          square_mask((512, 512), 100, 300))
+                          np.array(grown_mask(Image.fromarray(square_mask((512, 512), 100, 300)), (512, 512))))
     assert len(staged(client, canvas)) == 5
 
     assert client.post(f"/canvas/{canvas.id}/staging/discard").get_json()["variations"] == []
     assert staged(client, canvas) == []
     assert db.session.get(Generation, kept.id) is not None  # saved to the gallery: kept
-    assert not list((Path(app.config["DATA_DIR"]) / "canvas-staging" / str(canvas.id)).glob("*/preview-*.png"))
+    assert not list((Path(app.config["DATA_DIR"]) / "canvas-staging" / str(canvas.id)).glob("*/preview-*.webp"))
     assert tile_store().head(canvas.id) == 1  # nothing was pasted
 
 
@@ -362,3 +379,24 @@ def test_a_generation_under_way_shows_its_progress_again_after_a_reload(client, 
     assert f'id="job-{job.id}"' in page and 'hx-trigger="every 1s"' in page
     other = make_canvas(user, "other")
     assert f'id="job-{job.id}"' not in client.get(f"/canvas/{other.id}").get_data(as_text=True)
+
+
+def test_make_again_reproduces_that_output_exactly(client, user, run_jobs, fake_replicate):
+    """'seed S, output i of N': the model draws all N outputs from the seed, so output i is made again by
+    the same input and seed — and only it is staged."""
+    canvas = make_canvas(user)
+    paint(canvas, 0, 0, noise(512, 512, seed=1, alpha=255))
+    generate(client, canvas, (0, 0, 512, 512), square_mask((512, 512), 100, 300), seed=5, num_outputs=3)
+    run_jobs()
+    variations = staged(client, canvas)
+    assert [v["label"] for v in variations] == ["seed 5, output 1 of 3", "seed 5, output 2 of 3",
+                                                "seed 5, output 3 of 3"]
+    second = variations[1]
+    assert client.post(second["again"]).status_code == 200
+    run_jobs()
+    first_create, again_create = creates(fake_replicate)
+    assert again_create.json["input"]["seed"] == 5 and again_create.json["input"]["num_outputs"] == 3
+    [remade] = [v for v in staged(client, canvas) if v["request"] != second["request"]]
+    assert remade["label"] == "seed 5, output 2 of 3"
+    assert np.array_equal(np.array(decode(client.get(remade["preview"]).data)),
+                          np.array(decode(client.get(second["preview"]).data)))

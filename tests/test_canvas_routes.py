@@ -8,6 +8,7 @@ from PIL import Image
 
 from app.canvas.models import Canvas
 from app.canvas.staging import tile_store
+from app.canvas.tiles import COUNT_BITS
 from app.extensions import db
 from app.models import Job, User
 from tests.canvas_helpers import decode, make_canvas, noise, paint, png, read
@@ -146,8 +147,12 @@ def test_tile_listing_and_tiles_are_served_with_immutable_caching(client, user):
     assert client.get(url, headers={"If-None-Match": etag}).status_code == 304
 
     zoomed_out = client.get(f"/canvas/{canvas.id}/tiles", query_string={"level": 3, "tx0": -1, "ty0": -1, "tx1": 1, "ty1": 1})
-    assert sorted(map(tuple, zoomed_out.get_json()["tiles"])) == [(-1, 0, head), (0, 0, head)]
-    assert client.get(f"/canvas/{canvas.id}/tiles/3/0/0/{head}.png").status_code == 200
+    # A level tile's version: the newest level 0 version under it, and how many there are.
+    listed = sorted(map(tuple, zoomed_out.get_json()["tiles"]))
+    assert [(tx, ty, version >> COUNT_BITS) for tx, ty, version in listed] == [(-1, 0, head), (0, 0, head)]
+    level_version = listed[1][2]
+    assert client.get(f"/canvas/{canvas.id}/tiles/3/0/0/{level_version}.png").status_code == 200
+    assert client.get(f"/canvas/{canvas.id}/tiles/3/0/0/{level_version + 1}.png").status_code == 404
 
 
 @pytest.mark.parametrize("query, message", [
@@ -202,7 +207,7 @@ def test_import_fits_the_image_in_the_frame_as_one_undo_step(client, user):
     state = response.get_json()
     assert state["can_undo"] and not state["can_redo"]
     store = tile_store()
-    assert [r.description for r in store.history(canvas.id)] == ["Imported photo.png"]
+    assert [r.description for r in store.history(canvas.id)] == ["import of photo.png"]
     assert store.bounds(canvas.id) == (64, 64, 576, 320)  # halved to the frame's width, centred in it
     assert read(canvas, 64, 64, 512, 256)[..., 3].min() == 255
     small = make_canvas(user, "small")
@@ -216,6 +221,22 @@ def test_import_fits_the_image_in_the_frame_as_one_undo_step(client, user):
     redone = client.post(f"/canvas/{canvas.id}/redo").get_json()
     assert redone["changed"] and redone["head"] == state["head"]
     assert store.bounds(canvas.id) == (64, 64, 576, 320)
+
+
+def test_import_cover_fills_the_frame_the_page_fitted_to_the_picture(client, user):
+    """The page fits the frame to a 1024×768 picture (snapped to the grid) and imports with fit=cover:
+    every pixel of the frame is the picture's, nothing is left for a silent outpaint."""
+    canvas = make_canvas(user)
+    pixels = noise(1024, 768, seed=8, alpha=255)
+    response = import_image(client, canvas, png(pixels), x=0, y=0, w=1024, h=768, fit="cover")
+    assert response.status_code == 200 and response.get_json()["placed"] == [0, 0, 1024, 768]
+    assert np.array_equal(read(canvas, 0, 0, 1024, 768), pixels)
+    # Into a square frame, cover fills it all (centred, the overflow cropped): no bars.
+    square = make_canvas(user, "square")
+    import_image(client, square, png(pixels), x=0, y=0, w=512, h=512, fit="cover")
+    assert tile_store().bounds(square.id) == (0, 0, 512, 512)
+    assert read(square, 0, 0, 512, 512)[..., 3].min() == 255
+    assert import_image(client, square, png(pixels), fit="stretch").status_code == 422
 
 
 def test_import_at_full_size_keeps_every_pixel(client, user):
@@ -275,7 +296,8 @@ def test_export_the_whole_canvas_cropped_to_its_content(client, user):
     paint(canvas, 400, 900, noise(100, 50, seed=2, alpha=255))
     response = client.get(f"/canvas/{canvas.id}/export.png")
     assert response.status_code == 200 and response.is_streamed and response.mimetype == "image/png"
-    assert response.headers["Content-Disposition"] == "attachment; filename*=UTF-8''Test%20canvas.png"
+    assert response.headers["Content-Disposition"] == (
+        "attachment; filename*=UTF-8''Test%20canvas%20-%20whole%20canvas%20800x850%20rev%202.png")
     exported = np.array(decode(response.data))
     assert exported.shape == (850, 800, 4)
     assert np.array_equal(exported, read(canvas, -300, 100, 800, 850))
@@ -286,6 +308,7 @@ def test_export_a_frame_region(client, user):
     pixels = noise(300, 300, seed=4, alpha=255)
     paint(canvas, 0, 0, pixels)
     response = client.get(f"/canvas/{canvas.id}/export.png", query_string={"x": 100, "y": 50, "w": 512, "h": 128})
+    assert response.headers["Content-Disposition"].endswith("''Test%20canvas%20-%20region%20100%2C50%20512x128%20rev%201.png")
     exported = np.array(decode(response.data))
     assert exported.shape == (128, 512, 4)
     assert np.array_equal(exported[:, :200], pixels[50:178, 100:300]) and not exported[:, 200:].any()
@@ -309,10 +332,11 @@ def test_another_users_canvas_is_not_found_on_every_route(client, user, app):
     base = f"/canvas/{theirs.id}"
     gets = [base, f"{base}/form", f"{base}/tiles?level=0&tx0=0&ty0=0&tx1=1&ty1=1", f"{base}/tiles/0/0/0/{head}.png",
             f"{base}/thumbnail.png", f"{base}/unknown.png?x=0&y=0&w=64&h=64", f"{base}/staging",
-            f"{base}/export.png", f"{base}/variations/1/preview.png"]
+            f"{base}/export.png", f"{base}/variations/1/preview", f"{base}/bounds", f"{base}/mask",
+            f"{base}/mask.png"]
     posts = [f"{base}/rename", f"{base}/delete", f"{base}/undo", f"{base}/redo", f"{base}/import", f"{base}/generate",
              f"{base}/staging/discard", f"{base}/variations/1/accept", f"{base}/variations/1/discard",
-             f"{base}/variations/1/save", f"{base}/requests/1/more"]
+             f"{base}/variations/1/save", f"{base}/requests/1/more", f"{base}/variations/1/again", f"{base}/mask"]
     for url in gets:
         assert client.get(url).status_code == 404, url
     for url in posts:
@@ -321,6 +345,38 @@ def test_another_users_canvas_is_not_found_on_every_route(client, user, app):
     db.session.refresh(theirs)
     assert theirs.name == "Eve's canvas" and tile_store().head(theirs.id) == head
     assert db.session.scalar(db.select(db.func.count(Job.id))) == 0
+
+
+def test_the_mask_is_kept_with_the_canvas_for_its_user(client, user):
+    canvas = make_canvas(user)
+    assert client.get(f"/canvas/{canvas.id}/mask").get_json() == {"mask": None}
+    painted = np.zeros((512, 512, 4), np.uint8)
+    painted[100:200, 300:420] = 255  # as the page sends it: white where painted, transparent elsewhere
+    form = {"x": 64, "y": -128, "w": 512, "h": 512, "mask": (io.BytesIO(png(painted)), "mask.png")}
+    saved = client.post(f"/canvas/{canvas.id}/mask", data=form, content_type="multipart/form-data")
+    assert saved.status_code == 200 and saved.get_json()["saved"]
+    kept = client.get(f"/canvas/{canvas.id}/mask").get_json()["mask"]
+    # Cropped to what is painted, placed where it lies on the canvas.
+    assert {k: kept[k] for k in ("x", "y", "width", "height")} == {"x": 364, "y": -28, "width": 120, "height": 100}
+    image = np.array(decode(client.get(kept["url"]).data))
+    assert image.shape == (100, 120) and (image == 255).all()
+    # An empty mask deletes it; a mask of the wrong size is refused.
+    form = {"x": 64, "y": -128, "w": 512, "h": 512, "mask": (io.BytesIO(png(Image.new("L", (512, 512)))), "m.png")}
+    assert client.post(f"/canvas/{canvas.id}/mask", data=form, content_type="multipart/form-data").get_json() == {
+        "saved": False, "version": None}
+    assert client.get(f"/canvas/{canvas.id}/mask").get_json() == {"mask": None}
+    form = {"x": 0, "y": 0, "w": 256, "h": 256, "mask": (io.BytesIO(png(painted)), "m.png")}
+    refused = client.post(f"/canvas/{canvas.id}/mask", data=form, content_type="multipart/form-data")
+    assert refused.status_code == 422 and "the frame is 256×256" in refused.get_json()["error"]
+
+
+def test_bounds_give_the_content_box_and_a_thumbnail(client, user):
+    canvas = make_canvas(user)
+    assert client.get(f"/canvas/{canvas.id}/bounds").get_json()["box"] is None
+    paint(canvas, -300, 100, noise(200, 150, seed=1, alpha=255))
+    body = client.get(f"/canvas/{canvas.id}/bounds").get_json()
+    assert body["box"] == [-300, 100, 200, 150]
+    assert client.get(body["thumbnail"]).status_code == 200
 
 
 def test_canvas_pages_require_a_login(app):

@@ -8,6 +8,7 @@ from PIL import Image
 from sqlalchemy import create_engine, func, select
 
 from app.canvas.tiles import (
+    COUNT_BITS,
     NotFound,
     OutOfRange,
     StaleWrite,
@@ -77,6 +78,11 @@ def reference_half(pixels):
     return normalised(out)
 
 
+def level_version(newest, count):
+    """A level tile's version: the newest level 0 version under it and how many level 0 tiles."""
+    return newest << COUNT_BITS | count
+
+
 def level_image(store, level, tx0, ty0, tx1, ty1):
     """Tiles of a level pasted side by side."""
     out = np.zeros(((ty1 - ty0) * TILE, (tx1 - tx0) * TILE, 4), np.uint8)
@@ -112,10 +118,10 @@ def test_only_touched_tiles_get_new_versions(store):
     write(store, 70, 70, noise(10, 10, 4, alpha=255))
     after = {level: versions(store, level) for level in range(4)}
     assert after[0] == {**before[0], (1, 1): 2}
-    # Only the ancestors of tile (1, 1) are rebuilt: (0, 0) at every level.
-    assert after[1] == {**before[1], (0, 0): 2}
+    # Only the ancestors of tile (1, 1) change: (0, 0) at every level.
+    assert after[1] == {**before[1], (0, 0): level_version(2, 4)}
     assert before[1].keys() == {(0, 0), (1, 0), (0, 1), (1, 1)}
-    assert after[2] == {(0, 0): 2} and after[3] == {(0, 0): 2}
+    assert after[2] == {(0, 0): level_version(2, 16)} and after[3] == {(0, 0): level_version(2, 16)}
 
     write(store, TILE - 1, 3 * TILE - 1, noise(2, 2, 5, alpha=255))
     changed = {key for key, version in versions(store, 0).items() if version == 3}
@@ -253,7 +259,7 @@ def test_levels_equal_a_reference_downsample(store):
         tiles_across = 2 * 2 ** (3 - level)
         got = level_image(store, level, -tiles_across // 2, -tiles_across // 2, tiles_across // 2, tiles_across // 2)
         assert np.array_equal(got, expected), f"level {level} after the second write"
-        assert {key for key, v in versions(store, level).items() if v == 2} == {(0, 0)}
+        assert {key for key, v in versions(store, level).items() if v >> COUNT_BITS == 2} == {(0, 0)}
 
 
 def test_level_tiles_keep_colour_next_to_transparency(store):
@@ -393,11 +399,51 @@ def test_concurrent_writers_to_different_tiles_all_land(store):
     assert read(store, 3 * TILE, 0, 1, 1)[0, 0].tolist() == [30, 11, 0, 255]
 
 
-def test_a_change_too_small_to_show_at_a_level_leaves_that_level_alone(store):
+def test_undo_returns_to_level_tiles_already_built(store, tmp_path):
     write(store, 0, 0, solid(2 * TILE, 2 * TILE, (255, 255, 255, 255)))
-    write(store, 5, 5, solid(1, 1, (254, 255, 255, 255)))
-    assert versions(store, 0)[(0, 0)] == 2
-    assert versions(store, 1) == {(0, 0): 1} and versions(store, 3) == {(0, 0): 1}
+    first = versions(store, 1)
+    write(store, 5, 5, solid(20, 20, (0, 0, 255, 255)))
+    assert versions(store, 1) != first
+    store.undo(1)
+    assert versions(store, 1) == first
+    reads = store.tile_reads
+    assert np.array_equal(level_image(store, 1, 0, 0, 1, 1), solid(TILE, TILE, (255, 255, 255, 255)))
+    assert store.tile_reads == reads  # its file was still there: nothing was built again
+
+
+def test_level_tiles_of_a_dropped_redo_branch_are_not_shown_again(store):
+    """Two different states can leave the same tiles with the same newest version (erasing one tile, or
+    another): a dropped branch's level tiles must not stand in for the new branch's."""
+    write(store, 0, 0, solid(2 * TILE, TILE, (200, 0, 0, 255)))  # tiles (0, 0) and (1, 0), version 1
+    write(store, 0, 0, solid(TILE, TILE, (0, 0, 0, 0)))  # erase (0, 0): (1, 0) is left
+    erased_left = level_image(store, 1, 0, 0, 1, 1).copy()
+    store.undo(1)
+    write(store, TILE, 0, solid(TILE, TILE, (0, 0, 0, 0)))  # erase (1, 0) instead: (0, 0) is left
+    assert versions(store, 1)[(0, 0)] == level_version(1, 1)  # the dropped state's version too
+    expected = reference_half(read(store, 0, 0, 2 * TILE, 2 * TILE))
+    got = level_image(store, 1, 0, 0, 1, 1)
+    assert np.array_equal(got, expected) and not np.array_equal(got, erased_left)
+
+
+def test_levels_built_in_the_background_match_and_missing_ones_are_built_on_demand(db_url, tmp_path):
+    store = TileStore(create_engine(db_url), tmp_path / "bg", tile_size=TILE, levels=3, build_levels="background")
+    content = noise(3 * TILE, 2 * TILE, 11, alpha=255)
+    write(store, 0, 0, content)
+    store.wait_for_levels()
+    assert len(files(tmp_path / "bg/1")) == 6 + 2 + 1 + 1  # 6 level 0 tiles, then 2, 1, 1 above them
+    canvas = np.zeros((8 * TILE, 8 * TILE, 4), np.uint8)
+    canvas[:2 * TILE, :3 * TILE] = content
+    for path in (tmp_path / "bg/1").glob("L[123]/*/*.png"):
+        path.unlink()  # lost (or never built): tile_path builds the current version again
+    store._cache.clear()
+    expected = canvas
+    for level in (1, 2, 3):
+        expected = reference_half(expected)
+        size = 8 // 2 ** level
+        assert np.array_equal(level_image(store, level, 0, 0, size, size), expected[:size * TILE, :size * TILE])
+    [ref] = store.tiles_in(1, 3, 0, 0, 1, 1)
+    with pytest.raises(NotFound):
+        store.tile_path(1, 3, 0, 0, ref.version + 1)
 
 
 def test_a_write_planned_before_a_concurrent_change_is_planned_again(store, db_url, tmp_path, monkeypatch):
@@ -420,3 +466,31 @@ def test_a_write_planned_before_a_concurrent_change_is_planned_again(store, db_u
     store.undo(1)
     assert read(store, 0, 0, 1, 1)[0, 0].tolist() == [9, 9, 9, 255]
     assert read(store, 41, 41, 1, 1)[0, 0].tolist() == [0, 0, 255, 255]
+
+
+def test_write_bands_equals_write_region_and_is_one_revision(store, tmp_path):
+    write(store, 10, 10, noise(150, 90, 12))
+    picture = noise(170, 230, 13)
+    asked = []
+
+    def open_rows():
+        def rows(top, bottom):
+            asked.append((top, bottom))
+            return picture[top:bottom]
+        return rows
+
+    other = TileStore(store.engine, tmp_path / "other", tile_size=TILE, levels=3)
+    expected_store = TileStore(create_engine(f"sqlite:///{tmp_path}/e.db"), tmp_path / "e", tile_size=TILE, levels=3)
+    metadata.create_all(expected_store.engine, tables=TABLES)
+    write(expected_store, 10, 10, noise(150, 90, 12))
+    write(expected_store, -37, -5, picture, mode="over")
+    rev = store.write_bands(1, -37, -5, 170, 230, open_rows, base_revision=1, description="bands", mode="over")
+    assert rev == 2 and [r.rev for r in store.history(1)] == [1, 2]
+    assert np.array_equal(read(store, -64, -64, 300, 320), read(expected_store, -64, -64, 300, 320))
+    # One tile row at a time, top to bottom, never more than a tile's height.
+    assert asked[0][0] == 0 and all(b - a <= TILE for a, b in asked)
+    assert all(asked[i][1] == asked[i + 1][0] for i in range(len(asked) - 1)) and asked[-1][1] == 230
+    assert not list((tmp_path / "tiles").rglob(".pending-*"))
+    store.undo(1)
+    assert np.array_equal(read(store, -64, -64, 300, 320)[74:164, 74:224], normalised(noise(150, 90, 12)))
+    assert other.head(1) == 1

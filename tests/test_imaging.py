@@ -166,8 +166,13 @@ def test_empty_caption_is_left_out_and_named_and_no_bom_is_written(tmp_path: Pat
 
 
 def test_canvas_import_sees_the_same_greys() -> None:
-    from app.canvas.pipeline import place_import
+    # The canvas reads imports with libvips (app/canvas/imports.py, in bands); 16-bit greys come out the same.
+    from app.canvas.imports import open_import
 
-    placed, offset = place_import(checkerboard(), (512, 512), keep_size=True)
-    assert placed.mode == "RGBA" and offset == (0, 0)
-    assert grey_levels(placed) == {78, 234}
+    buffer = io.BytesIO()
+    checkerboard().save(buffer, "PNG")
+    source = open_import(buffer.getvalue(), (512, 512), "none")
+    assert (source.dx, source.dy, source.width, source.height) == (0, 0, 512, 512)
+    placed = source.bands()(0, 512)
+    assert (placed[..., 3] == 255).all()
+    assert grey_levels(Image.fromarray(placed)) == {78, 234}

@@ -6,18 +6,19 @@ status; a stale write answers 409 with ``{"error": …, "stale": true}``.
 """
 from __future__ import annotations
 
-import io
 from urllib.parse import quote
 
 from flask import Response, abort, current_app, jsonify, request, url_for
-from PIL import Image
+from flask_login import current_user
 
 from app.auth.access import child_or_404, owned_or_404
 from app.canvas import bp, staging
 from app.canvas.models import Canvas, CanvasVariation
 from app.canvas.params import BadInput, int_arg, parse_frame
-from app.canvas.pipeline import known_overlay, place_import, png_bytes
+from app.canvas import imports, masks
+from app.canvas.pipeline import known_overlay, png_bytes
 from app.canvas.pngstream import export_png
+from app.canvas.staging import AlreadyAccepted
 from app.canvas.tiles import TILE_LIMIT, NotFound, OutOfRange, StaleWrite, TileStore
 from app.files import send_data_file
 from app.uploads import UploadRejected, read_image_upload
@@ -25,7 +26,6 @@ from app.uploads import UploadRejected, read_image_upload
 # One listing answers for at most this many tiles (a 4K screen at the finest level needs ~60).
 MAX_LISTED_TILES = 64 * 64
 MAX_EXPORT_SIDE, MAX_EXPORT_PIXELS = 1 << 16, 1 << 30
-MAX_IMPORT_PIXELS = 64_000_000
 STALE_ACCEPT = ("The canvas under this frame changed since this variation was made (an undo, an import or "
                 "another tab). Accept anyway to paste it over what is there now, or discard it.")
 
@@ -93,11 +93,12 @@ def staged(canvas_id):
     return jsonify(variations=_staged_json(canvas))
 
 
-@bp.get("/<int:canvas_id>/variations/<int:variation_id>/preview.png")
+@bp.get("/<int:canvas_id>/variations/<int:variation_id>/preview")
 def preview(canvas_id, variation_id):
     canvas = owned_or_404(Canvas, canvas_id)
     variation = child_or_404(CanvasVariation, variation_id, canvas_id=canvas.id)
-    return send_data_file(variation.preview_path, mimetype="image/png", immutable=True)
+    mimetype = "image/webp" if variation.preview_path.endswith(".webp") else "image/png"
+    return send_data_file(variation.preview_path, mimetype=mimetype, immutable=True)
 
 
 @bp.post("/<int:canvas_id>/variations/<int:variation_id>/accept")
@@ -109,7 +110,10 @@ def accept(canvas_id, variation_id):
         staging.accept(store, variation, force=request.form.get("force") == "1")
     except StaleWrite:
         return jsonify(error=STALE_ACCEPT, stale=True), 409
-    return jsonify(**_state(store, canvas), variations=_staged_json(canvas))
+    except AlreadyAccepted as exc:
+        return jsonify(error=str(exc), already_accepted=True, variations=_staged_json(canvas)), 409
+    return jsonify(**_state(store, canvas), variations=_staged_json(canvas),
+                   accepted=f"Accepted variation {variation.output_index + 1}.")
 
 
 @bp.post("/<int:canvas_id>/variations/<int:variation_id>/discard")
@@ -137,7 +141,8 @@ def save(canvas_id, variation_id):
 
 def _staged_json(canvas: Canvas) -> list[dict]:
     return [{
-        "id": v.id, "request": v.request_id, "index": v.output_index,
+        "id": v.id, "request": v.request_id, "index": v.output_index, "outputs": staging.output_count(v.request),
+        "label": staging.variation_label(v),
         "x": v.request.x, "y": v.request.y, "width": v.request.width, "height": v.request.height,
         "base_revision": v.request.base_revision, "model": v.request.model_used,
         "prompt": v.request.model_input.get("prompt", ""), "seed": v.request.model_input.get("seed"),
@@ -146,6 +151,7 @@ def _staged_json(canvas: Canvas) -> list[dict]:
         "discard": url_for("canvas.discard", canvas_id=canvas.id, variation_id=v.id),
         "save": url_for("canvas.save", canvas_id=canvas.id, variation_id=v.id),
         "more": url_for("canvas.generate_more", canvas_id=canvas.id, request_id=v.request_id),
+        "again": url_for("canvas.make_again", canvas_id=canvas.id, variation_id=v.id),
     } for v in staging.staged(canvas.id)]
 
 
@@ -161,46 +167,120 @@ def _staged_variation(canvas: Canvas, variation_id: int) -> CanvasVariation:
 
 @bp.post("/<int:canvas_id>/undo")
 def undo(canvas_id):
+    """Undo the newest canvas change; answers what was undone (``undone``) and the staged variations,
+    which an undone accept brings back."""
     canvas = owned_or_404(Canvas, canvas_id)
     store = staging.tile_store()
-    changed = store.undo(canvas.id) is not None
-    return jsonify(**_state(store, canvas), changed=changed)
+    step = store.undo_step(canvas.id)
+    if step is not None:
+        staging.after_history_step(store, canvas.id, undone=step[0].rev, redone=None)
+    return jsonify(**_state(store, canvas), changed=step is not None,
+                   undone=step[0].description if step else None, variations=_staged_json(canvas))
 
 
 @bp.post("/<int:canvas_id>/redo")
 def redo(canvas_id):
     canvas = owned_or_404(Canvas, canvas_id)
     store = staging.tile_store()
-    changed = store.redo(canvas.id) is not None
-    return jsonify(**_state(store, canvas), changed=changed)
+    step = store.redo_step(canvas.id)
+    if step is not None:
+        staging.after_history_step(store, canvas.id, undone=None, redone=step[0].rev)
+    return jsonify(**_state(store, canvas), changed=step is not None,
+                   redone=step[0].description if step else None, variations=_staged_json(canvas))
+
+
+@bp.get("/<int:canvas_id>/bounds")
+def bounds(canvas_id):
+    """The box (x, y, width, height) of everything painted, for "fit all content" and the minimap;
+    ``box`` is null for an empty canvas."""
+    canvas = owned_or_404(Canvas, canvas_id)
+    store = staging.tile_store()
+    box = store.bounds(canvas.id)
+    head = store.head(canvas.id)
+    if box is None:
+        return jsonify(box=None, head=head)
+    return jsonify(box=[box[0], box[1], box[2] - box[0], box[3] - box[1]], head=head,
+                   thumbnail=url_for("canvas.thumbnail", canvas_id=canvas.id, rev=head))
 
 
 @bp.post("/<int:canvas_id>/import")
 def import_image(canvas_id):
-    """Put an uploaded image at the frame (scaled to fit it unless asked not to), as one undo step."""
+    """Put an uploaded image at the frame as one undo step, read and written in bands.
+
+    ``fit``: "cover" scales it to fill the frame (the page first fits the frame to the picture's
+    proportions, so nothing is cropped but a few pixels of snapping), "contain" scales it to fit
+    inside (the user chose to keep the frame: the rest stays empty for outpainting), "none" puts it
+    at full size at the frame's corner.
+    """
     canvas = owned_or_404(Canvas, canvas_id)
     x, y, width, height = _frame(request.form)
     storage = request.files.get("image")
     if storage is None or not storage.filename:
         raise BadInput("Choose an image to import.", 422)
+    fit = request.form.get("fit") or ("none" if request.form.get("keep_size") else "contain")
+    if fit not in imports.FITS:
+        raise BadInput("Choose how the picture fits the frame: cover, contain or none.", 422)
     try:
         data, _format = read_image_upload(storage, current_app.config["MAX_IMAGE_UPLOAD_BYTES"])
     except UploadRejected as exc:
         raise BadInput(str(exc), 422) from None
-    keep_size = request.form.get("keep_size") is not None
-    with Image.open(io.BytesIO(data)) as image:
-        if image.width * image.height > MAX_IMPORT_PIXELS:
-            raise BadInput(f"The image is {image.width}×{image.height}; import at most "
-                           f"{MAX_IMPORT_PIXELS // 1_000_000} megapixels.", 422)
-        placed, (dx, dy) = place_import(image, (width, height), keep_size)
+    try:
+        source = imports.open_import(data, (width, height), fit)
+    except imports.ImportRefused as exc:
+        raise BadInput(str(exc), 422) from None
     base = request.form.get("base_revision", type=int)
     store = staging.tile_store()
+    source_box = (source.dx, source.dy, source.width, source.height)
     try:
-        store.write_region(canvas.id, x + dx, y + dy, placed, base_revision=base, mode="over",
-                           description=f"Imported {storage.filename}"[:200])
+        store.write_bands(canvas.id, x + source.dx, y + source.dy, source.width, source.height, source.bands,
+                          base_revision=base, mode="over", description=f"import of {storage.filename}"[:200])
     except StaleWrite as exc:
         return jsonify(error=str(exc), stale=True), 409
-    return jsonify(**_state(store, canvas))
+    finally:
+        del source
+        imports.release_memory()
+    return jsonify(**_state(store, canvas), placed=[x + source_box[0], y + source_box[1], source_box[2], source_box[3]])
+
+
+# ---- the mask, kept with the canvas for its user ------------------------------------------------------
+
+
+@bp.get("/<int:canvas_id>/mask")
+def mask_state(canvas_id):
+    """Where the saved mask lies ({x, y, width, height, url}), or ``mask`` null when none is saved."""
+    canvas = owned_or_404(Canvas, canvas_id)
+    saved = masks.load(staging.data_dir(), canvas.id, current_user.id)
+    if saved is None:
+        return jsonify(mask=None)
+    return jsonify(mask={**saved, "url": url_for("canvas.mask_image", canvas_id=canvas.id, v=saved["version"])})
+
+
+@bp.get("/<int:canvas_id>/mask.png")
+def mask_image(canvas_id):
+    canvas = owned_or_404(Canvas, canvas_id)
+    relpath = masks.image_path(canvas.id, current_user.id)
+    if not (staging.data_dir() / relpath).is_file():
+        abort(404)
+    return send_data_file(relpath, mimetype="image/png")
+
+
+@bp.post("/<int:canvas_id>/mask")
+def save_mask(canvas_id):
+    """Keep the painted mask (a PNG, white = painted, as sent to generate) at x, y; an empty mask deletes it."""
+    canvas = owned_or_404(Canvas, canvas_id)
+    x, y, width, height = _frame(request.form)
+    storage = request.files.get("mask")
+    if storage is None or not storage.filename:
+        raise BadInput("Send the mask as a PNG file.", 422)
+    limit = current_app.config["MAX_IMAGE_UPLOAD_BYTES"]
+    data = storage.read(limit + 1)
+    if len(data) > limit:
+        raise BadInput(f"The mask is larger than {limit // (1024 * 1024)} MB.", 413)
+    try:
+        version = masks.save(staging.data_dir(), canvas.id, current_user.id, (x, y, width, height), data)
+    except ValueError as exc:
+        raise BadInput(f"{exc}.", 422) from None
+    return jsonify(saved=version is not None, version=version)
 
 
 @bp.get("/<int:canvas_id>/export.png")
@@ -221,7 +301,9 @@ def export(canvas_id):
                        "a frame's region at a time.", 413)
     chunks = export_png(store, canvas.id, region, text={"Software": "Tessera"})
     response = Response(chunks, mimetype="image/png")
-    response.headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{_download_name(canvas)}"
+    what = "region" if "x" in request.args else "whole canvas"
+    response.headers["Content-Disposition"] = (
+        f"attachment; filename*=UTF-8''{_download_name(canvas, what, region, store.head(canvas.id))}")
     response.headers["Cache-Control"] = "no-store"
     return response
 
@@ -238,6 +320,10 @@ def _state(store: TileStore, canvas: Canvas) -> dict:
             "can_redo": store.can_redo(canvas.id)}
 
 
-def _download_name(canvas: Canvas) -> str:
+def _download_name(canvas: Canvas, what: str, region: tuple[int, int, int, int], head: int) -> str:
+    """A file name that says what was exported: the canvas, whole or which region, its size and revision,
+    e.g. "Harbour - whole canvas 3072x2048 rev 12.png", "Harbour - region 0,0 1024x1024 rev 12.png"."""
     safe = "".join(c if c.isalnum() or c in " -_" else "_" for c in canvas.name).strip() or "canvas"
-    return quote(f"{safe}.png")
+    x, y, width, height = region
+    where = f"region {x},{y} {width}x{height}" if what == "region" else f"whole canvas {width}x{height}"
+    return quote(f"{safe} - {where} rev {head}.png")

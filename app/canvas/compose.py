@@ -1,9 +1,15 @@
 """The pixel work of a canvas generation: masks, infill of the unknown area, model sizes, paste back.
 
 A generation on the canvas runs: read the frame (``TileStore.read_region``) and what is known in it
-(``known_mask``) → ``outpaint_mask`` (repaint what the user painted plus what was never painted)
-→ ``infill`` the unknown pixels → ``fit_to_model`` and ``model_mask`` for the model → results
-``scale_back`` to the frame → ``paste_back`` through ``paste_mask``. Pure functions on PIL images.
+(``known_mask``) → ``outpaint_mask`` (repaint what the user painted plus every pixel that is not
+fully opaque) → ``infill`` the unknown pixels → ``fit_to_model`` and ``model_mask`` for the model →
+results ``scale_back`` to the frame → ``paste_back`` through ``paste_mask``. Pure functions on PIL
+images.
+
+The paste mask is full strength over everything that is repainted and blends only *outside* it,
+over a ring of ``BLUR_REACH`` × the mask blur: what the user painted is replaced, as in A1111's and
+InvokeAI's paste-back (InvokeAI's "Canvas Paste Back" dilates the mask before blurring it), rather
+than faded in around a blur centred on the painted edge.
 """
 from __future__ import annotations
 
@@ -17,9 +23,15 @@ from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 
 from app.canvas.tiles import blend_rgba
 
-# The largest mask blur (Gaussian radius in pixels) a request may ask for; "mask blur" is what
-# A1111 and most tools call it (others say "feather").
+# The largest mask blur (pixels) a request may ask for; "mask blur" is what A1111 and most tools
+# call it (others say "feather").
 MASK_BLUR_MAX = 64
+# The blend ring reaches this many mask-blur radii outside the repainted area; beyond it the
+# canvas is untouched (weight 0).
+BLUR_REACH = 3
+# A latent diffusion model decodes 8×8-pixel cells: a mask grown by one cell (at the size sent)
+# makes sure every painted pixel lies in a cell the model repaints.
+MODEL_MASK_GROW = 8
 MID_GREY = (128, 128, 128)
 
 # Largest image (in pixels) each infill works on at full resolution; bigger frames are filled at a
@@ -43,32 +55,83 @@ class InfillUnavailable(Exception):
     """An infill method this server cannot run; ``str(error)`` is a message for the user."""
 
 
-def blur_mask(mask: Image.Image, radius: int) -> Image.Image:
-    """Blur a mask with a Gaussian of ``radius`` pixels (0–MASK_BLUR_MAX) so a paste fades in at its
-    edge (the mask blur). Raises ValueError outside that range."""
-    if not 0 <= radius <= MASK_BLUR_MAX:
-        raise ValueError(f"The mask blur must be between 0 and {MASK_BLUR_MAX} pixels, not {radius}")
-    mask = mask.convert("L")
-    return mask.copy() if radius == 0 else mask.filter(ImageFilter.GaussianBlur(radius))
+def blend_ring(repaint: Image.Image, mask_blur: int) -> Image.Image:
+    """An "L" weight: 255 on every repainted pixel (``repaint`` > 0), fading to 0 outside it.
 
-
-def outpaint_mask(painted: Image.Image, known: Image.Image) -> Image.Image:
-    """What to repaint: the painted mask, plus every pixel of the frame that was never painted."""
-    _check_same_size(painted, known, "painted mask", "known mask")
-    unknown = 255 - np.asarray(known.convert("L"))
-    return Image.fromarray(np.maximum(np.asarray(painted.convert("L")), unknown))
-
-
-def paste_mask(repaint: Image.Image, known: Image.Image, mask_blur: int) -> Image.Image:
-    """The mask to paste a result through: ``repaint`` blurred by ``mask_blur`` pixels, but the
-    unknown area in full.
-
-    Blurring alone would fade the result out over never-painted pixels and leave a
-    half-transparent fringe where the canvas had nothing.
+    The fade follows the distance d (pixels, Euclidean) from the nearest repainted pixel:
+    1 − smoothstep(d / (BLUR_REACH·mask_blur)), so it is ≥ 254/255 next to the repainted area, has
+    no visible step at either end, and is exactly 0 from BLUR_REACH·mask_blur pixels out. A mask
+    blur of 0 gives the repainted area itself, hard-edged. Raises ValueError for a blur outside
+    0–MASK_BLUR_MAX.
     """
-    _check_same_size(repaint, known, "repaint mask", "known mask")
-    unknown = 255 - np.asarray(known.convert("L"))
-    return Image.fromarray(np.maximum(np.asarray(blur_mask(repaint, mask_blur)), unknown))
+    if not 0 <= mask_blur <= MASK_BLUR_MAX:
+        raise ValueError(f"The mask blur must be between 0 and {MASK_BLUR_MAX} pixels, not {mask_blur}")
+    inside = np.asarray(repaint.convert("L")) > 0
+    if mask_blur == 0 or not inside.any():
+        return Image.fromarray(np.where(inside, 255, 0).astype(np.uint8))
+    reach = BLUR_REACH * mask_blur
+    # Only the repainted area's box grown by the reach can get weight: measure distances there.
+    rows, cols = np.flatnonzero(inside.any(axis=1)), np.flatnonzero(inside.any(axis=0))
+    top, left = max(0, rows[0] - reach), max(0, cols[0] - reach)
+    bottom, right = min(inside.shape[0], rows[-1] + reach + 1), min(inside.shape[1], cols[-1] + reach + 1)
+    window = inside[top:bottom, left:right]
+    distance = cv2.distanceTransform((~window).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    t = np.clip(distance / reach, 0, 1)
+    weight = np.zeros(inside.shape, np.uint8)
+    weight[top:bottom, left:right] = np.rint(255 * (1 - t * t * (3 - 2 * t))).astype(np.uint8)
+    weight[inside] = 255
+    return Image.fromarray(weight)
+
+
+def outpaint_mask(painted: Image.Image, alpha: Image.Image) -> Image.Image:
+    """What to repaint: the painted mask, plus every pixel of the frame that is not fully opaque.
+
+    ``alpha`` is the frame's alpha channel. Never-painted pixels (alpha 0) are outpainted;
+    half-transparent ones (the soft edge of a cut-out) are repainted too, and
+    ``keep_over_result`` puts their own colour back over the new pixels, so nothing is left
+    half-transparent.
+    """
+    _check_same_size(painted, alpha, "painted mask", "alpha")
+    not_opaque = np.where(np.asarray(alpha.convert("L")) < 255, 255, 0).astype(np.uint8)
+    return Image.fromarray(np.maximum(np.asarray(painted.convert("L")), not_opaque))
+
+
+def paste_mask(repaint: Image.Image, mask_blur: int) -> Image.Image:
+    """The mask a result is pasted through: ``blend_ring`` of the repaint mask.
+
+    Every repainted pixel, painted or never painted, gets the result in full (255); the blend
+    lies in the ring outside it, up to BLUR_REACH × ``mask_blur`` pixels into the kept picture.
+    """
+    return blend_ring(repaint, mask_blur)
+
+
+def keep_mask(painted: Image.Image, alpha: Image.Image) -> Image.Image:
+    """An "L" mask of the half-transparent pixels the user did not paint over (0 < alpha < 255).
+
+    Their content is composited over the result (``keep_over_result``) instead of replaced.
+    """
+    _check_same_size(painted, alpha, "painted mask", "alpha")
+    a = np.asarray(alpha.convert("L"))
+    keep = (a > 0) & (a < 255) & (np.asarray(painted.convert("L")) == 0)
+    return Image.fromarray(np.where(keep, 255, 0).astype(np.uint8))
+
+
+def keep_over_result(original: Image.Image, result: Image.Image, keep: Image.Image) -> Image.Image:
+    """``result`` (RGB) with the original's half-transparent pixels under ``keep`` composited over it.
+
+    A soft cut-out edge keeps its own colour at its own opacity, now over the new background
+    instead of over nothing: the pixel becomes opaque.
+    """
+    _check_same_size(original, result, "original", "result")
+    where = np.asarray(keep.convert("L")) > 0
+    out = np.array(result.convert("RGB"))
+    if not where.any():
+        return Image.fromarray(out)
+    rgba = np.asarray(original.convert("RGBA")).astype(np.float32)
+    a = rgba[..., 3:] / 255
+    over = np.rint(rgba[..., :3] * a + out.astype(np.float32) * (1 - a)).clip(0, 255).astype(np.uint8)
+    out[where] = over[where]
+    return Image.fromarray(out)
 
 
 def model_mask(mask: Image.Image, polarity: Polarity) -> Image.Image:
@@ -79,6 +142,25 @@ def model_mask(mask: Image.Image, polarity: Polarity) -> Image.Image:
     if polarity == "black-repaints":
         return ImageOps.invert(mask)
     raise ValueError(f"Unknown mask polarity {polarity!r}")
+
+
+def grown_mask(repaint: Image.Image, size: tuple[int, int], grow: int = MODEL_MASK_GROW) -> Image.Image:
+    """The repaint mask as sent to a model: at ``size``, binary (0/255) and grown by ``grow`` pixels.
+
+    Every pixel with any repaint weight is marked (a model thresholds a soft mask, which would
+    shrink what was painted), the mask is scaled without losing thin strokes, then grown so the
+    model's latent cells cover every painted pixel. Never smaller than what was painted.
+    """
+    binary = np.where(np.asarray(repaint.convert("L")) > 0, 255, 0).astype(np.uint8)
+    if binary.shape[::-1] != tuple(size):
+        # Area-averaging keeps any covered pixel non-zero however much the mask shrinks.
+        binary = cv2.resize(binary, size, interpolation=cv2.INTER_AREA if size[0] < binary.shape[1]
+                            else cv2.INTER_LINEAR)
+        binary = np.where(binary > 0, 255, 0).astype(np.uint8)
+    if grow > 0 and binary.any():
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))
+        binary = cv2.dilate(binary, kernel)
+    return Image.fromarray(binary)
 
 
 def available_infill_methods() -> list[str]:

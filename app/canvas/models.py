@@ -60,6 +60,13 @@ class CanvasRequest(db.Model):
     # blurred (mask blur) mask results are pasted through.
     mask_path: Mapped[str] = mapped_column(String(500))
     paste_mask_path: Mapped[str | None] = mapped_column(String(500))
+    # The variation whose accept is on the canvas now; None while the request is staged. Set by a
+    # conditional UPDATE, so of two accepts at once exactly one wins (``staging.accept``).
+    accepted_variation_id: Mapped[int | None]
+    # How many outputs the model made (set by the job): labels read "seed S, output i of N".
+    output_count: Mapped[int | None]
+    # "Make again": the one output of the source request this request reproduces (same input and seed).
+    only_output: Mapped[int | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     canvas: Mapped[Canvas] = relationship(back_populates="requests")
@@ -85,6 +92,9 @@ class CanvasVariation(db.Model):
     # request's paste mask, and the preview of the frame as accepting would leave it.
     result_path: Mapped[str] = mapped_column(String(500))
     preview_path: Mapped[str] = mapped_column(String(500))
+    # The revision accepting it made: undoing that revision stages the request's variations again,
+    # redoing it accepts this one again.
+    accepted_rev: Mapped[int | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     request: Mapped[CanvasRequest] = relationship(back_populates="variations")

@@ -95,10 +95,11 @@ def check_worth_sending(store: TileStore, canvas_id: int, frame: Frame, painted:
     model. Raises BadInput (422)."""
     if model.can_inpaint and painted.getbbox() is not None:
         return
-    known = store.known_mask(canvas_id, *frame)
-    if not model.can_inpaint and known.getbbox() is not None:
+    alpha = store.read_region(canvas_id, *frame).getchannel("A")
+    if not model.can_inpaint and alpha.getbbox() is not None:
         raise BadInput(model.text_only_message, 422)
-    if model.can_inpaint and known.getextrema() == (255, 255):
+    # Half-transparent pixels are repainted too (compose.outpaint_mask): only an opaque frame has none.
+    if model.can_inpaint and alpha.getextrema() == (255, 255):
         raise BadInput(NOTHING_TO_REPAINT, 422)
 
 

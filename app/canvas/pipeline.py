@@ -12,6 +12,7 @@ import io
 import math
 import os
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -19,10 +20,12 @@ from typing import Literal
 import numpy as np
 from PIL import Image, ImageOps
 
-from app import imaging
 from app.canvas.compose import (
     fit_to_model,
+    grown_mask,
     infill,
+    keep_mask,
+    keep_over_result,
     match_colour,
     model_mask,
     outpaint_mask,
@@ -36,6 +39,11 @@ from app.canvas.tiles import TILE_LIMIT, TileStore
 MIN_MODEL_PIXELS = 512 * 512
 # Staged files are written often and read once or twice: fast compression.
 STAGING_PNG_LEVEL = 1
+# A staged result is read once, by accept: stored, not compressed (zlib level 0 writes ~2x faster).
+RESULT_PNG_LEVEL = 0
+# The staged preview goes to the browser: WebP lossless at its fastest method encodes faster than PNG
+# level 1 and ~25 % smaller (bench/bench_canvas.py, "tile encodings"); every browser shows it.
+PREVIEW_WEBP = {"format": "WEBP", "lossless": True, "quality": 0, "method": 0, "exact": True}
 
 Mode = Literal["inpaint", "text"]
 
@@ -69,10 +77,11 @@ def rules_with_size_choices(rules: ModelRules, width_choices: list, height_choic
 @dataclass
 class PreparedFrame:
     mode: Mode
-    known: Image.Image  # "L": 255 where the canvas has content
-    repaint: Image.Image  # "L": what the model repaints, the painted mask plus the unknown area
-    paste: Image.Image  # "L": the mask a result is pasted through (repaint with its mask blur, unknown in full)
+    known: Image.Image  # "L": 255 where the canvas has content (alpha > 0)
+    repaint: Image.Image  # "L": what the model repaints: the painted mask plus every pixel not fully opaque
+    paste: Image.Image  # "L": the mask a result is pasted through (repaint in full, blend ring outside it)
     image: Image.Image | None  # RGB frame with the unknown area infilled; None in text mode
+    keep: Image.Image | None = None  # "L": half-transparent pixels not painted over, kept over the result
 
 
 def prepare_frame(region: Image.Image, painted: Image.Image, infill_method: str, mask_blur: int) -> PreparedFrame:
@@ -81,12 +90,14 @@ def prepare_frame(region: Image.Image, painted: Image.Image, infill_method: str,
     With no known pixel in the frame there is nothing to keep, whatever was painted: it is drawn
     from text (mode "text") and the result replaces the whole frame.
     """
-    known = region.getchannel("A").point(lambda alpha: 255 if alpha else 0)
-    repaint = outpaint_mask(painted, known)
-    paste = paste_mask(repaint, known, mask_blur)
+    alpha = region.getchannel("A")
+    known = alpha.point(lambda value: 255 if value else 0)
+    repaint = outpaint_mask(painted, alpha)
+    paste = paste_mask(repaint, mask_blur)
     if known.getbbox() is None:
         return PreparedFrame("text", known, repaint, paste, None)
-    return PreparedFrame("inpaint", known, repaint, paste, infill(region, known, infill_method))
+    return PreparedFrame("inpaint", known, repaint, paste, infill(region, known, infill_method),
+                         keep_mask(painted, alpha))
 
 
 def nothing_to_repaint(prepared: PreparedFrame) -> bool:
@@ -97,11 +108,8 @@ def model_images(prepared: PreparedFrame, rules: ModelRules, polarity: str) -> t
     """The image and mask to send, at the model's size; the mask in the polarity the model expects."""
     size = rules.send_size(*prepared.image.size)
     image = prepared.image if prepared.image.size == size else prepared.image.resize(size, Image.Resampling.LANCZOS)
-    # A model repaints what its mask marks at >= 50%: mark every pixel the paste will show,
-    # so the repainted area covers at least what accepting pastes at full strength.
-    repaint = prepared.repaint if prepared.repaint.size == size else prepared.repaint.resize(
-        size, Image.Resampling.BILINEAR).point(lambda value: 255 if value else 0)
-    return image, model_mask(repaint, polarity)
+    # What was painted, never less: binary, scaled without losing thin strokes, grown by a latent cell.
+    return image, model_mask(grown_mask(prepared.repaint, size), polarity)
 
 
 def nearest_aspect_ratio(width: int, height: int, choices: list) -> str | None:
@@ -133,27 +141,14 @@ def fit_result(output: Image.Image, size: tuple[int, int], mode: Mode) -> Image.
 
 
 def finish_variation(region: Image.Image, result: Image.Image, paste: Image.Image,
-                     colour_match: bool) -> tuple[Image.Image, Image.Image]:
-    """(result to paste, preview): the result colour-matched if asked, and the frame after pasting it."""
+                     colour_match: bool, keep: Image.Image | None = None) -> tuple[Image.Image, Image.Image]:
+    """(result to paste, preview): the result colour-matched if asked, the half-transparent pixels
+    under ``keep`` composited over it, and the frame after pasting it."""
     if colour_match:
         result = match_colour(result, region, paste)
+    if keep is not None:
+        result = keep_over_result(region, result, keep)
     return result, paste_back(region, result, paste)
-
-
-def place_import(image: Image.Image, frame_size: tuple[int, int],
-                 keep_size: bool) -> tuple[Image.Image, tuple[int, int]]:
-    """An imported image as RGBA and its offset from the frame's corner: scaled down to fit the frame
-    and centred in it, or as it is at the corner when ``keep_size``."""
-    # The shared decoding (app/imaging.py): upright, 16-bit scaled instead of clipped to white.
-    image = imaging.prepare(image).convert("RGBA")
-    if keep_size:
-        return image, (0, 0)
-    width, height = frame_size
-    scale = min(width / image.width, height / image.height, 1.0)
-    if scale < 1:
-        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
-                             Image.Resampling.LANCZOS)
-    return image, ((width - image.width) // 2, (height - image.height) // 2)
 
 
 def render_thumbnail(store: TileStore, canvas_id: int, max_side: int = 320) -> Image.Image | None:
@@ -213,14 +208,29 @@ def png_bytes(image: Image.Image, compress_level: int = 6) -> bytes:
     return buffer.getvalue()
 
 
-def save_png(path: Path, image: Image.Image) -> None:
+def save_png(path: Path, image: Image.Image, compress_level: int = STAGING_PNG_LEVEL) -> None:
     """Write a PNG so readers see all of it or nothing (temp file + rename)."""
+    save_image(path, image, format="PNG", compress_level=compress_level)
+
+
+def save_image(path: Path, image: Image.Image, **options) -> None:
+    """Write an image (Pillow save ``options``) so readers see all of it or nothing (temp file + rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temp = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as file:
-            file.write(png_bytes(image, STAGING_PNG_LEVEL))
+            image.save(file, **options)
         os.replace(temp, path)
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
+
+
+def save_variation(result_path: Path, result: Image.Image, preview_path: Path, preview: Image.Image) -> None:
+    """Write a staged variation's result (PNG, for accept) and preview (lossless WebP, for the browser)
+    at once: both encoders release the GIL, so the two run side by side."""
+    with ThreadPoolExecutor(2) as pool:
+        writes = [pool.submit(save_png, result_path, result, RESULT_PNG_LEVEL),
+                  pool.submit(save_image, preview_path, preview, **PREVIEW_WEBP)]
+    for write in writes:
+        write.result()

@@ -13,7 +13,7 @@ from app.auth.access import child_or_404, owned_or_404
 from app.canvas import bp, staging
 from app.canvas.compose import available_infill_methods
 from app.canvas.modelchoice import DEFAULT_MODEL, CanvasModel, canvas_model, carry_input, form_fields, picker_models
-from app.canvas.models import Canvas, CanvasRequest
+from app.canvas.models import Canvas, CanvasRequest, CanvasVariation
 from app.canvas.params import DEFAULT_INFILL, FRAME_LIMITS, GenerateParams
 from app.canvas.tasks import run_canvas_generation
 from app.extensions import db
@@ -153,6 +153,23 @@ def generate_more(canvas_id, request_id):
         model_input["seed"] = random_seed()
     try:
         job = _enqueue(staging.copy_request(source, model_input))
+    except QueueUnavailable as exc:
+        return message(str(exc), 503)
+    return render_template("jobs/_status.html", job=job)
+
+
+@bp.post("/<int:canvas_id>/variations/<int:variation_id>/again")
+def make_again(canvas_id, variation_id):
+    """The same request again, same seed and input, staging only this variation's output: the model
+    draws all N outputs from the seed, so output i comes back as it was."""
+    canvas = owned_or_404(Canvas, canvas_id)
+    variation = child_or_404(CanvasVariation, variation_id, canvas_id=canvas.id)
+    source = variation.request
+    if source.model_input.get("seed") is None:
+        return message("This variation's model takes no seed, so it cannot be made again exactly: "
+                       "use Generate more.", 422)
+    try:
+        job = _enqueue(staging.copy_request(source, dict(source.model_input), only_output=variation.output_index))
     except QueueUnavailable as exc:
         return message(str(exc), 503)
     return render_template("jobs/_status.html", job=job)

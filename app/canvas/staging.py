@@ -8,6 +8,7 @@ from pathlib import Path
 from flask import current_app
 from PIL import Image
 
+from app.canvas import masks
 from app.canvas.models import Canvas, CanvasRequest, CanvasVariation
 from app.canvas.pipeline import render_thumbnail, save_png
 from app.canvas.tiles import TileStore
@@ -20,10 +21,11 @@ TILES_DIR = "canvases"
 
 
 def tile_store() -> TileStore:
-    """The app's tile store (one per app: it holds no state besides its settings)."""
+    """The app's tile store (one per app: its settings, a small cache of decoded tiles and the thread
+    that builds zoomed-out levels after each change, so an accept waits only for its own tiles)."""
     store = current_app.extensions.get("canvas_tile_store")
     if store is None:
-        store = TileStore(db.engine, data_dir() / TILES_DIR)
+        store = TileStore(db.engine, data_dir() / TILES_DIR, build_levels="background")
         current_app.extensions["canvas_tile_store"] = store
     return store
 
@@ -53,43 +55,133 @@ def create_request(canvas: Canvas, *, model_ref: str, model_input: dict, frame: 
     return request
 
 
-def copy_request(source: CanvasRequest, model_input: dict) -> CanvasRequest:
-    """A new request for the same frame and mask ("generate more"), with its own copy of the mask."""
+def copy_request(source: CanvasRequest, model_input: dict, only_output: int | None = None) -> CanvasRequest:
+    """A new request for the same frame and mask, with its own copy of the mask: "generate more" (a
+    new seed), or "make again" (the same input and seed, staging only output ``only_output``)."""
     with Image.open(data_dir() / source.mask_path) as painted:
-        return create_request(source.canvas, model_ref=source.model_ref, model_input=model_input,
-                              frame=(source.x, source.y, source.width, source.height), painted=painted,
-                              infill=source.infill, mask_blur=source.mask_blur, colour_match=source.colour_match)
+        request = create_request(source.canvas, model_ref=source.model_ref, model_input=model_input,
+                                 frame=(source.x, source.y, source.width, source.height), painted=painted,
+                                 infill=source.infill, mask_blur=source.mask_blur, colour_match=source.colour_match)
+    request.only_output = only_output
+    return request
+
+
+def output_count(request: CanvasRequest) -> int:
+    """How many outputs the request's model call made (its variations, unless it made one again)."""
+    return request.output_count or max((v.output_index for v in request.variations), default=0) + 1
+
+
+def variation_label(variation: CanvasVariation) -> str:
+    """"seed S, output i of N": what makes this exact output again (the model draws N from one seed)."""
+    seed = variation.request.model_input.get("seed")
+    count = output_count(variation.request)
+    where = f"output {variation.output_index + 1} of {count}"
+    return f"seed {seed}, {where}" if seed is not None else where
+
+
+class AlreadyAccepted(Exception):
+    """Another variation of the same request was accepted first; ``str(error)`` tells the user."""
 
 
 def staged(canvas_id: int) -> list[CanvasVariation]:
-    """The canvas's staged variations, oldest request first, in output order."""
+    """The variations on show: staged, of requests with no accept on the canvas."""
     return db.session.scalars(
-        db.select(CanvasVariation).where(CanvasVariation.canvas_id == canvas_id,
-                                         CanvasVariation.status == CanvasVariation.STAGED)
+        db.select(CanvasVariation).join(CanvasRequest, CanvasVariation.request_id == CanvasRequest.id)
+        .where(CanvasVariation.canvas_id == canvas_id, CanvasVariation.status == CanvasVariation.STAGED,
+               CanvasRequest.accepted_variation_id.is_(None))
         .order_by(CanvasVariation.request_id, CanvasVariation.output_index)).all()
 
 
 def accept(store: TileStore, variation: CanvasVariation, *, force: bool) -> int:
     """Paste the variation through its request's mask as one revision; returns the new head.
 
-    Raises StaleWrite (nothing written) when a tile under the frame changed since the job read it,
-    unless ``force``. The request's other variations are discarded.
+    Exactly one accept per request wins, across threads, processes and hosts: the request row is
+    claimed with a conditional UPDATE (a row lock on PostgreSQL, the write lock on SQLite) before
+    any pixel is written; a loser gets AlreadyAccepted, ``force`` or not. Raises StaleWrite
+    (nothing written, the claim released) when a tile under the frame changed since the job read
+    it, unless ``force``. The request's other variations stay, set aside: undoing the accept
+    stages them all again (``after_undo``).
     """
     request = variation.request
+    claimed = db.session.execute(
+        db.update(CanvasRequest)
+        .where(CanvasRequest.id == request.id, CanvasRequest.accepted_variation_id.is_(None))
+        .values(accepted_variation_id=variation.id)
+        .execution_options(synchronize_session=False)).rowcount
+    db.session.commit()
+    if claimed != 1:
+        db.session.refresh(request)
+        winner = db.session.get(CanvasVariation, request.accepted_variation_id) if request.accepted_variation_id else None
+        which = f"variation {winner.output_index + 1}" if winner is not None else "another variation"
+        raise AlreadyAccepted(f"This generation's {which} was accepted just before: only one of a "
+                              "generation's variations goes on the canvas. Undo it to choose another.")
     root = data_dir()
-    with Image.open(root / variation.result_path) as result, Image.open(root / request.paste_mask_path) as paste:
-        head = store.write_region(
-            request.canvas_id, request.x, request.y, result, mask=paste,
-            base_revision=None if force else request.base_revision,
-            description=_description(request))
+    try:
+        with Image.open(root / variation.result_path) as result, Image.open(root / request.paste_mask_path) as paste:
+            head = store.write_region(
+                request.canvas_id, request.x, request.y, result, mask=paste,
+                base_revision=None if force else request.base_revision,
+                description=accept_description(variation))
+    except BaseException:
+        db.session.rollback()
+        db.session.execute(db.update(CanvasRequest).where(CanvasRequest.id == request.id)
+                           .values(accepted_variation_id=None).execution_options(synchronize_session=False))
+        db.session.commit()
+        raise
+    db.session.refresh(request)
     variation.status = CanvasVariation.ACCEPTED
-    others = [v for v in request.variations if v.status == CanvasVariation.STAGED and v.id != variation.id]
-    discard([variation, *others])
+    variation.accepted_rev = head
+    db.session.commit()
+    forget_unreachable_accepts(store, request.canvas_id)
     return head
 
 
+def accept_description(variation: CanvasVariation) -> str:
+    """The revision's description, which the status line shows after "Undid: "."""
+    request = variation.request
+    prompt = " ".join(str(request.model_input.get("prompt", "")).split())
+    text = f"accept of variation {variation.output_index + 1}"
+    return f"{text} ({prompt[:80]})" if prompt else text
+
+
+def after_history_step(store: TileStore, canvas_id: int, undone: int | None, redone: int | None) -> None:
+    """Keep staging in step with the history after an undo (of revision ``undone``) or a redo.
+
+    Undoing an accept stages every variation of its request again (the accepted one included);
+    redoing it accepts the same variation again and sets the others aside.
+    """
+    if undone is not None:
+        for variation in _accepted_by(canvas_id, undone):
+            variation.status = CanvasVariation.STAGED
+            variation.request.accepted_variation_id = None
+    if redone is not None:
+        for variation in _accepted_by(canvas_id, redone):
+            variation.status = CanvasVariation.ACCEPTED
+            variation.request.accepted_variation_id = variation.id
+    db.session.commit()
+
+
+def _accepted_by(canvas_id: int, rev: int) -> list[CanvasVariation]:
+    return db.session.scalars(db.select(CanvasVariation).where(
+        CanvasVariation.canvas_id == canvas_id, CanvasVariation.accepted_rev == rev)).all()
+
+
+def forget_unreachable_accepts(store: TileStore, canvas_id: int) -> None:
+    """Discard what no undo can bring back: the set-aside variations of accepts pruned from the
+    history, and staged files of accepted variations whose redo branch was dropped."""
+    pruned_through = store.pruned_through(canvas_id)
+    old = db.session.scalars(
+        db.select(CanvasRequest).where(CanvasRequest.canvas_id == canvas_id,
+                                       CanvasRequest.accepted_variation_id.is_not(None))
+        .join(CanvasVariation, CanvasVariation.id == CanvasRequest.accepted_variation_id)
+        .where(CanvasVariation.accepted_rev <= pruned_through)).all()
+    for request in old:
+        discard([v for v in request.variations if v.status != CanvasVariation.DISCARDED])
+
+
 def discard(variations: list[CanvasVariation]) -> None:
-    """Unstage variations (an accepted one keeps its status) and delete the files no one needs any more:
+    """Unstage variations (an accepted one keeps its status, but can no longer be staged again by an
+    undo) and delete the files no one needs any more:
     their staged images, their outputs unless saved to the gallery, and the folders of requests that
     have nothing staged left."""
     root = data_dir()
@@ -97,6 +189,7 @@ def discard(variations: list[CanvasVariation]) -> None:
     for variation in variations:
         if variation.status == CanvasVariation.STAGED:
             variation.status = CanvasVariation.DISCARDED
+        variation.accepted_rev = None
         for relpath in (variation.result_path, variation.preview_path):
             (root / relpath).unlink(missing_ok=True)
         generation = db.session.get(Generation, variation.generation_id) if variation.generation_id else None
@@ -112,7 +205,11 @@ def discard(variations: list[CanvasVariation]) -> None:
 
 
 def save_to_gallery(variation: CanvasVariation) -> Generation | None:
-    """Show the variation's model output in the gallery; None when that output is gone."""
+    """Put a variation's output in the gallery: staged, set aside or accepted, until it is discarded.
+
+    None when its output is gone (discarded)."""
+    if variation.status == CanvasVariation.DISCARDED:
+        return None
     generation = db.session.get(Generation, variation.generation_id) if variation.generation_id else None
     if generation is not None:
         generation.in_gallery = True
@@ -131,16 +228,11 @@ def delete_canvas(store: TileStore, canvas: Canvas) -> None:
     store.delete_canvas(canvas_id)
     shutil.rmtree(root / STAGING_DIR / str(canvas_id), ignore_errors=True)
     (root / thumbnail_path(canvas_id)).unlink(missing_ok=True)
+    masks.delete_canvas(root, canvas_id)
 
 
 def thumbnail_path(canvas_id: int) -> Path:
     return THUMBNAIL_DIR / f"{canvas_id}.png"
-
-
-def _description(request: CanvasRequest) -> str:
-    prompt = " ".join(str(request.model_input.get("prompt", "")).split())
-    action = "Generated" if request.mode == "text" else "Inpainted"
-    return f"{action}: {prompt[:80]}" if prompt else action
 
 
 def refresh_thumbnail(store: TileStore, canvas: Canvas) -> Path | None:

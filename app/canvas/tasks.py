@@ -76,7 +76,10 @@ def run_canvas_generation(job_id: str) -> None:
             recorded_input = {name: value for name, value in sent_input.items()
                               if name not in (model.image_field, model.mask_field)}
             variation_ids, generation_ids = [], []
+            request.output_count = len(urls)
             for index, url in enumerate(urls):
+                if request.only_output is not None and index != request.only_output:
+                    continue  # "make again" of one output: the model made all N from the seed, as before
                 run.progress(90 + 10 * index // len(urls), f"Staging variation {index + 1} of {len(urls)}")
                 generation = save_generation(client, url, job, model.ref, recorded_input, index, in_gallery=False)
                 variation = _stage(request, region, prepared, generation.path, generation.id, index)
@@ -115,14 +118,14 @@ def _stage(request: CanvasRequest, region: Image.Image, prepared: pipeline.Prepa
     root = data_dir()
     with Image.open(root / output_path) as output:
         fitted = pipeline.fit_result(output, (request.width, request.height), prepared.mode)
-    result, preview = pipeline.finish_variation(region, fitted, prepared.paste, request.colour_match)
+    result, preview = pipeline.finish_variation(region, fitted, prepared.paste, request.colour_match,
+                                               prepared.keep)
     folder = request_dir(request)
     variation = CanvasVariation(request_id=request.id, canvas_id=request.canvas_id, user_id=request.user_id,
                                 generation_id=generation_id, output_index=index,
                                 result_path=(folder / f"result-{index}.png").as_posix(),
-                                preview_path=(folder / f"preview-{index}.png").as_posix())
-    pipeline.save_png(root / variation.result_path, result)
-    pipeline.save_png(root / variation.preview_path, preview)
+                                preview_path=(folder / f"preview-{index}.webp").as_posix())
+    pipeline.save_variation(root / variation.result_path, result, root / variation.preview_path, preview)
     db.session.add(variation)
     db.session.commit()
     return variation

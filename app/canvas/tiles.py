@@ -7,7 +7,7 @@ file and no row.
 
 In the database (SQLAlchemy Core tables on the shared MetaData):
 
-- ``canvas_tile``: the current version of every stored tile, all levels.
+- ``canvas_tile``: the current version of every stored level 0 tile.
 - ``canvas_revision`` and ``canvas_revision_tile``: one row per change and, for every tile it
   changed, the version before and after. Undo and redo copy those versions back into
   ``canvas_tile``; no pixel is read or written.
@@ -19,15 +19,25 @@ Revision numbers are never reused: revisions that a new change drops from the re
 their numbers, so a revision number names one state of the canvas for good. The revisions kept
 form a single chain in number order.
 
-Level n > 0 tiles (mipmaps) cover tile_size·2^n canvas pixels scaled down to tile_size. A change
-rebuilds only the ancestors of the tiles it changed, each from its four children, and records
-them in its revision like level 0 tiles, so undo and redo restore the levels by index as well.
+Level n > 0 tiles (mipmaps) cover tile_size·2^n canvas pixels scaled down to tile_size. They are
+not part of the history: a level tile is a cache derived from the level 0 tiles under it, named by
+a version computed from them — (the newest level 0 version under it) << 16 | (how many there are).
+Along the chain of revisions that pair changes whenever the pixels under it change (a revision
+either writes a new, higher version or only removes tiles, lowering the count), so a version names
+one picture for good; when a change drops a redo branch, the files of the states only that branch
+had are deleted. A level tile is built from its four children when first asked for (``tile_path``)
+and, after every change, for the ancestors of what changed — at once, or on a background thread
+(``build_levels="background"``) so an accept waits only for its level 0 tiles. Undo and redo
+restore level 0 versions; the level tiles of the state they return to are usually still on disk.
 """
 from __future__ import annotations
 
 import io
+import queue
 import shutil
-from collections import defaultdict
+import threading
+import uuid
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -47,6 +57,7 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    literal_column,
     or_,
     select,
     update,
@@ -61,9 +72,15 @@ from app.metadata import metadata
 # pixel coordinates stay well inside 64-bit arithmetic and browser number precision.
 TILE_LIMIT = 2**20
 
-# Level 6 compresses tiles ~12% smaller but takes ~3x as long, and writes sit on the path of
-# every brush stroke.
-PNG_COMPRESS_LEVEL = 3
+# Tiles are PNG (lossless, and served to the browser as they are). zlib level 1 encodes ~1.6x
+# faster than level 3 and ~4x faster than 6 for ~3% / ~12% larger files (bench/bench_canvas.py,
+# "tile encoding"): writes sit on the path of every accept, files are written once.
+PNG_COMPRESS_LEVEL = 1
+# A level tile's version: newest level 0 version under it << COUNT_BITS | how many level 0 tiles.
+COUNT_BITS = 16
+MAX_LEVELS = 7  # 4^7 level 0 tiles under a level 7 tile: the count fits in COUNT_BITS
+# Decoded tiles kept per store: files never change, so a cached version is always right.
+PIXEL_CACHE_TILES = 24
 
 TileKey = tuple[int, int, int]  # (level, tx, ty)
 
@@ -164,6 +181,13 @@ class _Plan:
     affected: set[tuple[int, int]]  # level 0 tiles the change covers, for the stale-write check
     inputs: dict[TileKey, int | None] = field(default_factory=dict)  # versions it was computed from
     changes: dict[TileKey, bytes | None] = field(default_factory=dict)  # new PNG, or None: transparent
+    pixels: dict[TileKey, np.ndarray] = field(default_factory=dict)  # the new tiles' pixels, for the cache
+    # Banded writes: new tiles already encoded into durable temporary files, renamed in at commit.
+    files: dict[TileKey, Path] = field(default_factory=dict)
+
+    def discard_files(self) -> None:
+        _remove_files(self.files.values())
+        self.files.clear()
 
 
 class TileStore:
@@ -173,21 +197,30 @@ class TileStore:
     """
 
     def __init__(
-        self, engine: Engine, root: Path, tile_size: int = 512, levels: int = 6, keep_revisions: int = 200
+        self, engine: Engine, root: Path, tile_size: int = 512, levels: int = 6, keep_revisions: int = 200,
+        *, build_levels: Literal["now", "background"] = "now", compress_level: int = PNG_COMPRESS_LEVEL,
     ) -> None:
         if tile_size < 2 or tile_size % 2:
             raise ValueError("tile_size must be an even number of pixels")
-        if not 0 <= levels <= 16:
-            raise ValueError("levels must be between 0 and 16")
+        if not 0 <= levels <= MAX_LEVELS:
+            raise ValueError(f"levels must be between 0 and {MAX_LEVELS}")
         if keep_revisions < 1:
             raise ValueError("keep_revisions must be at least 1")
+        if build_levels not in ("now", "background"):
+            raise ValueError(f"Unknown build_levels {build_levels!r}")
         self.engine = engine
         self.root = Path(root)
         self.tile_size = tile_size
         self.levels = levels
         self.keep_revisions = keep_revisions
-        # Tile files decoded so far: shows what a call cost (tests, metrics).
+        self.build_levels = build_levels
+        self.compress_level = compress_level
+        # Tiles read so far (decoded, or from the cache): shows what a call cost (tests, metrics).
         self.tile_reads = 0
+        self._cache: OrderedDict[Path, np.ndarray] = OrderedDict()
+        self._cache_lock = threading.Lock()
+        self._pending: queue.Queue[tuple[int, frozenset[tuple[int, int]]]] = queue.Queue()
+        self._builder: threading.Thread | None = None
 
     # ---- reading ----------------------------------------------------------------------------
 
@@ -200,6 +233,11 @@ class TileStore:
         with self.engine.connect() as conn:
             head = self._read_head(conn, canvas_id)
         return head.head_rev > head.pruned_through
+
+    def pruned_through(self, canvas_id: int) -> int:
+        """The oldest revision undo can still return to (0 = the empty canvas)."""
+        with self.engine.connect() as conn:
+            return self._read_head(conn, canvas_id).pruned_through
 
     def can_redo(self, canvas_id: int) -> bool:
         with self.engine.connect() as conn:
@@ -222,18 +260,34 @@ class TileStore:
                 for row in rows]
 
     def tiles_in(self, canvas_id: int, level: int, tx0: int, ty0: int, tx1: int, ty1: int) -> list[TileRef]:
-        """The stored tiles of ``level`` with tx0 <= tx < tx1 and ty0 <= ty < ty1, in one query."""
+        """The non-transparent tiles of ``level`` with tx0 <= tx < tx1 and ty0 <= ty < ty1, in one query.
+
+        Level n > 0 versions are computed from the level 0 tiles under them, whether or not the
+        level tile's file has been built yet (``tile_path`` builds it).
+        """
         self._check_level(level)
         with self.engine.connect() as conn:
-            return self._tiles_in(conn, canvas_id, level, tx0, ty0, tx1, ty1)
+            if level == 0:
+                return self._tiles_in(conn, canvas_id, 0, tx0, ty0, tx1, ty1)
+            return self._level_refs(conn, canvas_id, level, tx0, ty0, tx1, ty1)
 
     def tile_path(self, canvas_id: int, level: int, tx: int, ty: int, version: int) -> Path:
-        """The file of one tile version, for serving; any version still in the history exists."""
+        """The file of one tile version, for serving; a level tile of the current state is built if needed.
+
+        Raises NotFound for a level 0 version no longer in the history, or a level version that
+        is neither on disk nor the current one.
+        """
         self._check_level(level)
         path = self._file(canvas_id, level, tx, ty, version)
-        if not path.is_file():
-            raise NotFound("This tile does not exist (any more): reload the canvas.")
-        return path
+        if path.is_file():
+            return path
+        if level > 0 and self._build_level(canvas_id, level, tx, ty, version) is not None:
+            return path
+        raise NotFound("This tile does not exist (any more): reload the canvas.")
+
+    def wait_for_levels(self) -> None:
+        """Block until the background builder has built the levels of every change so far."""
+        self._pending.join()
 
     def read_region(self, canvas_id: int, x: int, y: int, width: int, height: int) -> Image.Image:
         """The canvas pixels of a rectangle as an RGBA image; reads only the tiles it overlaps."""
@@ -359,27 +413,87 @@ class TileStore:
             description,
         )
 
+    def write_bands(
+        self,
+        canvas_id: int,
+        x: int,
+        y: int,
+        width: int,
+        height: int,
+        open_rows: Callable[[], Callable[[int, int], np.ndarray]],
+        *,
+        base_revision: int | None,
+        description: str,
+        mode: Literal["replace", "over"] = "over",
+    ) -> int:
+        """``write_region`` for a picture too large to hold: read, blended and encoded a tile row at a time.
+
+        ``open_rows()`` returns ``rows(top, bottom)``, giving the picture's rows top..bottom (end
+        exclusive, asked for in order) as (rows, width, 4) RGBA uint8 arrays. Each new tile is
+        written at once to a durable temporary file and renamed into place at commit, so memory
+        holds one band (width × tile_size pixels) and its tiles, whatever the picture's height.
+        One revision, like ``write_region``; returns the new head.
+        """
+        if mode not in ("replace", "over"):
+            raise ValueError(f"Unknown write mode {mode!r}")
+        _check_size(width, height)
+        self._check_range(x, y, width, height)
+        return self._commit(
+            canvas_id,
+            lambda conn: self._plan_bands(conn, canvas_id, x, y, width, height, open_rows(), mode),
+            base_revision,
+            description,
+        )
+
     def clear(self, canvas_id: int, *, base_revision: int | None, description: str = "Clear canvas") -> int:
         """Remove every tile as one revision (undo brings them back)."""
         return self._commit(canvas_id, lambda conn: self._plan_clear(conn, canvas_id), base_revision, description)
 
+    def refresh_levels(self, canvas_id: int, tiles: Iterable[tuple[int, int]]) -> None:
+        """Build the level tiles above these level 0 tiles for the current state (now or in the background)."""
+        tiles = frozenset(tiles)
+        if not tiles or self.levels == 0:
+            return
+        if self.build_levels == "now":
+            self._build_ancestors(canvas_id, tiles)
+            return
+        if self._builder is None or not self._builder.is_alive():
+            with self._cache_lock:
+                if self._builder is None or not self._builder.is_alive():
+                    self._builder = threading.Thread(target=self._build_forever, name="canvas-levels", daemon=True)
+                    self._builder.start()
+        self._pending.put((canvas_id, tiles))
+
     def undo(self, canvas_id: int) -> int | None:
         """Step the head back one revision; returns the new head, or None if there is nothing to undo."""
+        step = self.undo_step(canvas_id)
+        return None if step is None else step[1]
+
+    def redo(self, canvas_id: int) -> int | None:
+        """Re-apply the next undone revision; returns the new head, or None if there is nothing to redo."""
+        step = self.redo_step(canvas_id)
+        return None if step is None else step[1]
+
+    def undo_step(self, canvas_id: int) -> tuple[Revision, int] | None:
+        """Undo, returning (the revision undone, the new head), or None if there is nothing to undo."""
         r = canvas_revision.c
         with self.engine.begin() as conn:
             head = self._lock_head(conn, canvas_id)
             if head.head_rev == head.pruned_through:
                 return None
-            self._set_versions(conn, canvas_id, self._revision_versions(conn, canvas_id, head.head_rev, "old"))
+            undone = self._revision(conn, canvas_id, head.head_rev, applied=False)
+            restored = self._revision_versions(conn, canvas_id, head.head_rev, "old")
+            self._set_versions(conn, canvas_id, restored)
             previous = conn.execute(
                 select(func.max(r.rev)).where(r.canvas_id == canvas_id, r.rev < head.head_rev)
             ).scalar()
             new_head = head.pruned_through if previous is None else previous
             self._set_head(conn, canvas_id, head_rev=new_head)
-        return new_head
+        self.refresh_levels(canvas_id, [(tx, ty) for level, tx, ty in restored if level == 0])
+        return undone, new_head
 
-    def redo(self, canvas_id: int) -> int | None:
-        """Re-apply the next undone revision; returns the new head, or None if there is nothing to redo."""
+    def redo_step(self, canvas_id: int) -> tuple[Revision, int] | None:
+        """Redo, returning (the revision redone, the new head), or None if there is nothing to redo."""
         r = canvas_revision.c
         with self.engine.begin() as conn:
             head = self._lock_head(conn, canvas_id)
@@ -388,12 +502,23 @@ class TileStore:
             ).scalar()
             if following is None:
                 return None
-            self._set_versions(conn, canvas_id, self._revision_versions(conn, canvas_id, following, "new"))
+            redone = self._revision(conn, canvas_id, following, applied=True)
+            restored = self._revision_versions(conn, canvas_id, following, "new")
+            self._set_versions(conn, canvas_id, restored)
             self._set_head(conn, canvas_id, head_rev=following)
-        return following
+        self.refresh_levels(canvas_id, [(tx, ty) for level, tx, ty in restored if level == 0])
+        return redone, following
+
+    def _revision(self, conn: Connection, canvas_id: int, rev: int, *, applied: bool) -> Revision:
+        r = canvas_revision.c
+        row = conn.execute(select(r.rev, r.description, r.created_at, r.tiles_changed).where(
+            r.canvas_id == canvas_id, r.rev == rev)).one()
+        return Revision(row.rev, row.description, row.created_at, row.tiles_changed, applied)
 
     def delete_canvas(self, canvas_id: int) -> None:
-        """Remove every row and file of a canvas."""
+        """Remove every row and file of a canvas (after the level builds under way, which would
+        otherwise write into its folder again)."""
+        self.wait_for_levels()
         with self.engine.begin() as conn:
             for table in (canvas_history_head, canvas_revision_tile, canvas_revision, canvas_tile):
                 conn.execute(delete(table).where(table.c.canvas_id == canvas_id))
@@ -423,47 +548,54 @@ class TileStore:
             new[in_tile] = blend_rgba(old[in_tile], src[part], None if weight is None else weight[part])
             if not np.array_equal(new, old):
                 new_pixels[key] = new
-        self._plan_levels(conn, canvas_id, plan, new_pixels)
-        plan.changes = {key: _encode_png(pixels) if pixels[..., 3].any() else None
+        plan.changes = {key: self._encode_png(pixels) if pixels[..., 3].any() else None
                         for key, pixels in new_pixels.items()}
+        plan.pixels = new_pixels
         return plan
 
-    def _plan_levels(
-        self, conn: Connection, canvas_id: int, plan: _Plan, new_pixels: dict[TileKey, np.ndarray]
-    ) -> None:
-        """Add to ``new_pixels`` every ancestor tile that the level 0 tiles in it change."""
+    def _plan_bands(
+        self, conn: Connection, canvas_id: int, x: int, y: int, width: int, height: int,
+        rows: Callable[[int, int], np.ndarray], mode: str,
+    ) -> _Plan:
         size = self.tile_size
-        changed = set(new_pixels)
-        for level in range(1, self.levels + 1):
-            parents = {(level, tx >> 1, ty >> 1) for _, tx, ty in changed}
-            if not parents:
-                return
-            children = {(level - 1, 2 * px + dx, 2 * py + dy)
-                        for _, px, py in parents for dx in (0, 1) for dy in (0, 1)}
-            unchanged_children = [child for child in children if child not in new_pixels]
-            versions = self._current_versions(conn, canvas_id, [*parents, *unchanged_children])
-            plan.inputs.update(versions)
-            changed = set()
-            for parent in parents:
-                _, px, py = parent
-                block = np.zeros((2 * size, 2 * size, 4), np.uint8)
-                for dy in (0, 1):
-                    for dx in (0, 1):
-                        child = (level - 1, 2 * px + dx, 2 * py + dy)
-                        pixels = new_pixels.get(child)
-                        if pixels is None:
-                            pixels = self._read_pixels(canvas_id, *child, versions[child])
-                        block[dy * size:(dy + 1) * size, dx * size:(dx + 1) * size] = pixels
-                new = _downsample_half(block)
-                # A change too small to show at this level leaves it, and all above it, as they are.
-                if not np.array_equal(new, self._read_pixels(canvas_id, *parent, versions[parent])):
-                    new_pixels[parent] = new
-                    changed.add(parent)
+        tx0, ty0, tx1, ty1 = self._tile_span(x, y, width, height)
+        plan = _Plan({(tx, ty) for ty in range(ty0, ty1) for tx in range(tx0, tx1)})
+        plan.inputs = self._current_versions(conn, canvas_id, [(0, tx, ty) for tx, ty in plan.affected])
+        try:
+            for ty in range(ty0, ty1):
+                top, bottom = max(y, ty * size), min(y + height, (ty + 1) * size)
+                src = np.array(rows(top - y, bottom - y))
+                weight = None
+                if mode == "over":
+                    weight = src[..., 3].astype(np.float32) / 255
+                    src[..., 3] = 255
+                _clear_transparent(src)
+                for tx in range(tx0, tx1):
+                    key = (0, tx, ty)
+                    old = self._read_pixels(canvas_id, *key, plan.inputs[key])
+                    in_tile, part = _overlap(tx * size, ty * size, size, x, top, width, bottom - top)
+                    new = old.copy()
+                    new[in_tile] = blend_rgba(old[in_tile], src[part], None if weight is None else weight[part])
+                    if np.array_equal(new, old):
+                        continue
+                    if not new[..., 3].any():
+                        plan.changes[key] = None
+                        continue
+                    path = self._file(canvas_id, *key, 0).with_name(f".pending-{uuid.uuid4().hex}.png")
+                    write_atomic(path, self._encode_png(new))
+                    plan.files[key] = path
+                    plan.changes[key] = b""  # the bytes are in plan.files[key]
+                del src
+        except BaseException:
+            plan.discard_files()
+            raise
+        return plan
 
     def _plan_clear(self, conn: Connection, canvas_id: int) -> _Plan:
         t = canvas_tile.c
-        rows = conn.execute(select(t.level, t.tx, t.ty, t.version).where(t.canvas_id == canvas_id)).all()
-        plan = _Plan({(tx, ty) for level, tx, ty, _ in rows if level == 0})
+        rows = conn.execute(select(t.level, t.tx, t.ty, t.version).where(
+            t.canvas_id == canvas_id, t.level == 0)).all()
+        plan = _Plan({(tx, ty) for level, tx, ty, _ in rows})
         plan.inputs = {(level, tx, ty): version for level, tx, ty, version in rows}
         plan.changes = dict.fromkeys(plan.inputs)
         return plan
@@ -481,29 +613,42 @@ class TileStore:
         # SQLite: the whole app) wait only for the index update and the file writes.
         with self.engine.connect() as conn:
             plan = make_plan(conn)
+        try:
+            return self._commit_plan(canvas_id, plan, make_plan, base_revision, description)
+        finally:
+            plan.discard_files()
+
+    def _commit_plan(
+        self, canvas_id: int, plan: _Plan, make_plan: Callable[[Connection], _Plan], base_revision: int | None,
+        description: str,
+    ) -> int:
         written: list[Path] = []
         doomed: list[Path] = []
+        dropped: set[tuple[int, int]] = set()
+        pruned: set[tuple[int, int]] = set()
         try:
             with self.engine.begin() as conn:
                 head = self._lock_head(conn, canvas_id)
                 self._refuse_stale(conn, canvas_id, head, base_revision, plan.affected)
                 if self._current_versions(conn, canvas_id, plan.inputs) != plan.inputs:
                     # Another writer changed tiles the plan was built from: build it again under the lock.
+                    plan.discard_files()
                     plan = make_plan(conn)
                 if not plan.changes:
                     return head.head_rev
                 rev = head.next_rev
-                doomed += self._drop_redo_branch(conn, canvas_id, head.head_rev)
+                dropped_files, dropped = self._drop_redo_branch(conn, canvas_id, head.head_rev)
+                doomed += dropped_files
                 versions: dict[TileKey, int | None] = {}
+                files: dict[Path, bytes] = {}
                 for key, png in plan.changes.items():
                     versions[key] = None
                     if png is not None:
                         path = self._file(canvas_id, *key, rev)
-                        write_atomic(path, png)
-                        written.append(path)
+                        files[path] = plan.files.pop(key) if key in plan.files else png
                         versions[key] = rev
-                for directory in {path.parent for path in written}:
-                    fsync_directory(directory)
+                written += files
+                _write_durably(files)
                 conn.execute(insert(canvas_revision).values(
                     canvas_id=canvas_id,
                     rev=rev,
@@ -517,13 +662,21 @@ class TileStore:
                     for (level, tx, ty), version in versions.items()
                 ])
                 self._set_versions(conn, canvas_id, versions)
-                pruned_through, pruned_files = self._prune(conn, canvas_id, head.pruned_through)
+                pruned_through, pruned_files, pruned = self._prune(conn, canvas_id, head.pruned_through)
                 doomed += pruned_files
                 self._set_head(conn, canvas_id, head_rev=rev, next_rev=rev + 1, pruned_through=pruned_through)
         except BaseException:
             _remove_files(written)
+            plan.discard_files()  # the plan made again under the lock, if it was
             raise
         _remove_files(doomed)
+        for key, pixels in plan.pixels.items():
+            if versions.get(key) is not None:  # the levels above are built from them next
+                self._remember(self._file(canvas_id, *key, versions[key]), pixels)
+        # Level tiles of states only the dropped branch had would otherwise keep their names.
+        self._purge_levels(canvas_id, dropped, older_than=None)
+        self._purge_levels(canvas_id, pruned, older_than=pruned_through)
+        self.refresh_levels(canvas_id, [(tx, ty) for level, tx, ty in versions if level == 0])
         return rev
 
     def _lock_head(self, conn: Connection, canvas_id: int) -> _Head:
@@ -568,17 +721,24 @@ class TileStore:
         if any((tx, ty) in affected for tx, ty in changed):
             raise StaleWrite()
 
-    def _drop_redo_branch(self, conn: Connection, canvas_id: int, head_rev: int) -> list[Path]:
-        """Delete the revisions after the head; returns the files only they referenced."""
+    def _drop_redo_branch(
+        self, conn: Connection, canvas_id: int, head_rev: int
+    ) -> tuple[list[Path], set[tuple[int, int]]]:
+        """Delete the revisions after the head; returns the files only they referenced and the level 0
+        tiles they changed."""
         rt = canvas_revision_tile.c
         rows = conn.execute(select(rt.level, rt.tx, rt.ty, rt.new_version).where(
-            rt.canvas_id == canvas_id, rt.rev > head_rev, rt.new_version.is_not(None))).all()
+            rt.canvas_id == canvas_id, rt.rev > head_rev)).all()
         for table in (canvas_revision_tile, canvas_revision):
             conn.execute(delete(table).where(table.c.canvas_id == canvas_id, table.c.rev > head_rev))
-        return [self._file(canvas_id, *row) for row in rows]
+        return ([self._file(canvas_id, *row) for row in rows if row.new_version is not None],
+                {(row.tx, row.ty) for row in rows if row.level == 0})
 
-    def _prune(self, conn: Connection, canvas_id: int, pruned_through: int) -> tuple[int, list[Path]]:
-        """Delete the revisions beyond keep_revisions; returns the new pruned_through and dead files.
+    def _prune(
+        self, conn: Connection, canvas_id: int, pruned_through: int
+    ) -> tuple[int, list[Path], set[tuple[int, int]]]:
+        """Delete the revisions beyond keep_revisions; returns the new pruned_through, dead files and
+        the level 0 tiles the pruned revisions changed.
 
         Runs right after a new revision, when the head is the newest revision, so only undo steps
         are pruned. The version a pruned revision replaced is referenced by nothing kept: along
@@ -589,13 +749,14 @@ class TileStore:
             select(r.rev).where(r.canvas_id == canvas_id).order_by(r.rev.desc()).limit(1).offset(self.keep_revisions)
         ).scalar()
         if newest_to_prune is None:
-            return pruned_through, []
+            return pruned_through, [], set()
         rt = canvas_revision_tile.c
         rows = conn.execute(select(rt.level, rt.tx, rt.ty, rt.old_version).where(
-            rt.canvas_id == canvas_id, rt.rev <= newest_to_prune, rt.old_version.is_not(None))).all()
+            rt.canvas_id == canvas_id, rt.rev <= newest_to_prune)).all()
         for table in (canvas_revision_tile, canvas_revision):
             conn.execute(delete(table).where(table.c.canvas_id == canvas_id, table.c.rev <= newest_to_prune))
-        return newest_to_prune, [self._file(canvas_id, *row) for row in rows]
+        return (newest_to_prune, [self._file(canvas_id, *row) for row in rows if row.old_version is not None],
+                {(row.tx, row.ty) for row in rows if row.level == 0})
 
     def _revision_versions(
         self, conn: Connection, canvas_id: int, rev: int, side: Literal["old", "new"]
@@ -622,6 +783,127 @@ class TileStore:
 
     def _set_head(self, conn: Connection, canvas_id: int, **values: int) -> None:
         conn.execute(update(canvas_history_head).where(canvas_history_head.c.canvas_id == canvas_id).values(**values))
+
+    # ---- levels -------------------------------------------------------------------------------
+
+    def _level_refs(
+        self, conn: Connection, canvas_id: int, level: int, tx0: int, ty0: int, tx1: int, ty1: int
+    ) -> list[TileRef]:
+        """Level tiles in a rectangle with their versions, from one grouped query over level 0."""
+        t = canvas_tile.c
+        shift = literal_column(str(int(level)))  # the same literal in SELECT and GROUP BY
+        px, py = t.tx.op(">>")(shift), t.ty.op(">>")(shift)  # arithmetic shift: floor, also below 0
+        rows = conn.execute(
+            select(px, py, func.max(t.version), func.count())
+            .where(t.canvas_id == canvas_id, t.level == 0, t.tx >= tx0 << level, t.tx < tx1 << level,
+                   t.ty >= ty0 << level, t.ty < ty1 << level)
+            .group_by(px, py)
+        ).all()
+        return [TileRef(level, int(x), int(y), (int(newest) << COUNT_BITS) | int(count))
+                for x, y, newest, count in rows]
+
+    def _build_level(self, canvas_id: int, level: int, tx: int, ty: int, version: int) -> np.ndarray | None:
+        """The pixels of a level tile version, building its file (and its children's) if missing.
+
+        None when ``version`` is not the tile's current version: its file is gone and the
+        pixels it named can no longer be made.
+        """
+        path = self._file(canvas_id, level, tx, ty, version)
+        if path.is_file():
+            return self._decode(path)
+        child = level - 1
+        with self.engine.connect() as conn:
+            if child == 0:
+                refs = self._tiles_in(conn, canvas_id, 0, 2 * tx, 2 * ty, 2 * tx + 2, 2 * ty + 2)
+                key = (max(r.version for r in refs) << COUNT_BITS | len(refs)) if refs else None
+            else:
+                refs = self._level_refs(conn, canvas_id, child, 2 * tx, 2 * ty, 2 * tx + 2, 2 * ty + 2)
+                key = (max(r.version >> COUNT_BITS for r in refs) << COUNT_BITS
+                       | sum(r.version & ((1 << COUNT_BITS) - 1) for r in refs)) if refs else None
+        if key != version:
+            return None  # the canvas changed since this version was listed
+        size = self.tile_size
+        block = np.zeros((2 * size, 2 * size, 4), np.uint8)
+        for ref in refs:
+            pixels = (self._read_pixels(canvas_id, 0, ref.tx, ref.ty, ref.version) if child == 0
+                      else self._build_level(canvas_id, child, ref.tx, ref.ty, ref.version))
+            if pixels is None:
+                return None
+            dx, dy = ref.tx - 2 * tx, ref.ty - 2 * ty
+            block[dy * size:(dy + 1) * size, dx * size:(dx + 1) * size] = pixels
+        pixels = _downsample_half(block)
+        if not self._canvas_dir(canvas_id).is_dir():
+            return None  # the canvas was deleted meanwhile: leave no folder behind
+        # A cache: another thread building the same version writes the same bytes.
+        write_atomic(path, self._encode_png(pixels))
+        self._remember(path, pixels)
+        return pixels
+
+    def _build_ancestors(self, canvas_id: int, tiles: Iterable[tuple[int, int]]) -> None:
+        """Build the current level tiles above these level 0 tiles, lowest level first."""
+        blocks = set(tiles)
+        for level in range(1, self.levels + 1):
+            blocks = {(tx >> 1, ty >> 1) for tx, ty in blocks}
+            xs, ys = [tx for tx, _ in blocks], [ty for _, ty in blocks]
+            with self.engine.connect() as conn:
+                refs = self._level_refs(conn, canvas_id, level, min(xs), min(ys), max(xs) + 1, max(ys) + 1)
+            for ref in refs:
+                if (ref.tx, ref.ty) in blocks:
+                    self._build_level(canvas_id, level, ref.tx, ref.ty, ref.version)
+
+    def _build_forever(self) -> None:
+        """The background builder: the levels of the changes waiting, each canvas's merged, so a burst of
+        writes (an import's bands, quick accepts) builds each level tile once, for the latest state.
+        A failure leaves them to ``tile_path``."""
+        while True:
+            waiting: dict[int, set[tuple[int, int]]] = defaultdict(set)
+            taken = 0
+            canvas_id, tiles = self._pending.get()
+            while True:
+                waiting[canvas_id] |= tiles
+                taken += 1
+                try:
+                    canvas_id, tiles = self._pending.get_nowait()
+                except queue.Empty:
+                    break
+            try:
+                for canvas_id, tiles in waiting.items():
+                    try:
+                        self._build_ancestors(canvas_id, tiles)
+                    except Exception:  # noqa: BLE001 - a deleted canvas, a full disk: built on demand later
+                        pass
+            finally:
+                for _ in range(taken):
+                    self._pending.task_done()
+
+    def _purge_levels(self, canvas_id: int, tiles: set[tuple[int, int]], older_than: int | None) -> None:
+        """Delete cached level files above these level 0 tiles.
+
+        ``older_than`` None deletes them all: a dropped redo branch may have left a file under a
+        version the new branch reuses for other pixels. A revision number deletes, apart from
+        the current version, those whose newest level 0 version is below it (states pruned from
+        the history). Anything deleted is built again when needed.
+        """
+        blocks = set(tiles)
+        for level in range(1, self.levels + 1):
+            blocks = {(tx >> 1, ty >> 1) for tx, ty in blocks}
+            if not blocks:
+                return
+            current: dict[tuple[int, int], int] = {}
+            if older_than is not None:
+                xs, ys = [tx for tx, _ in blocks], [ty for _, ty in blocks]
+                with self.engine.connect() as conn:
+                    current = {(r.tx, r.ty): r.version for r in self._level_refs(
+                        conn, canvas_id, level, min(xs), min(ys), max(xs) + 1, max(ys) + 1)}
+            for tx, ty in blocks:
+                folder = self._canvas_dir(canvas_id) / f"L{level}" / f"{tx}_{ty}"
+                for path in folder.glob("*.png") if folder.is_dir() else ():
+                    version = int(path.stem)
+                    if older_than is None or (version != current.get((tx, ty))
+                                              and version >> COUNT_BITS < older_than):
+                        path.unlink(missing_ok=True)
+                        with self._cache_lock:
+                            self._cache.pop(path, None)
 
     # ---- helpers ----------------------------------------------------------------------------
 
@@ -661,9 +943,33 @@ class TileStore:
         """A tile's pixels as a (size, size, 4) array; transparent when version is None."""
         if version is None:
             return np.zeros((self.tile_size, self.tile_size, 4), np.uint8)
+        return self._decode(self._file(canvas_id, level, tx, ty, version))
+
+    def _decode(self, path: Path) -> np.ndarray:
+        """A tile file's pixels (read-only array), from the cache of recent tiles when there."""
         self.tile_reads += 1
-        with Image.open(self._file(canvas_id, level, tx, ty, version)) as image:
-            return np.asarray(image.convert("RGBA"))
+        with self._cache_lock:
+            pixels = self._cache.get(path)
+            if pixels is not None:
+                self._cache.move_to_end(path)
+                return pixels
+        with Image.open(path) as image:
+            pixels = np.asarray(image.convert("RGBA"))
+        self._remember(path, pixels)
+        return pixels
+
+    def _remember(self, path: Path, pixels: np.ndarray) -> None:
+        pixels.flags.writeable = False  # shared by every reader of the cache
+        with self._cache_lock:
+            self._cache[path] = pixels
+            self._cache.move_to_end(path)
+            while len(self._cache) > PIXEL_CACHE_TILES:
+                self._cache.popitem(last=False)
+
+    def _encode_png(self, pixels: np.ndarray) -> bytes:
+        buffer = io.BytesIO()
+        Image.fromarray(pixels).save(buffer, "PNG", compress_level=self.compress_level)
+        return buffer.getvalue()
 
     def _paste_tile(self, canvas_id: int, ref: TileRef, out: np.ndarray, x: int, y: int) -> None:
         """Copy the part of a level 0 tile inside ``out`` (whose top left is canvas pixel x, y)."""
@@ -723,16 +1029,19 @@ def blend_rgba(old: np.ndarray, src: np.ndarray, weight: np.ndarray | None) -> n
     """
     if weight is None:
         return src
-    w = weight[..., None]
-    old_f = old.astype(np.float32)
-    src_f = src.astype(np.float32)
-    old_a = old_f[..., 3:] / 255
-    src_a = src_f[..., 3:] / 255
-    alpha = old_a * (1 - w) + src_a * w
-    premultiplied = old_f[..., :3] * old_a * (1 - w) + src_f[..., :3] * src_a * w
-    colour = np.divide(premultiplied, alpha, out=np.zeros_like(premultiplied), where=alpha > 0)
-    mixed = np.rint(np.concatenate([colour, alpha * 255], axis=-1)).clip(0, 255).astype(np.uint8)
-    out = np.where(w <= 0, old, np.where(w >= 1, src, mixed))
+    out = np.where((weight >= 1)[..., None], src, old)
+    partial = (weight > 0) & (weight < 1)
+    if partial.any():
+        # Only the pixels in between are blended: an accept's mask is mostly 0 or 1.
+        w = weight[partial][:, None].astype(np.float32)
+        old_f = old[partial].astype(np.float32)
+        src_f = src[partial].astype(np.float32)
+        old_a = old_f[:, 3:] / 255
+        src_a = src_f[:, 3:] / 255
+        alpha = old_a * (1 - w) + src_a * w
+        premultiplied = old_f[:, :3] * old_a * (1 - w) + src_f[:, :3] * src_a * w
+        colour = np.divide(premultiplied, alpha, out=np.zeros_like(premultiplied), where=alpha > 0)
+        out[partial] = np.rint(np.concatenate([colour, alpha * 255], axis=-1)).clip(0, 255).astype(np.uint8)
     _clear_transparent(out)
     return out
 
@@ -757,10 +1066,16 @@ def _check_size(width: int, height: int) -> None:
         raise ValueError(f"A region must be at least 1×1 pixels, not {width}×{height}")
 
 
-def _encode_png(pixels: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, "PNG", compress_level=PNG_COMPRESS_LEVEL)
-    return buffer.getvalue()
+def _write_durably(files: dict[Path, bytes | Path]) -> None:
+    """Write files atomically (bytes, or a durable temporary file renamed into place) and fsync their
+    folders (before a row points at them)."""
+    for path, data in files.items():
+        if isinstance(data, Path):
+            data.replace(path)
+        else:
+            write_atomic(path, data)
+    for directory in {path.parent for path in files}:
+        fsync_directory(directory)
 
 
 def _remove_files(paths: Iterable[Path]) -> None:

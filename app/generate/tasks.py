@@ -7,6 +7,7 @@ from pathlib import Path
 
 from flask import current_app
 
+from app.atomic import storage_error_message
 from app.canvas import canvas_png
 from app.extensions import db
 from app.gallery import Generation, OutputFile, store_generation, store_output_file, store_output_text
@@ -74,6 +75,10 @@ def _keep_outputs(run, client: ReplicateClient, output, model_ref: str, public_i
             problems.append(f"{name} could not be kept: {exc.message}")
         except (OSError, ValueError, SyntaxError) as exc:  # Pillow could identify but not convert it
             db.session.rollback()
+            full = storage_error_message(exc)
+            if full:  # every further output would fail alike; say it plainly, without OS error text
+                raise JobFailed(f"{full} Replicate keeps the outputs for about an hour: Retry once there is "
+                                "space.") from exc
             problems.append(f"{name} could not be kept: {type(exc).__name__}: {exc}"[:500])
     if parsed.text:
         others.append(store_output_text(parsed.text, job, model_ref).id)

@@ -5,6 +5,7 @@
 import { Api, formData } from "./canvas/api.js";
 import { Frame } from "./canvas/frame.js";
 import { Mask } from "./canvas/mask.js";
+import { Minimap } from "./canvas/minimap.js";
 import { Staging } from "./canvas/staging.js";
 import { TileLayer } from "./canvas/tiles.js";
 import { View } from "./canvas/view.js";
@@ -37,21 +38,31 @@ const frame = new Frame(byId("canvas-frame"), view, {
   onChange: frameChanged, minSide: Number(root.dataset.frameMin), maxSide: Number(root.dataset.frameMax),
 });
 const staging = new Staging(byId("canvas-staging"), byId("staged-preview"), view, api, {
-  onAccepted: (data) => applyState(data), onMessage: (text) => say(text),
+  onAccepted: (data, item) => {
+    record({ kind: "canvas", label: `accept of variation ${item.index + 1}` });
+    return applyState(data);
+  },
+  onMessage: (text, isError) => say(text, isError),
 });
 
 // ---- status line ---------------------------------------------------------------------------
+
+// Messages say what just happened; they go after a while, so none stays to describe an older state.
+const MESSAGE_MS = 8000;
+let messageTimer = null;
 
 function say(text, isError = false) {
   const message = byId("status-message");
   message.textContent = text || "";
   message.classList.toggle("is-error", isError);
+  clearTimeout(messageTimer);
+  if (text) messageTimer = setTimeout(() => say(""), isError ? 3 * MESSAGE_MS : MESSAGE_MS);
 }
 
 function showRevision() {
   byId("status-revision").textContent = `Revision ${state.head}`;
-  root.querySelector('[data-action="undo"]').disabled = !state.canUndo;
-  root.querySelector('[data-action="redo"]').disabled = !state.canRedo;
+  root.querySelector('[data-action="undo"]').disabled = !(history.done.length || state.canUndo);
+  root.querySelector('[data-action="redo"]').disabled = !(history.undone.length || (history.serverRedo && state.canRedo));
 }
 
 // Canvas changes from the server (undo, accept, import, another tab): redraw what changed.
@@ -60,9 +71,161 @@ function applyState(data, refreshTiles = true) {
   state.canUndo = data.can_undo;
   state.canRedo = data.can_redo;
   showRevision();
-  const work = [mask.loadUnknown().then(showFrameSize)];
+  const work = [mask.loadUnknown().then(showFrameSize), minimap.refresh()];
   if (refreshTiles) work.push(tiles.refresh());
   return Promise.all(work);
+}
+
+// ---- one history: mask edits (kept here) and canvas changes (kept by the server), newest first ----
+
+const HISTORY_LIMIT = 100;
+// done/undone: steps this page made, {kind: "mask", label, …alpha boxes} or {kind: "canvas", label}.
+// Beyond them, undo reaches the canvas revisions from before the page loaded; redo reaches the
+// server's redo branch only while this page has made no new step.
+const history = { done: [], undone: [], serverRedo: true };
+
+function record(step) {
+  history.done.push(step);
+  if (history.done.length > HISTORY_LIMIT) history.done.shift();
+  history.undone = [];
+  history.serverRedo = false;
+  showRevision();
+}
+
+mask.onEdit = (step) => {
+  record(step);
+  saveMaskSoon();
+};
+
+async function undo() {
+  const step = history.done.at(-1);
+  if (step?.kind === "mask") {
+    history.done.pop();
+    mask.restore(step, "before");
+    history.undone.push(step);
+    say(`Undid: ${step.label}`);
+    saveMaskSoon();
+    showRevision();
+    return;
+  }
+  const { ok, data } = await api.post("/undo");
+  if (!ok) {
+    say(data.error, true);
+    return;
+  }
+  if (!data.changed) {
+    say("Nothing to undo.");
+    return;
+  }
+  if (step) history.done.pop();
+  history.undone.push({ kind: "canvas", label: data.undone });
+  staging.show(data.variations);
+  await applyState(data);
+  say(`Undid: ${data.undone}`);
+}
+
+async function redo() {
+  const step = history.undone.at(-1);
+  if (step?.kind === "mask") {
+    history.undone.pop();
+    mask.restore(step, "after");
+    history.done.push(step);
+    say(`Redid: ${step.label}`);
+    saveMaskSoon();
+    showRevision();
+    return;
+  }
+  if (!step && !history.serverRedo) {
+    say("Nothing to redo.");
+    return;
+  }
+  const { ok, data } = await api.post("/redo");
+  if (!ok) {
+    say(data.error, true);
+    return;
+  }
+  if (!data.changed) {
+    say("Nothing to redo.");
+    return;
+  }
+  if (step) history.undone.pop();
+  history.done.push({ kind: "canvas", label: data.redone });
+  staging.show(data.variations);
+  await applyState(data);
+  say(`Redid: ${data.redone}`);
+}
+
+// ---- the mask, kept on the server for this canvas and user ----------------------------------------
+
+let maskSaveTimer = null;
+function saveMaskSoon() {
+  clearTimeout(maskSaveTimer);
+  maskSaveTimer = setTimeout(saveMask, 400);
+}
+
+async function saveMask() {
+  if (!mask.frame) return;
+  const blob = await mask.toBlob();
+  const { x, y, width, height } = mask.frame;
+  const { ok, data } = await api.post("/mask", formData({ mask: new File([blob], "mask.png", { type: "image/png" }),
+                                                         x, y, w: width, h: height }));
+  if (!ok) say(`The mask could not be kept: ${data.error}`, true);
+}
+
+async function loadMask() {
+  const { ok, data } = await api.get("/mask");
+  if (ok && data.mask) await mask.load(data.mask.url, data.mask);
+}
+
+function toggleMask() {
+  mask.setVisible(!mask.visible);
+  const button = root.querySelector('[data-action="toggle-mask"]');
+  button.setAttribute("aria-pressed", String(!mask.visible));
+  button.textContent = mask.visible ? "Hide mask" : "Show mask";
+  say(mask.visible ? "Mask shown." : "Mask hidden, not lost: H shows it again.");
+}
+
+// ---- fit all content, minimap ------------------------------------------------------------------
+
+const minimap = new Minimap(byId("canvas-minimap"), byId("minimap-canvas"), view, api, frame);
+
+async function fitAll() {
+  const box = await minimap.refresh();
+  if (!box) {
+    say("The canvas is empty: nothing to fit.");
+    return;
+  }
+  view.fit(box[0], box[1], box[2], box[3]);
+}
+
+// ---- the request's progress and errors, on the frame as well -------------------------------------
+
+function frameStatus(text, isError = false) {
+  const status = byId("frame-status");
+  status.textContent = text || "";
+  status.hidden = !text;
+  status.classList.toggle("is-error", isError);
+}
+
+// The newest job's state, read from its status partial as it polls.
+function followJobs() {
+  const job = byId("canvas-jobs").querySelector(".job");
+  if (!job) return;
+  const failed = job.querySelector(".error-text");
+  const progress = job.querySelector("progress");
+  if (failed) frameStatus(`Failed: ${failed.textContent.trim()}`, true);
+  else if (progress) frameStatus(`Generating… ${progress.value}%`);
+  else frameStatus("");
+}
+new MutationObserver(followJobs).observe(byId("canvas-jobs"), { childList: true, subtree: true });
+
+function generate() {
+  const button = byId("canvas-generate");
+  if (!button || button.disabled) {
+    say("Generate is not available: see the note in the panel.", true);
+    return;
+  }
+  byId("canvas-form").requestSubmit(button);
 }
 
 // ---- frame and form fields -------------------------------------------------------------------
@@ -82,8 +245,10 @@ function frameChanged(rect) {
 
 // After a move or resize ends: the mask follows, the unknown area is asked for again.
 function settleFrame() {
+  const moved = mask.frame !== null;
   mask.placeAt(frame.rect);
   mask.loadUnknown().then(showFrameSize);
+  if (moved) saveMaskSoon(); // what fell outside the frame was dropped
   remember();
 }
 
@@ -275,20 +440,45 @@ viewport.addEventListener("wheel", (event) => {
 
 // ---- keyboard ----------------------------------------------------------------------------------
 
-const TOOL_KEYS = { h: "hand", m: "frame", b: "brush", e: "eraser", g: "fill", r: "rect" };
+// As in InvokeAI: H hides the mask, Shift+C clears it, V is the hand (pan) tool.
+const TOOL_KEYS = { v: "hand", m: "frame", b: "brush", e: "eraser", g: "fill", r: "rect" };
 
 function typing(target) {
   return target.closest("input, textarea, select, [contenteditable]") !== null;
 }
 
 document.addEventListener("keydown", (event) => {
-  if (typing(event.target)) return;
   const key = event.key.toLowerCase();
+  // Ctrl+Enter generates from anywhere, the prompt box included.
+  if ((event.ctrlKey || event.metaKey) && key === "enter") {
+    event.preventDefault();
+    generate();
+    return;
+  }
+  if (typing(event.target) || event.target.closest("dialog")) return;
   if (event.ctrlKey || event.metaKey) {
     if (key === "z" || key === "y") {
       event.preventDefault();
-      history(key === "y" || event.shiftKey ? "redo" : "undo");
+      if (key === "y" || event.shiftKey) redo();
+      else undo();
     }
+    return;
+  }
+  if (event.key === "?") {
+    event.preventDefault();
+    byId("shortcuts").showModal();
+    return;
+  }
+  if (event.shiftKey && (event.code === "Digit1" || event.code === "Digit2")) {
+    event.preventDefault();
+    if (event.code === "Digit1") fitAll();
+    else view.fit(frame.x, frame.y, frame.width, frame.height);
+    return;
+  }
+  if (event.shiftKey && (key === "c" || key === "i")) {
+    event.preventDefault();
+    if (key === "c") mask.clear();
+    else mask.invert();
     return;
   }
   // A focused button or link keeps Enter and Space for itself.
@@ -306,6 +496,8 @@ document.addEventListener("keydown", (event) => {
   } else if (key === " ") {
     state.spaceHeld = true;
     viewport.classList.add("is-space-held");
+  } else if (key === "h") {
+    toggleMask();
   } else if (TOOL_KEYS[key]) {
     setTool(TOOL_KEYS[key]);
   } else if (key === "[" || key === "]") {
@@ -327,16 +519,6 @@ document.addEventListener("keyup", (event) => {
 
 // ---- toolbar ------------------------------------------------------------------------------------
 
-async function history(action) {
-  const { ok, data } = await api.post(`/${action}`);
-  if (!ok) {
-    say(data.error, true);
-    return;
-  }
-  say(data.changed ? "" : `Nothing to ${action}.`);
-  if (data.changed) await applyState(data);
-}
-
 root.addEventListener("click", (event) => {
   const tool = event.target.closest("[data-tool]");
   if (tool) setTool(tool.dataset.tool);
@@ -347,10 +529,11 @@ root.addEventListener("click", (event) => {
   }
   const action = event.target.closest("[data-action]")?.dataset.action;
   const actions = {
-    undo: () => history("undo"), redo: () => history("redo"),
-    "clear-mask": () => mask.clear(), "invert-mask": () => mask.invert(),
+    undo, redo,
+    "clear-mask": () => mask.clear(), "invert-mask": () => mask.invert(), "toggle-mask": toggleMask,
     "zoom-in": () => view.zoomAt(2), "zoom-out": () => view.zoomAt(0.5),
-    "show-frame": () => view.fit(frame.x, frame.y, frame.width, frame.height),
+    "show-frame": () => view.fit(frame.x, frame.y, frame.width, frame.height), "fit-all": fitAll,
+    shortcuts: () => byId("shortcuts").showModal(),
   };
   actions[action]?.();
 });
@@ -365,25 +548,95 @@ root.addEventListener("change", (event) => {
   if (event.target.id === "frame-snap") readRules();
 });
 
+// Importing: the frame fits the picture (snapped to its grid, within the model's budget) or, when their
+// shapes differ, the user is asked — never a silent letterbox that the next inpaint would outpaint.
 byId("canvas-import").addEventListener("change", async (event) => {
   const input = event.target;
   const [file] = input.files;
+  input.value = "";
   if (!file) return;
+  let fit = "none";
+  if (!byId("import-keep-size").checked) {
+    const size = await pictureSize(file);
+    if (!size) {
+      say(`${file.name} is not a picture this browser can read.`, true);
+      return;
+    }
+    const fitted = frameForPicture(size.width, size.height);
+    const sameShape = Math.abs(fitted.width / fitted.height - frame.width / frame.height) < 0.01;
+    fit = "cover";
+    if (sameShape && fitted.width <= frame.width) {
+      frame.set(fitted); // the same shape, smaller: the frame shrinks to the picture
+    } else if (!sameShape) {
+      const choice = await askFit(file.name, size, fitted);
+      if (choice === "cancel") return;
+      if (choice === "fit-frame") frame.set(fitted);
+      else fit = "contain";
+    }
+    settleFrame();
+  }
   say(`Importing ${file.name}…`);
   const { ok, data } = await api.post("/import", formData({
-    image: file, x: frame.x, y: frame.y, w: frame.width, h: frame.height, base_revision: state.head,
-    keep_size: byId("import-keep-size").checked ? "1" : null,
+    image: file, x: frame.x, y: frame.y, w: frame.width, h: frame.height, base_revision: state.head, fit,
   }));
-  input.value = "";
   if (!ok) {
     say(data.error, true);
     return;
   }
+  record({ kind: "canvas", label: `import of ${file.name}` });
   await applyState(data);
   say(`Imported ${file.name}. Ctrl+Z undoes it.`);
 });
 
+// The picture's width and height, decoded by the browser (no URL: nothing for the CSP to refuse).
+async function pictureSize(file) {
+  try {
+    const bitmap = await createImageBitmap(file);
+    const size = { width: bitmap.width, height: bitmap.height };
+    bitmap.close();
+    return size;
+  } catch {
+    return null;
+  }
+}
+
+// The frame for a picture: its size, scaled down into the model's budget and the frame's limits;
+// frame.set snaps it to the grid.
+function frameForPicture(width, height) {
+  const scale = Math.min(1, Math.sqrt(frame.maxPixels / (width * height)), frame.maxSide / Math.max(width, height));
+  const grid = frame.grid;
+  const snap = (value) => Math.max(frame.minSide, Math.round(value / grid) * grid);
+  return { x: frame.x, y: frame.y, width: snap(width * scale), height: snap(height * scale) };
+}
+
+function askFit(name, size, fitted) {
+  const dialog = byId("import-fit");
+  byId("import-fit-text").textContent = `${name} is ${size.width} × ${size.height}; the frame is ${frame.width} × `
+    + `${frame.height}. Fit the frame to the picture (${fitted.width} × ${fitted.height}), or keep the frame and `
+    + "leave the rest of it empty, to be outpainted by the next generation?";
+  return new Promise((resolve) => {
+    dialog.addEventListener("close", () => resolve(dialog.returnValue || "cancel"), { once: true });
+    dialog.returnValue = "";
+    dialog.showModal();
+    byId("import-fit-frame").focus();
+  });
+}
+
 // ---- the request form (HTMX) ------------------------------------------------------------------
+
+// Said on the frame as well as in the panel: the request went, or could not.
+document.body.addEventListener("htmx:beforeRequest", (event) => {
+  if (event.detail.elt.id === "canvas-form") frameStatus("Sending…");
+});
+document.body.addEventListener("htmx:responseError", (event) => {
+  if (event.detail.elt.id !== "canvas-form" && !event.detail.elt.closest?.("#canvas-staging")) return;
+  const text = `The request failed: the server answered ${event.detail.xhr.status}.`;
+  frameStatus(text, true);
+  say(text, true);
+});
+document.body.addEventListener("htmx:sendError", () => {
+  frameStatus("The server cannot be reached.", true);
+});
 
 // Put the painted mask in the form's file input just before HTMX sends the form.
 document.body.addEventListener("htmx:confirm", (event) => {
@@ -404,12 +657,18 @@ document.body.addEventListener("htmx:afterSwap", (event) => {
     readRules();
     frameFromFields();
   }
+  if (path.startsWith(api.base + "/generate")) {
+    const errors = byId("canvas-form-errors");
+    if (errors) frameStatus(errors.querySelector("p")?.textContent.trim(), true);
+  }
 });
 
 // A finished generation's result partial marks itself: show its variations over the frame.
 document.body.addEventListener("htmx:load", (event) => {
   const element = event.detail.elt;
   if (element.matches?.("[data-canvas-staged]") || element.querySelector?.("[data-canvas-staged]")) staging.load();
+loadMask();
+minimap.refresh();
 });
 
 // ---- start ------------------------------------------------------------------------------------

@@ -2,6 +2,10 @@
 // frame pixel), so a stroke never touches the tiles however large the canvas is. The unknown
 // (never painted) part of the frame is shown striped on a second canvas: the server masks it
 // for outpainting by itself.
+//
+// Every edit (stroke, erase, fill, rectangle, clear, invert) is reported to `onEdit` as an undo step:
+// the alpha of the box it changed, before and after, in canvas coordinates (so it still applies after
+// the frame moved). Only the changed box is kept, one byte a pixel.
 
 const PAINT_RGB = [255, 72, 110];
 const PAINT = `rgb(${PAINT_RGB.join(", ")})`;
@@ -10,7 +14,8 @@ const STRIPE = "rgba(122, 162, 255, 0.9)";
 export class Mask {
   constructor(canvas, unknownCanvas, view, api) {
     this.canvas = canvas;
-    this.context = canvas.getContext("2d");
+    // Read back after every edit (undo steps, saving): keep the pixels in memory, not on the GPU.
+    this.context = canvas.getContext("2d", { willReadFrequently: true });
     this.unknownCanvas = unknownCanvas;
     this.unknownContext = unknownCanvas.getContext("2d");
     this.view = view;
@@ -22,6 +27,104 @@ export class Mask {
     this.stroke = null;
     this.unknownSequence = 0;
     this.stripes = this.unknownContext.createPattern(stripeTile(), "repeat");
+    this.visible = true;
+    this.pending = null; // an edit under way: {label, before}
+    this.onEdit = () => {};
+  }
+
+  // ---- undo steps -------------------------------------------------------------------------------
+
+  // The mask's alpha, one byte a pixel.
+  alpha() {
+    const { width, height } = this.canvas;
+    const rgba = this.context.getImageData(0, 0, width, height).data;
+    const out = new Uint8Array(width * height);
+    for (let i = 0; i < out.length; i++) out[i] = rgba[i * 4 + 3];
+    return out;
+  }
+
+  beginEdit(label) {
+    if (!this.frame || !this.canvas.width) return;
+    this.pending = { label, before: this.alpha(), frame: { ...this.frame } };
+  }
+
+  // Report the edit as an undo step (nothing if no pixel changed).
+  endEdit() {
+    const pending = this.pending;
+    this.pending = null;
+    if (!pending || !sameRect(pending.frame, this.frame)) return;
+    const after = this.alpha();
+    const { width, height } = this.canvas;
+    let x0 = width, y0 = height, x1 = -1, y1 = -1;
+    for (let y = 0; y < height; y++) {
+      const row = y * width;
+      for (let x = 0; x < width; x++) {
+        if (after[row + x] !== pending.before[row + x]) {
+          if (x < x0) x0 = x;
+          if (x > x1) x1 = x;
+          if (y < y0) y0 = y;
+          y1 = y;
+        }
+      }
+    }
+    if (x1 < 0) return;
+    const box = { x: x0, y: y0, width: x1 - x0 + 1, height: y1 - y0 + 1 };
+    this.onEdit({
+      kind: "mask", label: pending.label,
+      x: this.frame.x + box.x, y: this.frame.y + box.y, width: box.width, height: box.height,
+      before: crop(pending.before, width, box), after: crop(after, width, box),
+    });
+  }
+
+  // Put an undo step's alpha (`which`: "before" or "after") back where it was on the canvas.
+  restore(step, which) {
+    const local = { x: step.x - this.frame.x, y: step.y - this.frame.y };
+    const image = this.context.createImageData(step.width, step.height);
+    const alpha = step[which];
+    for (let i = 0; i < alpha.length; i++) {
+      image.data.set(PAINT_RGB, i * 4);
+      image.data[i * 4 + 3] = alpha[i];
+    }
+    this.context.putImageData(image, local.x, local.y); // what lies outside the frame now is dropped
+  }
+
+  // ---- showing, saving, loading ------------------------------------------------------------------
+
+  // Hide the mask without losing it (InvokeAI's H); painting still works, unseen.
+  setVisible(visible) {
+    this.visible = visible;
+    this.view.element.classList.toggle("is-mask-hidden", !visible);
+  }
+
+  isEmpty() {
+    const alpha = this.alpha();
+    return !alpha.some((value) => value > 0);
+  }
+
+  // Draw a saved mask ("L" PNG at canvas rect) into the frame's mask.
+  async load(url, rect) {
+    let response;
+    try {
+      response = await fetch(url);
+    } catch {
+      return false;
+    }
+    if (!response.ok) return false;
+    const bitmap = await createImageBitmap(await response.blob());
+    const scratch = document.createElement("canvas");
+    scratch.width = rect.width;
+    scratch.height = rect.height;
+    const context = scratch.getContext("2d", { willReadFrequently: true });
+    context.drawImage(bitmap, 0, 0);
+    const grey = context.getImageData(0, 0, rect.width, rect.height);
+    for (let i = 0; i < grey.data.length; i += 4) {
+      const value = grey.data[i];
+      grey.data.set(PAINT_RGB, i);
+      grey.data[i + 3] = value;
+    }
+    context.putImageData(grey, 0, 0);
+    this.context.drawImage(scratch, rect.x - this.frame.x, rect.y - this.frame.y);
+    return true;
   }
 
   // The brush diameter in canvas pixels, rounded and kept within [min, max]; returns the size used.
@@ -59,6 +162,7 @@ export class Mask {
 
   beginStroke(erase, cx, cy) {
     const [x, y] = this.local(cx, cy);
+    this.beginEdit(erase ? "eraser stroke" : "brush stroke");
     this.stroke = { erase, x, y };
     this.paint(erase, () => {
       this.context.beginPath();
@@ -81,13 +185,18 @@ export class Mask {
     this.stroke.y = y;
   }
 
-  endStroke() { this.stroke = null; }
+  endStroke() {
+    this.stroke = null;
+    this.endEdit();
+  }
 
   rectangle(x0, y0, x1, y1, erase) {
     const [ax, ay] = this.local(Math.min(x0, x1), Math.min(y0, y1));
     const width = Math.abs(x1 - x0), height = Math.abs(y1 - y0);
+    this.beginEdit(erase ? "erase rectangle" : "rectangle");
     if (erase) this.context.clearRect(ax, ay, width, height);
     else this.paint(false, () => this.context.fillRect(ax, ay, width, height));
+    this.endEdit();
   }
 
   // Fill the connected unpainted area around a point (or, erasing, the connected painted area).
@@ -100,6 +209,7 @@ export class Mask {
     const painted = (i) => data[i * 4 + 3] > 127;
     const target = painted(y * width + x);
     if (target !== erase) return; // nothing to fill there
+    this.beginEdit(erase ? "empty fill" : "fill");
     const colour = erase ? new Uint8ClampedArray(4) : Uint8ClampedArray.of(...PAINT_RGB, 255);
     const seen = new Uint8Array(width * height);
     const stack = [y * width + x];
@@ -120,11 +230,17 @@ export class Mask {
       }
     }
     this.context.putImageData(image, 0, 0);
+    this.endEdit();
   }
 
-  clear() { this.context.clearRect(0, 0, this.canvas.width, this.canvas.height); }
+  clear() {
+    this.beginEdit("clear mask");
+    this.context.clearRect(0, 0, this.canvas.width, this.canvas.height);
+    this.endEdit();
+  }
 
   invert() {
+    this.beginEdit("invert mask");
     const { width, height } = this.canvas;
     const inverted = document.createElement("canvas");
     inverted.width = width;
@@ -134,8 +250,9 @@ export class Mask {
     context.fillRect(0, 0, width, height);
     context.globalCompositeOperation = "destination-out";
     context.drawImage(this.canvas, 0, 0);
-    this.clear();
+    this.context.clearRect(0, 0, width, height);
     this.context.drawImage(inverted, 0, 0);
+    this.endEdit();
   }
 
   // The mask as the server takes it: a PNG of the frame's size, white where painted, transparent elsewhere.
@@ -192,11 +309,24 @@ export class Mask {
   position() {
     if (!this.frame) return;
     place(this.canvas, this.view.screenBox(this.frame.x, this.frame.y, this.frame.width, this.frame.height));
-    // The blur the paste will get, previewed at the current zoom.
-    this.canvas.style.filter = this.blur ? `blur(${this.blur * this.view.zoom}px)` : "";
+    // The blend the paste will get lies outside what is painted (up to 3× the mask blur): a glow around it.
+    this.canvas.style.filter = this.blur ? `drop-shadow(0 0 ${1.5 * this.blur * this.view.zoom}px ${PAINT})` : "";
     const unknown = this.unknownFrame;
     if (unknown) place(this.unknownCanvas, this.view.screenBox(unknown.x, unknown.y, unknown.width, unknown.height));
   }
+}
+
+function sameRect(a, b) {
+  return a && b && a.x === b.x && a.y === b.y && a.width === b.width && a.height === b.height;
+}
+
+function crop(alpha, width, box) {
+  const out = new Uint8Array(box.width * box.height);
+  for (let y = 0; y < box.height; y++) {
+    const start = (box.y + y) * width + box.x;
+    out.set(alpha.subarray(start, start + box.width), y * box.width);
+  }
+  return out;
 }
 
 function place(element, box) {

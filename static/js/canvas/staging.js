@@ -24,7 +24,7 @@ export class Staging {
       const action = {
         previous: () => this.step(-1), next: () => this.step(1), accept: () => this.accept(false),
         "accept-anyway": () => this.accept(true), discard: () => this.discard(), "discard-all": () => this.discardAll(),
-        save: () => this.save(), more: () => this.more(),
+        save: () => this.save(), more: () => this.more(), again: () => this.again(),
       }[button.dataset.staging];
       action?.();
     });
@@ -62,12 +62,18 @@ export class Staging {
         this.say(data.error, true);
         return;
       }
+      if (status === 409 && data.already_accepted) {
+        // Another tab or click won: show what is staged now, and say why.
+        this.show(data.variations);
+        this.onMessage(data.error, true);
+        return;
+      }
       if (!ok) {
         this.say(data.error);
         return;
       }
       // The preview stays up until the new tiles are on screen, so nothing flickers.
-      await this.onAccepted(data);
+      await this.onAccepted(data, item);
       this.show(data.variations);
       this.onMessage(force ? "Accepted over the newer pixels. Ctrl+Z undoes it." : "Accepted. Ctrl+Z undoes it.");
     });
@@ -111,6 +117,16 @@ export class Staging {
     this.say("Generating more variations for this frame…");
   }
 
+  // This exact output again: the same input and seed, the model making all N and this one staged.
+  again() {
+    const item = this.current;
+    if (!item) return;
+    window.htmx.ajax("POST", item.again, {
+      target: "#canvas-jobs", swap: "afterbegin", headers: { "X-CSRFToken": this.api.csrf },
+    });
+    this.say(`Making ${item.label} again…`);
+  }
+
   async run(work) {
     this.busy = true;
     this.strip.setAttribute("aria-busy", "true");
@@ -137,8 +153,9 @@ export class Staging {
     if (this.preview.getAttribute("src") !== item.preview) this.preview.src = item.preview;
     this.preview.alt = `Variation ${this.index + 1} of ${this.items.length}`;
     this.count.textContent = `Variation ${this.index + 1} of ${this.items.length}`;
-    const seed = item.seed !== null && item.seed !== undefined ? ` · seed ${item.seed}` : "";
-    this.details.textContent = `${item.width} × ${item.height}${seed}`;
+    // "seed S, output i of N": what "Make again" reproduces exactly.
+    this.details.textContent = `${item.width} × ${item.height} · ${item.label}`;
+    this.strip.querySelector('[data-staging="again"]').disabled = item.seed === null || item.seed === undefined;
     this.position();
   }
 
