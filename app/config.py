@@ -64,9 +64,14 @@ class Config:
         ]
         self.REPLICATE_ALLOW_HTTP_DOWNLOADS = os.environ.get("TESSERA_ALLOW_HTTP_DOWNLOADS") == "1"
         self.TAG_LISTS = _env_list("TESSERA_TAG_LISTS")  # a1111 tagcomplete / WD14 CSVs for tag autocomplete
-        self.DATASET_ROOTS = [Path(p).expanduser().resolve() for p in _env_list("TESSERA_DATASET_ROOTS")] or [
-            data_dir / "datasets"
+        # Kept as configured (absolute, symlinks not resolved), so a path typed through a symlinked
+        # root is accepted as well as its real form; `{user}` stands for each account's own folder
+        # (see app.datasets.paths.roots_for_user). Roots without it are shared by every account.
+        self.DATASET_ROOTS = [Path(os.path.abspath(Path(p).expanduser())) for p in _env_list("TESSERA_DATASET_ROOTS")] or [
+            data_dir / "datasets" / "{user}"
         ]
+        # What each account may fill with unpacked dataset zips (0: no quota).
+        self.USER_QUOTA_BYTES = int(os.environ.get("TESSERA_USER_QUOTA_MB", "20480")) * 1024 * 1024
         # Whole-request cap (zip uploads are the largest); per-image limits are checked where images enter.
         self.MAX_CONTENT_LENGTH = int(os.environ.get("TESSERA_MAX_UPLOAD_MB", "2048")) * 1024 * 1024
         self.MAX_IMAGE_UPLOAD_BYTES = int(os.environ.get("TESSERA_MAX_IMAGE_MB", "50")) * 1024 * 1024

@@ -14,6 +14,12 @@ def data_path(relpath: str | Path) -> Path:
     return path
 
 
+def header_safe_name(name: str) -> str:
+    """A file name fit for a Content-Disposition header: control characters (a newline is legal in
+    a POSIX file name, never in a header) become "_"."""
+    return "".join("_" if ord(c) < 32 or ord(c) == 127 else c for c in name)
+
+
 def send_data_file(relpath: str | Path, *, mimetype: str | None = None, download_name: str | None = None,
                    immutable: bool = False, max_age: int = 0) -> Response:
     """Answer with the file at `relpath` (relative to DATA_DIR) after the view has checked access.
@@ -40,7 +46,8 @@ def send_data_file(relpath: str | Path, *, mimetype: str | None = None, download
             response.headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{quote(download_name)}"
     else:
         response = send_file(path, mimetype=mimetype, as_attachment=bool(download_name),
-                             download_name=download_name, conditional=True, max_age=max_age)
+                             download_name=header_safe_name(download_name or path.name), conditional=True,
+                             max_age=max_age)
     if immutable:
         response.headers["Cache-Control"] = "private, max-age=31536000, immutable"
     return response

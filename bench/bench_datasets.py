@@ -2,12 +2,16 @@
 
     python bench/bench_datasets.py [--images 10000]
     python bench/bench_datasets.py --large          # 100,000 images of 256×256 (several minutes)
+    python bench/bench_datasets.py --tag-list-rows 1000000 --only-tag-list
 
 Builds its own dataset in a temporary folder (with its own SQLite database), then measures scanning
 and indexing, thumbnails (the job vs a plain Pillow loop over the same files; not with --large),
 grid and filtered page latency through the real routes, and a tag rename across every caption
 against the bare-filesystem floor measured in the same run. The routes run in a separate "web"
 process (spawned, like a gunicorn worker) whose peak RSS is reported. Prints a markdown table.
+With --tag-list-rows, also a TESSERA_TAG_LISTS list of that many rows: each measurement in a fresh
+process (first process builds the shared cache; later ones open it), beside a plain parse of the
+same CSV into Python objects (what loading it into memory per process costs).
 """
 from __future__ import annotations
 
@@ -98,11 +102,95 @@ def plain_pillow_thumbnails(files: list[Path], out: Path) -> None:
             image.save(out / f"{number}.webp", "WEBP", quality=80)
 
 
+def write_tag_list(path: Path, rows: int) -> None:
+    """A tagcomplete CSV shaped like Danbooru's: 1–3 words per tag, Zipf-like counts, aliases on 10%."""
+    rng = random.Random(7)
+    syllables = ["ka", "ri", "to", "na", "mi", "su", "lo", "ng", "ha", "ir", "sm", "ile", "bl", "ue", "ey", "es", "ch"]
+    with path.open("w", encoding="utf-8") as fh:
+        for n in range(rows):
+            words = ["".join(rng.choice(syllables) for _ in range(rng.randint(1, 4))) for _ in range(rng.randint(1, 3))]
+            name = "_".join(words) + f"_{n}"
+            aliases = f'"{name}_alt,{name}_other"' if n % 10 == 0 else ""
+            fh.write(f"{name},{rng.choice([0, 0, 0, 1, 3, 4, 5])},{10_000_000 // (n + 1)},{aliases}\n")
+
+
+_TAG_LIST_PROBE = """
+import json, resource, sys, time
+from pathlib import Path
+sys.path.insert(0, {root!r})
+mode, csv_path, cache_dir = sys.argv[1:4]
+queries = ["hai", "smi", "a", "k", "ri to", "ng_ha", "zzz", "12345", "long hair", "q"]
+from app.datasets.taglists import TagListCache  # imported first: the app's own import is not the list's cost
+base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+start = time.perf_counter()
+if mode == "plain":
+    import csv
+    rows = [(row[0], row[1:]) for row in csv.reader(open(csv_path, encoding="utf-8"))]
+    by_key = {{name.replace("_", " ").casefold(): rest for name, rest in rows}}
+    first = time.perf_counter() - start
+    out = {{"first": first, "queries": []}}
+else:
+    cache = TagListCache([csv_path], Path(cache_dir))
+    answered_at = None
+    index = cache.index()
+    if index is None:
+        answered_at = time.perf_counter() - start  # the request answers now, from the dataset's tags
+        index = cache.wait()
+    index.suggest("hai", {{}}, 12)
+    first = time.perf_counter() - start
+    timings = []
+    for q in queries:
+        t = time.perf_counter(); index.suggest(q, {{}}, 12); timings.append((time.perf_counter() - t) * 1000)
+    out = {{"first": first, "answered": answered_at, "queries": timings}}
+out["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - base_rss
+print(json.dumps(out))
+"""
+
+
+def tag_list_bench(rows: int, workdir: Path) -> None:
+    import json
+    import subprocess
+
+    csv_path, cache_dir = workdir / "tags.csv", workdir / "cache"
+    print(f"Writing a {rows:,}-row tag list …", file=sys.stderr)
+    write_tag_list(csv_path, rows)
+    probe = _TAG_LIST_PROBE.format(root=str(ROOT))
+
+    def run(mode: str) -> dict:
+        done = subprocess.run([sys.executable, "-c", probe, mode, str(csv_path), str(cache_dir)],
+                              capture_output=True, text=True, check=True)
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    plain = run("plain")
+    first = run("cache")
+    later = [run("cache") for _ in range(3)]
+    queries = sorted(q for r in later for q in r["queries"])
+    size_mb = csv_path.stat().st_size / 1e6
+    print(f"\nTag list bench: {rows:,} rows ({size_mb:.0f} MB CSV), {os.cpu_count()} CPUs "
+          f"(load average {os.getloadavg()[0]:.1f}); each line is a fresh process\n")
+    print("| what | first answer | ready for list suggestions | peak RSS above the imported app | per-keystroke lookup |")
+    print("| --- | ---: | ---: | ---: | --- |")
+    print(f"| plain: parse the CSV into Python objects (per process) | {plain['first']:.1f} s | {plain['first']:.1f} s "
+          f"| {plain['rss_mb']:.0f} MB | — |")
+    print(f"| cache, first process ever (builds it in the background) | {first['answered'] * 1000:.0f} ms "
+          f"(dataset tags) | {first['first']:.1f} s | {first['rss_mb']:.0f} MB | — |")
+    print(f"| cache, every later process (opens the built file) | {later[0]['first'] * 1000:.0f} ms "
+          f"| {max(r['first'] for r in later) * 1000:.0f} ms | {max(r['rss_mb'] for r in later):.0f} MB "
+          f"| median {statistics.median(queries):.1f} ms, max {queries[-1]:.1f} ms over {len(queries)} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=10_000)
+    parser.add_argument("--tag-list-rows", type=int, default=0, help="also measure a tag list of this many rows")
+    parser.add_argument("--only-tag-list", action="store_true", help="skip the image measurements")
     parser.add_argument("--large", action="store_true", help="100,000 images of 256×256 (overrides --images)")
     args = parser.parse_args()
+    if args.tag_list_rows:
+        with tempfile.TemporaryDirectory(prefix="tessera-bench-taglist-") as tmp:
+            tag_list_bench(args.tag_list_rows, Path(tmp))
+    if args.only_tag_list:
+        return
     workdir = Path(tempfile.mkdtemp(prefix="tessera-bench-datasets-"))
     # The same rename on a RAM disk shows what Tessera itself costs, without the disk.
     ram_dir = None

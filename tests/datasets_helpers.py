@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import io
 import re
+import struct
+import zlib
 from pathlib import Path
 
 from PIL import Image
@@ -27,9 +29,14 @@ def pattern_image(path: Path, seed: int, size=(64, 64)) -> Path:
     return path
 
 
-def make_folder(app, name="set", captions: dict[str, str | bytes | None] | None = None) -> Path:
-    """A dataset folder under the first root; `captions` maps image name -> caption (None: no file)."""
-    root = Path(app.config["DATASET_ROOTS"][0]) / name
+def user_root(app, username: str = "ada") -> Path:
+    """The first dataset root as `username` sees it (`{user}` filled in)."""
+    return Path(str(app.config["DATASET_ROOTS"][0]).replace("{user}", username))
+
+
+def make_folder(app, name="set", captions: dict[str, str | bytes | None] | None = None, *, username: str = "ada") -> Path:
+    """A dataset folder under the user's first root; `captions` maps image name -> caption (None: no file)."""
+    root = user_root(app, username) / name
     colours = ["red", "blue", "green", "yellow", "purple", "orange", "white", "black"]
     captions = captions if captions is not None else {
         "a.png": "tok, 1girl, long hair, smile",
@@ -66,3 +73,36 @@ def png_bytes(colour="red", size=(32, 32)) -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", size, colour).save(buffer, "PNG")
     return buffer.getvalue()
+
+
+MiB = 1 << 20
+
+
+def deflated_zeros(size: int) -> tuple[bytes, int]:
+    """(raw deflate stream, crc32) of `size` zero bytes, made in 1 MiB steps."""
+    squeeze = zlib.compressobj(9, zlib.DEFLATED, -15)
+    block, crc, parts = bytes(MiB), 0, []
+    for start in range(0, size, MiB):
+        piece = block[:min(MiB, size - start)]
+        crc = zlib.crc32(piece, crc)
+        parts.append(squeeze.compress(piece))
+    parts.append(squeeze.flush())
+    return b"".join(parts), crc
+
+
+def honest_bomb(count: int, size: int) -> io.BytesIO:
+    """A zip of `count` entries named N.png, each `size` zero bytes, with truthful headers —
+    the 10 MB zip of 50 zero-filled 199 MiB "png"s from the security review. Built by hand from
+    one deflate stream, so making it costs one compression, not `count`."""
+    data, crc = deflated_zeros(size)
+    out, central = io.BytesIO(), io.BytesIO()
+    for n in range(count):
+        name = f"{n}.png".encode()
+        offset = out.tell()
+        fields = (20, 0, 8, 0, 0, crc, len(data), size, len(name), 0)
+        out.write(struct.pack("<IHHHHHIIIHH", 0x04034B50, *fields) + name + data)
+        central.write(struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, *fields, 0, 0, 0, 0, offset) + name)
+    directory = central.getvalue()
+    out.write(directory + struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, count, count, len(directory), out.tell(), 0))
+    out.seek(0)
+    return out

@@ -1,17 +1,21 @@
 import os
 import stat
+import threading
 from pathlib import Path
 
 import pytest
 
 from app.datasets.captions import (
+    MAX_CAPTION_BYTES,
     CaptionConflict,
+    CaptionTooLarge,
     CaptionWriteError,
-    backup_original,
+    caption_version,
     find_caption,
     read_caption,
-    write_caption,
+    read_caption_versioned,
 )
+from app.datasets.captionwrite import LOCK_NAME, backup_original, write_caption
 
 
 def test_find_caption_prefers_txt_then_caption_then_cap(tmp_path: Path) -> None:
@@ -158,7 +162,7 @@ def test_write_leaves_no_temp_files(tmp_path: Path) -> None:
     path = tmp_path / "a.txt"
     write_caption(path, "one")
     write_caption(path, "two")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [LOCK_NAME, "a.txt"]
 
 
 def test_read_only_file_gives_clear_error_and_is_untouched(tmp_path: Path) -> None:
@@ -168,7 +172,7 @@ def test_read_only_file_gives_clear_error_and_is_untouched(tmp_path: Path) -> No
     with pytest.raises(CaptionWriteError, match="read-only"):
         write_caption(path, "changed")
     assert path.read_text() == "original"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt"]  # refused before even locking
 
 
 def test_read_only_folder_gives_clear_error(tmp_path: Path) -> None:
@@ -176,7 +180,7 @@ def test_read_only_folder_gives_clear_error(tmp_path: Path) -> None:
     folder.mkdir()
     os.chmod(folder, 0o555)
     try:
-        with pytest.raises(CaptionWriteError, match="Folder is read-only"):
+        with pytest.raises(CaptionWriteError, match="folder of a.txt is read-only"):
             write_caption(folder / "a.txt", "x")
         assert list(folder.iterdir()) == []
     finally:
@@ -187,21 +191,26 @@ def test_conflict_when_another_tab_saved_first(tmp_path: Path) -> None:
     path = tmp_path / "a.txt"
     loaded = write_caption(path, "1girl")
     # Tab B saves right away (same clock tick is likely): its edit must still be detected.
-    write_caption(path, "1girl, smile", expected_mtime_ns=loaded.st_mtime_ns)
+    write_caption(path, "1girl, smile", expected_version=loaded.version)
     with pytest.raises(CaptionConflict) as conflict:
-        write_caption(path, "1girl, hat", expected_mtime_ns=loaded.st_mtime_ns)
+        write_caption(path, "1girl, hat", expected_version=loaded.version)
     assert conflict.value.current_text == "1girl, smile"
-    assert conflict.value.current_mtime_ns == path.stat().st_mtime_ns
+    assert conflict.value.current_version == caption_version(b"1girl, smile")
     assert path.read_text() == "1girl, smile"
 
 
-def test_write_with_current_mtime_succeeds_and_returns_new_version(tmp_path: Path) -> None:
+def test_version_is_the_content_not_the_clock(tmp_path: Path) -> None:
     path = tmp_path / "a.txt"
     first = write_caption(path, "a")
-    second = write_caption(path, "b", expected_mtime_ns=first.st_mtime_ns)
-    assert second.st_mtime_ns > first.st_mtime_ns
-    third = write_caption(path, "c", expected_mtime_ns=second.st_mtime_ns)
-    assert path.read_text() == "c" and third.st_mtime_ns == path.stat().st_mtime_ns
+    os.utime(path, ns=(first.mtime_ns, first.mtime_ns))
+    second = write_caption(path, "b", expected_version=first.version)
+    os.utime(path, ns=(first.mtime_ns, first.mtime_ns))  # a coarse clock: same mtime for both writes
+    assert second.version == caption_version(b"b") != first.version
+    with pytest.raises(CaptionConflict):
+        write_caption(path, "c", expected_version=first.version)
+    third = write_caption(path, "c", expected_version=second.version)
+    assert path.read_text() == "c" and third.version == caption_version(b"c")
+    assert read_caption_versioned(path)[1] == third.version
 
 
 def test_conflict_when_file_was_deleted(tmp_path: Path) -> None:
@@ -209,9 +218,54 @@ def test_conflict_when_file_was_deleted(tmp_path: Path) -> None:
     loaded = write_caption(path, "a")
     path.unlink()
     with pytest.raises(CaptionConflict) as conflict:
-        write_caption(path, "b", expected_mtime_ns=loaded.st_mtime_ns)
-    assert conflict.value.current_text is None
+        write_caption(path, "b", expected_version=loaded.version)
+    assert conflict.value.current_text is None and conflict.value.current_version is None
     assert not path.exists()
+
+
+def test_new_caption_conflicts_when_one_appeared_meanwhile(tmp_path: Path) -> None:
+    path = tmp_path / "a.txt"
+    path.write_text("made elsewhere")
+    with pytest.raises(CaptionConflict):
+        write_caption(path, "mine", expected_version=None)
+    assert path.read_text() == "made elsewhere"
+
+
+def test_oversized_caption_is_neither_read_nor_written(tmp_path: Path) -> None:
+    path = tmp_path / "big.txt"
+    path.write_bytes(b"a, " * (MAX_CAPTION_BYTES // 3 + 1))
+    with pytest.raises(CaptionTooLarge, match="big.txt is 64 KiB; captions are limited to 64 KiB"):
+        read_caption(path)
+    with pytest.raises(CaptionTooLarge):
+        write_caption(tmp_path / "new.txt", "x" * (MAX_CAPTION_BYTES + 1))
+    assert not (tmp_path / "new.txt").exists()
+    # Its version matches no editor's, so a save over it is a conflict, never a silent overwrite.
+    with pytest.raises(CaptionConflict):
+        write_caption(path, "short", expected_version=caption_version(b""))
+
+
+def test_many_threads_one_version_exactly_one_wins(tmp_path: Path) -> None:
+    path = tmp_path / "a.txt"
+    loaded = write_caption(path, "start")
+    barrier = threading.Barrier(8)
+    results: list[str] = []
+
+    def save(n: int) -> None:
+        barrier.wait()
+        try:
+            write_caption(path, f"edit {n}", expected_version=loaded.version)
+            results.append(f"saved {n}")
+        except CaptionConflict:
+            results.append("conflict")
+
+    threads = [threading.Thread(target=save, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    saved = [r for r in results if r.startswith("saved")]
+    assert len(saved) == 1 and results.count("conflict") == 7
+    assert path.read_text() == f"edit {saved[0].split()[1]}"
 
 
 def test_write_through_symlink_keeps_the_link(tmp_path: Path) -> None:

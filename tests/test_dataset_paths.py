@@ -102,3 +102,30 @@ def test_relative_to_root_picks_innermost_root(root: Path) -> None:
 def test_relative_to_root_refuses_outside_path(root: Path, tmp_path: Path) -> None:
     with pytest.raises(PathRefused):
         relative_to_root([root], tmp_path / "secret.txt")
+
+
+def test_roots_per_user_and_shared(tmp_path: Path) -> None:
+    from app.datasets.paths import roots_for_user
+
+    template = tmp_path / "people" / "{user}"
+    shared = tmp_path / "team"
+    alice = roots_for_user([template, shared], "alice")
+    assert [(r.path, r.shared) for r in alice] == [(tmp_path / "people" / "alice", False), (shared, True)]
+    assert (tmp_path / "people" / "alice").is_dir()  # made on first use
+    bob = roots_for_user([template, shared], "bob")
+    # Bob's roots do not contain Alice's folder, so nothing of hers resolves for him.
+    with pytest.raises(PathRefused):
+        resolve_within([r.path for r in bob], str(tmp_path / "people" / "alice" / "x.png"))
+    with pytest.raises(PathRefused):
+        resolve_within([r.path for r in bob], "../alice/x.png")
+    assert [r.path for r in roots_for_user([template], "..")] == []
+
+
+def test_symlinked_root_is_accepted_as_configured(tmp_path: Path) -> None:
+    real = tmp_path / "mnt" / "data"
+    (real / "set").mkdir(parents=True)
+    link = tmp_path / "data"
+    os.symlink(real, link)
+    assert resolve_within([link], "set") == real / "set"
+    assert resolve_within([link], str(link / "set")) == real / "set"
+    assert relative_to_root([link], real / "set" / "a.png")[1] == "set/a.png"

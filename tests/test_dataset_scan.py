@@ -18,8 +18,8 @@ def png_header_only(width: int, height: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
 
 
-def known_from(records) -> dict[str, tuple[int, int, int | None]]:
-    return {r.relpath: (r.size, r.mtime_ns, r.caption_mtime_ns) for r in records}
+def known_from(records) -> dict[str, tuple[int, int, str | None]]:
+    return {r.relpath: (r.size, r.mtime_ns, r.caption_version) for r in records}
 
 
 @pytest.fixture
@@ -82,8 +82,9 @@ def test_unchanged_image_is_not_reopened(dataset: Path, monkeypatch: pytest.Monk
 def test_caption_edited_elsewhere_is_reported_for_unchanged_image(dataset: Path) -> None:
     known = known_from(scan_folder(dataset, known={}).added)
     caption = dataset / "a.txt"
+    before = caption.stat()
     caption.write_text("tok, 1girl, edited")
-    os.utime(caption, ns=(0, known["a.png"][2] + 1_000_000))
+    os.utime(caption, ns=(before.st_atime_ns, before.st_mtime_ns))  # same size class, same mtime: still seen
     (dataset / "no_caption.txt").write_text("new caption")
     result = scan_folder(dataset, known=known)
     changed = {c.image_relpath: c for c in result.captions_changed}
@@ -168,6 +169,58 @@ def test_unreadable_subfolder_does_not_count_as_removed(dataset: Path, monkeypat
     assert result.removed == []
     assert "sub/b.jpg" in result.unchanged
     assert result.skipped == [("sub", "Cannot read folder: Permission denied")]
+
+
+def test_caption_symlinked_out_of_the_root_is_never_read(dataset: Path, tmp_path: Path) -> None:
+    secret = tmp_path / "elsewhere" / "secret.txt"
+    secret.parent.mkdir()
+    secret.write_text("alice's private caption")
+    (dataset / "a.txt").unlink()
+    os.symlink(secret, dataset / "a.txt")
+    (dataset / "inside.txt").write_text("tok, shared inside")
+    save_image(dataset / "c.png")
+    os.symlink(dataset / "inside.txt", dataset / "c.txt")  # a link inside the root is fine
+    result = scan_folder(dataset, known={})
+    records = {r.relpath: r for r in result.added}
+    assert records["a.png"].caption_text is None and records["a.png"].caption_relpath is None
+    assert "a.txt" in dict(result.skipped)
+    assert records["c.png"].caption_text == "tok, shared inside"
+    assert all("private" not in (r.caption_text or "") for r in result.added)
+
+
+def test_caption_over_the_size_limit_is_skipped_with_a_reason(dataset: Path) -> None:
+    (dataset / "a.txt").write_bytes(b"tag, " * 20_000)  # 100 KB
+    result = scan_folder(dataset, known={})
+    a = {r.relpath: r for r in result.added}["a.png"]
+    assert a.caption_text is None and a.caption_relpath == "a.txt"
+    assert "limited to 64 KiB" in a.caption_warning
+    assert dict(result.skipped)["a.txt"] == a.caption_warning
+    # A rescan says so again rather than treating it as unchanged silently.
+    again = scan_folder(dataset, known={r.relpath: (r.size, r.mtime_ns, r.caption_version) for r in result.added})
+    assert "a.txt" in dict(again.skipped)
+
+
+def test_fifo_named_like_a_caption_does_not_block_the_scan(dataset: Path) -> None:
+    (dataset / "a.txt").unlink()
+    os.mkfifo(dataset / "a.txt")
+    a = {r.relpath: r for r in scan_folder(dataset, known={}).added}["a.png"]
+    assert a.caption_text is None and a.caption_relpath is None
+
+
+def test_errors_name_files_relative_to_the_dataset(dataset: Path) -> None:
+    (dataset / "sub" / "garbage.png").write_bytes(b"this is not a png")
+    record = {r.relpath: r for r in scan_folder(dataset, known={}).added}["sub/garbage.png"]
+    assert "sub/garbage.png" in record.error
+    assert str(dataset) not in record.error and os.path.realpath(dataset) not in record.error
+
+
+@pytest.mark.parametrize("name", ["with space", "naïve ünïcode 字", "new\nline", "-leading-dash", "--", "quote'\"s"])
+def test_any_file_name_is_listed_with_its_caption(dataset: Path, name: str) -> None:
+    save_image(dataset / f"{name}.png")
+    (dataset / f"{name}.txt").write_text("tok, odd name")
+    records = {r.relpath: r for r in scan_folder(dataset, known={}).added}
+    assert records[f"{name}.png"].caption_text == "tok, odd name"
+    assert records[f"{name}.png"].caption_relpath == f"{name}.txt"
 
 
 def test_pairing_notes_say_which_file_is_used(tmp_path: Path) -> None:

@@ -99,3 +99,57 @@ def test_large_list_prefix_and_substring(tmp_path: Path) -> None:
     result = index.suggest("9999", {}, limit=2)
     assert [s.tag for s in result] == ["tag 099999 word", "tag 099998 word"]
     assert [s.tag for s in index.suggest("wor", {}, limit=1)] == ["tag 099999 word"]
+
+
+# --- configured lists: built once, in the background, shared by processes ---------------------
+
+import os
+import subprocess
+import sys
+import textwrap
+
+from app.datasets.taglists import TagListCache
+
+
+def write_list(path: Path, rows: int) -> Path:
+    with path.open("w", encoding="utf-8") as fh:
+        for n in range(rows):
+            fh.write(f"tag_{n:06d},0,{rows - n},\n")
+    return path
+
+
+def test_cache_builds_in_the_background_and_never_blocks(tmp_path: Path) -> None:
+    tags = write_list(tmp_path / "list.csv", 20_000)
+    cache = TagListCache([tags], tmp_path / "cache")
+    assert cache.index() is None  # answers at once; the build runs in a thread
+    index = cache.wait(60)
+    assert index is not None and len(index) == 20_000
+    assert [s.tag for s in index.suggest("tag_00000", {}, limit=2)] == ["tag 000000", "tag 000001"]
+    assert [p.suffix for p in (tmp_path / "cache").iterdir() if p.suffix == ".sqlite"] == [".sqlite"]
+    # Another process (here: another cache object) opens the built file at once.
+    again = TagListCache([tags], tmp_path / "cache").index()
+    assert again is not None and again.suggest("tag_019999", {}, limit=1)[0].tag == "tag 019999"
+
+
+def test_an_edited_list_builds_a_new_cache(tmp_path: Path) -> None:
+    tags = write_list(tmp_path / "list.csv", 10)
+    assert TagListCache([tags], tmp_path / "cache").wait(30).suggest("tag", {}, limit=1)[0].tag == "tag 000000"
+    tags.write_text("fresh_tag,0,5,\n", encoding="utf-8")
+    os.utime(tags, ns=(1, 2_000_000_000_000_000_000))
+    assert TagListCache([tags], tmp_path / "cache").wait(30).suggest("fre", {})[0].tag == "fresh tag"
+
+
+def test_two_processes_build_one_cache_once(tmp_path: Path) -> None:
+    tags = write_list(tmp_path / "list.csv", 50_000)
+    script = textwrap.dedent(f"""
+        import logging, sys
+        from pathlib import Path
+        logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(message)s")
+        from app.datasets.taglists import TagListCache
+        index = TagListCache([{str(tags)!r}], Path({str(tmp_path / "cache")!r})).wait(120)
+        print("answer", index.suggest("tag_04999", {{}}, limit=1)[0].tag)
+    """)
+    procs = [subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = [proc.communicate(timeout=180)[0] for proc in procs]
+    assert all("answer tag 049990" in out for out in outputs), outputs
+    assert sum(out.count("Tag list list.csv") for out in outputs) == 1  # built by one of them only

@@ -72,3 +72,61 @@ def test_errors_name_the_problem_and_position(expr: str, message: str, position:
     assert message in str(error.value)
     assert error.value.position == position
     assert str(error.value).endswith(f"at position {position}")
+
+
+# --- hostile expressions: bounded, refused with a clear message -----------------------------------
+
+import random
+import re
+import time
+
+from app.datasets import tagexpr
+
+
+def nested_not_or(depth: int) -> str:
+    """`NOT (a OR NOT (a OR …))`, the shape of the 150-deep filter from the security review."""
+    return "NOT (a OR " * depth + "a" + ")" * depth
+
+
+@pytest.mark.parametrize("text", [
+    nested_not_or(150),
+    "(" * 150 + "a" + ")" * 150,
+    "NOT " * 150 + "a",
+    "-" * 150 + "a",
+])
+def test_deep_nesting_is_refused_with_a_clear_message(text: str) -> None:
+    with pytest.raises(TagExprError, match="nests too deeply|more than 100 tags"):
+        parse(text)
+
+
+def test_deep_nesting_with_few_tags_is_refused_by_depth() -> None:
+    with pytest.raises(TagExprError, match="more than 20 levels"):
+        parse("NOT (a OR " * 50 + "a" + ")" * 50)
+
+
+def test_nesting_up_to_the_limit_works() -> None:
+    expr = parse(nested_not_or(tagexpr.MAX_DEPTH // 2))
+    assert expr.matches(tag_set(["b"])) is False  # NOT (a OR …) with no a: the innermost a decides
+
+
+def test_size_limits() -> None:
+    with pytest.raises(TagExprError, match="characters long"):
+        parse("a, " * 1000)
+    with pytest.raises(TagExprError, match="more than 100 tags"):
+        parse(" OR ".join(f"t{n}" for n in range(101)))
+    with pytest.raises(TagExprError, match=r"Too many \*"):
+        parse("*a" * 9 + "*")
+    assert parse(" OR ".join(f"t{n}" for n in range(100))).matches(tag_set(["t99"]))
+
+
+def test_wildcards_match_like_a_glob_in_linear_time() -> None:
+    rng = random.Random(5)
+    for _ in range(3000):
+        pattern = "".join(rng.choice("ab*") for _ in range(rng.randint(1, 6)))
+        text = "".join(rng.choice("ab") for _ in range(rng.randint(0, 7)))
+        want = re.fullmatch(".*".join(map(re.escape, pattern.split("*"))), text, re.DOTALL) is not None
+        assert tagexpr.glob_match(pattern.split("*"), text) is want, (pattern, text)
+    hostile = "a" * 60_000 + "b"
+    start = time.perf_counter()
+    assert not parse("*a*a*a*a*a*a*a*c").matches(frozenset([hostile]))
+    assert time.perf_counter() - start < 0.5  # a backtracking regex takes minutes here

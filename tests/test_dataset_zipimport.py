@@ -169,3 +169,64 @@ def test_zip_from_path_keeps_dates(tmp_path: Path) -> None:
     path.write_bytes(make_zip([(info, png_bytes())]).getvalue())
     extract_dataset_zip(path, tmp_path / "ds")
     assert time.localtime((tmp_path / "ds" / "a.png").stat().st_mtime)[:5] == (2021, 5, 4, 3, 2)
+
+
+# --- bombs, fakes and quotas ------------------------------------------------------------------
+
+from tests.datasets_helpers import honest_bomb
+
+MiB = 1 << 20
+
+
+def test_the_review_zip_bomb_is_refused_quickly_writing_nothing(tmp_path: Path) -> None:
+    bomb = honest_bomb(50, 199 * MiB)
+    assert len(bomb.getvalue()) < 12 * MiB
+    work = tmp_path / "work"
+    work.mkdir()
+    with pytest.raises(ZipRefused, match=r"more than 100×"):
+        extract_dataset_zip(bomb, work / "ds")
+    assert list(work.iterdir()) == []
+
+
+def test_archive_ratio_is_limited_even_when_each_entry_is_small(tmp_path: Path) -> None:
+    # 100 entries of 900 KiB zeros: each under the per-entry floor, together a 88 MiB bomb.
+    bomb = honest_bomb(100, 900 * 1024)
+    with pytest.raises(ZipRefused, match=r"more than 20×"):
+        extract_dataset_zip(bomb, tmp_path / "ds")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_entries_that_are_not_images_are_skipped_before_writing(tmp_path: Path) -> None:
+    zipped = make_zip([("a.png", png_bytes()), ("fake.png", b"\x00" * 4000), ("script.jpg", b"#!/bin/sh\nrm -rf /\n"),
+                       ("b.webp", b"RIFF\x00\x00\x00\x00WEBPVP8 " + bytes(20))])
+    dest = tmp_path / "ds"
+    result = extract_dataset_zip(zipped, dest)
+    assert result.images == ["a.png", "b.webp"]
+    assert dict(result.skipped) == {"fake.png": "not an image: its contents are not PNG, JPEG, WebP, GIF or BMP",
+                                    "script.jpg": "not an image: its contents are not PNG, JPEG, WebP, GIF or BMP"}
+    assert sorted(p.name for p in dest.iterdir()) == ["a.png", "b.webp"]
+
+
+def test_oversized_caption_is_skipped_with_a_reason(tmp_path: Path) -> None:
+    zipped = make_zip([("a.png", png_bytes()), ("a.txt", b"tag, " * 20_000), ("b.png", png_bytes()), ("b.txt", b"ok")])
+    result = extract_dataset_zip(zipped, tmp_path / "ds")
+    assert result.captions == ["b.txt"]
+    assert result.skipped == [("a.txt", "caption larger than the 64 KiB limit per caption")]
+    assert not (tmp_path / "ds" / "a.txt").exists()
+
+
+def test_quota_refuses_before_writing(tmp_path: Path) -> None:
+    zipped = make_zip([("a.png", png_bytes()), ("b.png", png_bytes("blue"))])
+    with pytest.raises(ZipRefused, match="quota has only 100 bytes left"):
+        extract_dataset_zip(zipped, tmp_path / "ds", quota_left=100)
+    assert list(tmp_path.iterdir()) == []
+    assert extract_dataset_zip(zipped, tmp_path / "ds", quota_left=10 * MiB).images == ["a.png", "b.png"]
+
+
+def test_entry_count_is_refused_from_the_end_record_before_parsing(tmp_path: Path, monkeypatch) -> None:
+    zipped = make_zip([(f"{n}.png", b"") for n in range(30)])
+    parsed = []
+    monkeypatch.setattr(zipfile.ZipFile, "_RealGetContents", lambda self: parsed.append(1))
+    with pytest.raises(ZipRefused, match="30 entries; the limit is 20"):
+        extract_dataset_zip(zipped, tmp_path / "ds", max_files=20)
+    assert parsed == []  # the central directory was never read into memory

@@ -8,25 +8,30 @@ from pathlib import Path
 import pytest
 
 from app.datasets.bulkwrite import CaptionWrite, write_captions
+from app.datasets.captions import caption_version
+from app.datasets.captionwrite import LOCK_NAME
+
+
+def v(path):
+    return caption_version(Path(path).read_bytes())
 
 
 def test_writes_utf8_without_bom_and_keeps_the_mode(tmp_path):
     path = tmp_path / "a.txt"
     path.write_bytes(b"\xef\xbb\xbfold\r\n")
     path.chmod(0o640)
-    before = path.stat().st_mtime_ns
-    outcome = write_captions([CaptionWrite(path, "\ufeffcafé,\r\nsecond", before)])
-    assert outcome.written == {0: path.stat().st_mtime_ns} and not outcome.conflicts and not outcome.errors
+    outcome = write_captions([CaptionWrite(path, "\ufeffcafé,\r\nsecond", v(path))])
+    assert not outcome.conflicts and not outcome.errors
+    assert outcome.written[0].version == v(path) == caption_version("café,\nsecond".encode())
     assert path.read_bytes() == "café,\nsecond".encode()
     assert stat.S_IMODE(path.stat().st_mode) == 0o640
-    assert path.stat().st_mtime_ns > before
-    assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]  # no temp file left
+    assert sorted(p.name for p in tmp_path.iterdir()) == [LOCK_NAME, "a.txt"]  # no temp file left
 
 
 def test_changed_file_is_a_conflict_and_stays(tmp_path):
     path = tmp_path / "a.txt"
     path.write_text("theirs")
-    outcome = write_captions([CaptionWrite(path, "mine", path.stat().st_mtime_ns - 1)])
+    outcome = write_captions([CaptionWrite(path, "mine", caption_version(b"what the editor saw"))])
     assert outcome.written == {} and outcome.conflicts[0].current_text == "theirs"
     assert path.read_text() == "theirs"
 
@@ -42,7 +47,7 @@ def test_new_file_must_not_exist_yet(tmp_path):
 def test_none_deletes_the_caption(tmp_path):
     path = tmp_path / "a.txt"
     path.write_text("created by an edit that is undone")
-    outcome = write_captions([CaptionWrite(path, None, path.stat().st_mtime_ns), CaptionWrite(tmp_path / "gone.txt", None, None)])
+    outcome = write_captions([CaptionWrite(path, None, v(path)), CaptionWrite(tmp_path / "gone.txt", None, None)])
     assert outcome.written == {0: None, 1: None}
     assert not path.exists()
 
@@ -60,9 +65,9 @@ def test_read_only_file_and_folder_are_errors_not_exceptions(tmp_path):
     folder.chmod(0o555)
     try:
         outcome = write_captions([
-            CaptionWrite(locked, "x", locked.stat().st_mtime_ns),
-            CaptionWrite(folder / "b.txt", "x", (folder / "b.txt").stat().st_mtime_ns),
-            CaptionWrite(fine, "new", fine.stat().st_mtime_ns),
+            CaptionWrite(locked, "x", v(locked)),
+            CaptionWrite(folder / "b.txt", "x", v(folder / "b.txt")),
+            CaptionWrite(fine, "new", v(fine)),
         ])
     finally:
         folder.chmod(0o755)
@@ -77,8 +82,8 @@ def test_original_is_kept_once_before_the_first_overwrite(tmp_path):
     path = data / "a.txt"
     path.write_bytes(b"\xef\xbb\xbforiginal\r\n")
     backups = tmp_path / "backups"
-    write_captions([CaptionWrite(path, "first edit", path.stat().st_mtime_ns, backups, "sub/a.txt")])
-    write_captions([CaptionWrite(path, "second edit", path.stat().st_mtime_ns, backups, "sub/a.txt")])
+    write_captions([CaptionWrite(path, "first edit", v(path), backups, "sub/a.txt")])
+    write_captions([CaptionWrite(path, "second edit", v(path), backups, "sub/a.txt")])
     assert path.read_text() == "second edit"
     assert (backups / "sub" / "a.txt").read_bytes() == b"\xef\xbb\xbforiginal\r\n"
     assert (backups / "sub" / "a.txt").stat().st_ino != path.stat().st_ino  # not tied to the live file
@@ -88,7 +93,7 @@ def test_no_backup_is_left_when_the_write_is_refused(tmp_path):
     path = tmp_path / "a.txt"
     path.write_text("theirs")
     backups = tmp_path / "backups"
-    outcome = write_captions([CaptionWrite(path, "mine", path.stat().st_mtime_ns + 1, backups, "a.txt")])
+    outcome = write_captions([CaptionWrite(path, "mine", caption_version(b"older"), backups, "a.txt")])
     assert list(outcome.conflicts) == [0]
     assert not (backups / "a.txt").exists()
 
@@ -101,7 +106,7 @@ def test_backup_on_another_filesystem_is_a_copy(tmp_path):
     try:
         if os.stat(backups).st_dev == os.stat(tmp_path).st_dev:
             pytest.skip("/dev/shm is on the same filesystem here")
-        outcome = write_captions([CaptionWrite(path, "edited", path.stat().st_mtime_ns, backups, "a.txt")])
+        outcome = write_captions([CaptionWrite(path, "edited", v(path), backups, "a.txt")])
         assert list(outcome.written) == [0]
         assert (backups / "a.txt").read_bytes() == b"original\r\n" and path.read_text() == "edited"
         assert sorted(p.name for p in backups.iterdir()) == ["a.txt"]  # no staged copy left behind

@@ -12,7 +12,7 @@ from app.datasets.thumbnails import thumb_relpath
 from app.extensions import db
 from app.gallery import Generation
 from app.models import Job, User
-from tests.datasets_helpers import image_named, make_folder, open_dataset, png_bytes, save_image
+from tests.datasets_helpers import honest_bomb, image_named, make_folder, open_dataset, png_bytes, save_image
 
 
 def test_open_folder_scans_indexes_and_makes_thumbnails(client, run_jobs, app):
@@ -50,8 +50,10 @@ def test_open_folder_scans_indexes_and_makes_thumbnails(client, run_jobs, app):
 def test_rescan_picks_up_changes_made_outside(client, run_jobs, app):
     folder = make_folder(app)
     dataset = open_dataset(client, run_jobs, folder)
+    before = (folder / "a.txt").stat()
     (folder / "a.txt").write_text("edited, outside", encoding="utf-8")
-    os.utime(folder / "a.txt", ns=(0, image_named(dataset, "a.png").caption_mtime_ns + 5_000_000))
+    # Even with the old mtime (a coarse clock, a restored backup) the change is seen: versions are content.
+    os.utime(folder / "a.txt", ns=(before.st_atime_ns, before.st_mtime_ns))
     (folder / "b.png").unlink()
     save_image(folder / "e.png", "white")
     assert client.post(f"/datasets/{dataset.id}/rescan").status_code == 303
@@ -133,7 +135,8 @@ def test_symlink_out_of_the_dataset_is_not_followed(client, run_jobs, app, tmp_p
     image.caption_relpath = "../../secret.txt"
     db.session.commit()
     assert client.get(f"/datasets/{dataset.id}/images/{image.id}/file").status_code == 403
-    assert client.get(f"/datasets/{dataset.id}/images/{image.id}").status_code == 403
+    editor = client.get(f"/datasets/{dataset.id}/images/{image.id}")  # opens, says why, reads nothing
+    assert editor.status_code == 200 and "leads outside the dataset folder" in editor.get_data(as_text=True)
     response = client.post(f"/datasets/{dataset.id}/images/{image.id}/caption", data={"text": "x", "version": ""})
     assert response.status_code == 403
     assert not (tmp_path / "secret.txt").exists()
@@ -176,7 +179,34 @@ def test_zip_upload_is_unpacked_into_a_managed_folder(client, run_jobs, app):
     assert (root / "set" / "a.png").is_file() and not (root / "__MACOSX").exists() and not (root / "set" / "notes.exe").exists()
     assert image_named(dataset, "set/a.png").caption == "tok, red"
     page = client.get(f"/datasets/{dataset.id}").get_data(as_text=True)
-    assert "Skipped 1" in page and "notes.exe" in page
+    assert "Leaving out 1" in page and "notes.exe" in page
+    # The upload waited for the job in the data folder, and is gone once unpacked.
+    assert not any((Path(app.config["DATA_DIR"]) / "uploads" / "pending-zips").iterdir())
+    job = db.session.scalar(db.select(Job).where(Job.kind == "datasets.import"))
+    assert job.status == Job.SUCCEEDED and job.result["dataset_id"] == dataset.id
+
+
+def test_the_review_zip_bomb_is_refused_in_the_request_writing_nothing(client, app):
+    bomb = honest_bomb(50, 199 << 20)
+    response = client.post("/datasets/upload", data={"archive": (bomb, "bomb.zip")}, content_type="multipart/form-data")
+    assert response.status_code == 422 and "zip bomb" in response.get_data(as_text=True)
+    assert db.session.scalar(db.select(db.func.count(Dataset.id))) == 0
+    data = Path(app.config["DATA_DIR"])
+    written = sum(p.stat().st_size for p in data.rglob("*") if p.is_file() and p.suffix not in (".db", ".db-wal", ".db-shm")
+                  and p.name != "secret_key")
+    assert written < 1 << 20
+
+
+def test_upload_quota_is_kept_per_user(client, run_jobs, app):
+    app.config["USER_QUOTA_BYTES"] = 3000
+    first = client.post("/datasets/upload", data={"archive": (_zip({"a.png": png_bytes("red") + bytes(1500)}), "one.zip")},
+                        content_type="multipart/form-data")
+    assert first.status_code == 303
+    run_jobs()
+    second = client.post("/datasets/upload", data={"archive": (_zip({"b.png": png_bytes("blue") + bytes(1500)}), "two.zip")},
+                         content_type="multipart/form-data")
+    assert second.status_code == 422 and "quota has only" in second.get_data(as_text=True)
+    assert db.session.scalar(db.select(db.func.count(Dataset.id))) == 1
 
 
 def test_zip_with_a_path_escape_is_refused_and_leaves_nothing(client, app):

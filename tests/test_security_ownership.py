@@ -53,7 +53,7 @@ def all_owned_objects(user, app) -> dict[str, object]:
     from app.datasets.models import Dataset
 
     values = owned_objects(user, app.config["DATA_DIR"])
-    folder = Path(app.config["DATASET_ROOTS"][0]) / "mine"
+    folder = Path(str(app.config["DATASET_ROOTS"][0]).replace("{user}", user.username)) / "mine"
     folder.mkdir(parents=True)
     canvas, dataset = Canvas(user_id=user.id, name="a fox", settings={}), Dataset(user_id=user.id, name="a fox",
                                                                                    root=str(folder))

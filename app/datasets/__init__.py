@@ -12,4 +12,4 @@ from flask import Blueprint
 bp = Blueprint("datasets", __name__)
 __all__ = ["bp"]
 
-from app.datasets import routes, routes_bulk, routes_editor, routes_health  # noqa: E402,F401
+from app.datasets import routes, routes_bulk, routes_editor, routes_health, routes_import  # noqa: E402,F401

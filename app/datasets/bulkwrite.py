@@ -1,13 +1,13 @@
 """Writing many captions at once: each file replaced atomically, the batch made durable with one sync.
 
-`captions.write_caption` fsyncs every file and its folder and serialises writes on a process lock:
-about 1 ms per caption here, so a rename across 10,000 captions would take over 10 s. A batch
-writes every temp file first, syncs the filesystem once, then renames each into place under the
-same lock and version check as `write_caption`, and syncs each folder once. The guarantees are
-the same per file (UTF-8 without BOM, `\\n`, mode and owner kept, mtime moves forward, a file
-changed since it was read is a conflict, read-only files are refused); a crash before the renames
+`captionwrite.write_caption` fsyncs every file and its folder: about 1 ms per caption here, so a
+rename across 10,000 captions would take over 10 s. A batch writes every temp file first, syncs
+the filesystem once, then, holding each folder's `folder_lock` once, checks every caption's
+version and renames it into place, and syncs each folder once. The guarantees are the same per
+file (UTF-8 without BOM, `\\n`, at most MAX_CAPTION_BYTES, mode and owner kept, a file whose
+content changed since it was read is a conflict, read-only files are refused); a crash before the renames
 leaves only hidden temp files behind. Each caption's original is kept before its first overwrite,
-where and as `captions.backup_original` keeps it (first one wins), but without an fsync per file.
+where and as `captionwrite.backup_original` keeps it (first one wins), but without an fsync per file.
 """
 import ctypes
 import os
@@ -19,23 +19,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from app.atomic import fsync_directory
-from app.datasets.captions import (CaptionConflict, CaptionWriteError, caption_write_lock, check_writable,
-                                   read_caption)
+from app.datasets.captions import CaptionConflict, CaptionWriteError, caption_version, decode_caption
+from app.datasets.captionwrite import Written, check_writable, current_version, encode_caption, folder_lock
 
 
 @dataclass(frozen=True)
 class CaptionWrite:
     path: str | Path  # real (symlink-free), as resolve_within returns it
     text: str | None  # None deletes the caption file (undoing a caption that did not exist)
-    expected_mtime_ns: int | None  # the version read; None means the file must not exist
-    # Where the original is kept before its first overwrite (see captions.backup_original).
+    expected_version: str | None  # the caption_version read; None means the file must not exist
+    # Where the original is kept before its first overwrite (see captionwrite.backup_original).
     backup_root: str | Path | None = None
     backup_relpath: str | None = None
 
 
 @dataclass
 class BatchOutcome:
-    written: dict[int, int | None] = field(default_factory=dict)  # index -> new mtime_ns (None: deleted)
+    written: dict[int, Written | None] = field(default_factory=dict)  # index -> new version (None: deleted)
     conflicts: dict[int, CaptionConflict] = field(default_factory=dict)
     errors: dict[int, str] = field(default_factory=dict)
 
@@ -47,24 +47,14 @@ def _stat(path: str) -> os.stat_result | None:
         return None
 
 
-def _unchanged(current: os.stat_result | None, expected_mtime_ns: int | None) -> bool:
-    if expected_mtime_ns is None:
-        return current is None
-    return current is not None and current.st_mtime_ns == expected_mtime_ns
+def _conflict(target: str, version: str | None, data: bytes | None) -> CaptionConflict:
+    text = decode_caption(data).text if data is not None else None
+    return CaptionConflict(Path(target), text, version)
 
 
-def _conflict(target: Path, current: os.stat_result | None) -> CaptionConflict:
-    text = read_caption(target).text if current is not None else None
-    return CaptionConflict(target, text, current.st_mtime_ns if current else None)
-
-
-def _stage(target: str, tmp: str, text: str, current: os.stat_result | None) -> int:
-    """Write the new content to `tmp` with the target's mode and owner and a later mtime.
-
-    Returns the temp file's mtime_ns (a rename keeps it). Mode, owner and mtime are only changed
-    when they differ, since every metadata change is another journal write.
-    """
-    data = text.replace("\r\n", "\n").replace("\r", "\n").removeprefix("\ufeff").encode("utf-8")
+def _stage(tmp: str, data: bytes, current: os.stat_result | None) -> None:
+    """Write `data` to `tmp` with the target's mode and owner (changed only when they differ,
+    since every metadata change is another journal write)."""
     mode = stat.S_IMODE(current.st_mode) if current is not None else 0o666
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
@@ -80,13 +70,9 @@ def _stage(target: str, tmp: str, text: str, current: os.stat_result | None) -> 
                         os.fchown(fd, current.st_uid, current.st_gid)
                     except PermissionError:
                         pass  # only root may give a file away; keeping our ownership is fine
-                if written.st_mtime_ns <= current.st_mtime_ns:
-                    os.utime(fd, ns=(written.st_atime_ns, current.st_mtime_ns + 1))
-                    written = os.fstat(fd)
     except BaseException:
         _discard(tmp)
         raise
-    return written.st_mtime_ns
 
 
 def _sync(paths: list[str]) -> None:
@@ -138,7 +124,7 @@ class _Staged:
     index: int
     target: str
     tmp: str | None  # the new content; None deletes the target
-    mtime_ns: int | None
+    version: str | None
     backup: str | None  # to be made from the original just before it is replaced
     backup_copy: str | None  # a copy staged when the backup lives on another filesystem
 
@@ -156,15 +142,16 @@ def write_captions(writes: Sequence[CaptionWrite]) -> BatchOutcome:
     batch = uuid.uuid4().hex[:12]  # temp names: one random part per batch, then a counter
     for index, write in enumerate(writes):
         target = os.fspath(write.path)
-        current = _stat(target)
-        if not _unchanged(current, write.expected_mtime_ns):
-            outcome.conflicts[index] = _conflict(Path(target), current)
+        version, data = current_version(target)
+        if version != write.expected_version:  # checked again under the lock; this saves staging
+            outcome.conflicts[index] = _conflict(target, version, data)
             continue
-        if write.text is None and current is None:
+        if write.text is None and version is None:
             outcome.written[index] = None  # already absent
             continue
-        tmp = backup_copy = mtime_ns = None
+        tmp = backup_copy = new_version = None
         try:
+            current = _stat(target)
             check_writable(Path(target), current)
             backup = _backup_path(write) if current is not None else None
             if backup is not None:
@@ -178,47 +165,65 @@ def write_captions(writes: Sequence[CaptionWrite]) -> BatchOutcome:
             if write.text is not None:
                 folder, name = os.path.split(target)
                 tmp = os.path.join(folder, f".{name}.{batch}-{index}.tmp")
-                mtime_ns = _stage(target, tmp, write.text, current)
+                encoded = encode_caption(write.text)
+                _stage(tmp, encoded, current)
+                new_version = caption_version(encoded)
         except (CaptionWriteError, OSError, ValueError) as exc:
             _discard(backup_copy)
             reason = getattr(exc, "message", None) or getattr(exc, "strerror", None) or str(exc)
             outcome.errors[index] = reason if isinstance(exc, CaptionWriteError) else f"Could not save {os.path.basename(target)}: {reason}"
             continue
-        staged.append(_Staged(index, target, tmp, mtime_ns, backup, backup_copy))
+        staged.append(_Staged(index, target, tmp, new_version, backup, backup_copy))
 
     _sync([path for item in staged for path in (item.tmp, item.backup_copy) if path is not None])
-    folders: set[str] = set()
+    by_folder: dict[str, list[_Staged]] = {}
     for item in staged:
-        with caption_write_lock:
-            current = _stat(item.target)
-            if not _unchanged(current, writes[item.index].expected_mtime_ns):
-                outcome.conflicts[item.index] = _conflict(Path(item.target), current)
-                _discard(item.tmp, item.backup_copy)
-                continue
-            linked_live = None
-            try:
-                if item.backup is not None:
-                    try:
-                        os.link(item.backup_copy or item.target, item.backup)
-                        linked_live = None if item.backup_copy else item.backup
-                        folders.add(os.path.dirname(item.backup))
-                    except FileExistsError:
-                        pass  # a backup made meanwhile is the older one: keep it
-                if item.tmp is None:
-                    os.unlink(item.target)
-                else:
-                    os.replace(item.tmp, item.target)
-            except OSError as exc:
-                outcome.errors[item.index] = f"Could not save {os.path.basename(item.target)}: {exc.strerror or exc}"
-                _discard(item.tmp, linked_live)  # a link to the file that stays is no backup
-                continue
-            finally:
-                _discard(item.backup_copy)
-        outcome.written[item.index] = item.mtime_ns
-        folders.add(os.path.dirname(item.target))
+        by_folder.setdefault(os.path.dirname(item.target), []).append(item)
+    folders: set[str] = set()
+    for folder, items in by_folder.items():
+        try:
+            with folder_lock(Path(folder)):
+                for item in items:
+                    if _replace(item, writes[item.index].expected_version, outcome, folders):
+                        folders.add(folder)
+        except CaptionWriteError as exc:  # the lock itself failed: nothing of this folder was replaced
+            for item in items:
+                if item.index not in outcome.written and item.index not in outcome.conflicts:
+                    outcome.errors[item.index] = exc.message
+                    _discard(item.tmp, item.backup_copy)
     for folder in folders:
         fsync_directory(Path(folder))
     return outcome
+
+
+def _replace(item: _Staged, expected_version: str | None, outcome: BatchOutcome, folders: set[str]) -> bool:
+    """Check the version and put one staged caption in place (the folder lock is held)."""
+    version, data = current_version(item.target)
+    if version != expected_version:
+        outcome.conflicts[item.index] = _conflict(item.target, version, data)
+        _discard(item.tmp, item.backup_copy)
+        return False
+    linked_live = None
+    try:
+        if item.backup is not None:
+            try:
+                os.link(item.backup_copy or item.target, item.backup)
+                linked_live = None if item.backup_copy else item.backup
+                folders.add(os.path.dirname(item.backup))
+            except FileExistsError:
+                pass  # a backup made meanwhile is the older one: keep it
+        if item.tmp is None:
+            os.unlink(item.target)
+        else:
+            os.replace(item.tmp, item.target)
+    except OSError as exc:
+        outcome.errors[item.index] = f"Could not save {os.path.basename(item.target)}: {exc.strerror or exc}"
+        _discard(item.tmp, linked_live)  # a link to the file that stays is no backup
+        return False
+    finally:
+        _discard(item.backup_copy)
+    outcome.written[item.index] = None if item.tmp is None else Written(item.version, os.stat(item.target).st_mtime_ns)
+    return True
 
 
 def _discard(*paths: str | None) -> None:

@@ -1,32 +1,37 @@
 """Reading and writing caption files without ever losing or silently mangling a caption.
 
 Reads tolerate what real datasets contain (BOM, CRLF, Shift-JIS, GBK, Windows-125x, UTF-16 from
-Notepad) and say so, detecting legacy encodings with charset-normalizer; writes are UTF-8 without BOM with `\\n` newlines, atomic (temp file + fsync + rename) and keep
-the file's mode and owner. A write can carry the mtime the editor saw, so two tabs editing one
+Notepad) and say so, detecting legacy encodings with charset-normalizer; writes are UTF-8 without
+BOM with `\\n` newlines, atomic (temp file + fsync + rename) and keep the file's mode and owner.
+A write can carry the version the editor saw, so two tabs editing one
 caption get a conflict instead of one edit vanishing.
+
+Versions are content hashes of the bytes on disk (`caption_version`), not mtimes: a coarse clock
+cannot give two different contents one version, and a rescan can tell any difference. Writing
+(versioned, under a folder lock) is `captionwrite`'s. Caption files are read only up to
+`MAX_CAPTION_BYTES`.
 """
+import hashlib
 import os
-import shutil
 import stat
-import threading
 import unicodedata
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import charset_normalizer
 
-from app.atomic import fsync_directory, storage_error_message
 
 CAPTION_EXTS = (".txt", ".caption", ".cap")
 
 _UTF8_BOM = b"\xef\xbb\xbf"
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 
-# Serialises check-then-replace for versioned writes within this process, so two requests for
-# the same caption cannot both pass the mtime check. (Separate worker processes are still only
-# protected by the mtime check itself.)
-caption_write_lock = threading.Lock()
+# Captions are a line of tags or a paragraph: CLIP reads 77 tokens, FLUX's T5 512 (a few KB), and
+# the longest real captions (VLM descriptions) are 2–4 KB. 64 KiB is over ten times that, yet keeps
+# a page of 60 captions, an editor's chips and every read bounded; a bigger "caption" is a mistake
+# (or an attack) and is refused at import, skipped with a reason at scan and never written.
+MAX_CAPTION_BYTES = 64 * 1024
+
 
 
 class CaptionWriteError(OSError):
@@ -38,19 +43,60 @@ class CaptionWriteError(OSError):
         self.disk_full = disk_full  # answered 507 rather than 403: nothing is wrong with the file
 
 
+class CaptionTooLarge(CaptionWriteError):
+    """A caption file (or a caption to write) is over `MAX_CAPTION_BYTES`."""
+
+    def __init__(self, name: str, size: int, limit: int = MAX_CAPTION_BYTES) -> None:
+        super().__init__(f"{name} is {size / 1024:,.0f} KiB; captions are limited to {limit // 1024:,} KiB, "
+                         "so it is not read or written (split it or shorten it)")
+        self.size = size
+
+
 class CaptionConflict(Exception):
     """The caption changed on disk since the editor loaded it.
 
-    Carries what is on disk now (`current_text` is None if the file was deleted) so the UI can
-    show both versions and let the user choose.
+    Carries what is on disk now (`current_text` is None if the file was deleted or unreadable,
+    `current_version` None if it does not exist) so the UI can show both and let the user choose.
     """
 
-    def __init__(self, path: Path, current_text: str | None, current_mtime_ns: int | None) -> None:
-        what = "was deleted" if current_text is None else "was changed"
+    def __init__(self, path: Path, current_text: str | None, current_version: str | None) -> None:
+        what = "was deleted" if current_version is None else "was changed"
         super().__init__(f"{path.name} {what} on disk after it was opened; reload to see the other edit")
         self.path = path
         self.current_text = current_text
-        self.current_mtime_ns = current_mtime_ns
+        self.current_version = current_version
+
+
+def caption_version(data: bytes | None) -> str | None:
+    """The version of caption bytes: 32 hex digits of BLAKE2b; None for "no file"."""
+    return None if data is None else hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+class CaptionOutside(OSError):
+    """The caption file is a symlink (or inside a symlinked folder) leading out of the root."""
+
+
+def read_caption_bytes(path: Path, max_bytes: int = MAX_CAPTION_BYTES, *, within: Path | None = None) -> bytes:
+    """The file's bytes, refusing (`CaptionTooLarge`) anything over `max_bytes` without reading it.
+
+    With `within` (a real, symlink-free folder), a file whose real path lies outside it raises
+    `CaptionOutside` and is never opened. Only regular files are read: a FIFO or device named
+    like a caption raises OSError instead of blocking the reader.
+    """
+    real = os.path.realpath(path)
+    if within is not None and not Path(real).is_relative_to(within):
+        raise CaptionOutside(f"{Path(path).name} is a link to a file outside the dataset folder; it is not read")
+    fd = os.open(real, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as fh:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(f"{Path(path).name} is not a regular file")
+        if info.st_size > max_bytes:
+            raise CaptionTooLarge(Path(path).name, info.st_size, max_bytes)
+        data = fh.read(max_bytes + 1)
+    if len(data) > max_bytes:  # grew while we read
+        raise CaptionTooLarge(Path(path).name, len(data), max_bytes)
+    return data
 
 
 @dataclass(frozen=True)
@@ -292,109 +338,14 @@ def read_caption(path: Path, hint: str | None = None) -> CaptionText:
     """Read a caption file, tolerating a BOM, CRLF and non-UTF-8 text (with a warning).
 
     Non-UTF-8 bytes go to `detect_encoding`; an uncertain reading has `confident=False`.
+    Raises `CaptionTooLarge` for a file over `MAX_CAPTION_BYTES`, OSError if it cannot be read.
     """
-    return decode_caption(Path(path).read_bytes(), hint)
+    return decode_caption(read_caption_bytes(Path(path)), hint)
 
 
-def check_writable(target: Path, current: os.stat_result | None) -> None:
-    # Mode bits are checked as well as access(): a server running as root would otherwise ignore
-    # a file or folder the user deliberately made read-only.
-    if current is not None and (not current.st_mode & 0o222 or not os.access(target, os.W_OK)):
-        raise CaptionWriteError(f"Caption file is read-only: {target}")
-    try:
-        folder = os.stat(target.parent)
-    except FileNotFoundError:
-        raise CaptionWriteError(f"Folder does not exist: {target.parent}") from None
-    if not folder.st_mode & 0o222 or not os.access(target.parent, os.W_OK | os.X_OK):
-        raise CaptionWriteError(f"Folder is read-only, cannot save captions in it: {target.parent}")
+def read_caption_versioned(path: Path, hint: str | None = None) -> tuple[CaptionText, str]:
+    """`read_caption` plus the `caption_version` of the bytes read (one read, so they agree)."""
+    data = read_caption_bytes(Path(path))
+    return decode_caption(data, hint), caption_version(data)
 
 
-def write_caption(path: Path, text: str, *, expected_mtime_ns: int | None = None) -> os.stat_result:
-    """Atomically write `text` as UTF-8 (no BOM, `\\n` newlines) and return the new file's stat.
-
-    `expected_mtime_ns` is the mtime the editor loaded; if the file has changed (or vanished)
-    since, `CaptionConflict` is raised and nothing is written. A symlinked caption is written
-    through to its target so the link survives. Failures raise `CaptionWriteError`.
-    """
-    target = Path(os.path.realpath(path))
-    text = text.replace("\r\n", "\n").replace("\r", "\n").removeprefix("\ufeff")
-    data = text.encode("utf-8")
-    with caption_write_lock:
-        try:
-            current = os.stat(target)
-        except FileNotFoundError:
-            current = None
-        if expected_mtime_ns is not None and (current is None or current.st_mtime_ns != expected_mtime_ns):
-            on_disk = read_caption(target).text if current is not None else None
-            raise CaptionConflict(target, on_disk, current.st_mtime_ns if current else None)
-        check_writable(target, current)
-
-        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.tmp")
-        try:
-            # New files get 0o666 minus the umask, like any editor would create them.
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-            try:
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(data)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                if current is not None:
-                    os.chmod(tmp, stat.S_IMODE(current.st_mode))
-                    if os.name == "posix" and (current.st_uid, current.st_gid) != (os.geteuid(), os.getegid()):
-                        try:
-                            os.chown(tmp, current.st_uid, current.st_gid)
-                        except PermissionError:
-                            pass  # only root may give a file away; keeping our ownership is fine
-                    # Coarse filesystem clocks can give two quick writes the same mtime; the
-                    # version check relies on every write moving it forward.
-                    written = os.stat(tmp)
-                    if written.st_mtime_ns <= current.st_mtime_ns:
-                        os.utime(tmp, ns=(written.st_atime_ns, current.st_mtime_ns + 1))
-                os.replace(tmp, target)
-            except BaseException:
-                tmp.unlink(missing_ok=True)
-                raise
-            fsync_directory(target.parent)
-        except OSError as exc:
-            full = storage_error_message(exc)
-            raise CaptionWriteError(full or f"Could not save {target.name}: {exc.strerror or exc}",
-                                    disk_full=bool(full)) from exc
-        return os.stat(target)
-
-
-def backup_original(path: Path, backup_root: Path, relpath: str | None = None) -> Path | None:
-    """Copy a caption's original content into `backup_root` once, before its first overwrite.
-
-    The backup lives at `backup_root/relpath` (default: the file's absolute path, mirrored), and
-    is never replaced afterwards, so it always holds the version from before Tessera touched it.
-    Returns the backup's path, or None if there is no original file to keep.
-    """
-    source = Path(path)
-    if not source.is_file():
-        return None
-    if relpath is None:
-        absolute = Path(os.path.abspath(source))
-        relpath = absolute.relative_to(absolute.anchor).as_posix()
-    if Path(relpath).is_absolute() or ".." in Path(relpath).parts:
-        raise ValueError(f"Backup path must stay inside the backup folder: {relpath}")
-    backup = Path(backup_root) / relpath
-    if backup.exists():
-        return backup
-    backup.parent.mkdir(parents=True, exist_ok=True)
-    tmp = backup.with_name(f".{backup.name}.{uuid.uuid4().hex[:12]}.tmp")
-    try:
-        shutil.copy2(source, tmp)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        # link() fails if another request made the backup meanwhile, so the first copy is kept;
-        # filesystems without hard links fall back to a rename.
-        try:
-            os.link(tmp, backup)
-        except FileExistsError:
-            pass
-        except OSError:
-            if not backup.exists():
-                os.replace(tmp, backup)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return backup

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import and_, func, not_, or_, select, true
 
-from app.datasets.index import IMAGES, TAGS
+from app.datasets.index import IMAGES, TAGS, chunks
 from app.datasets.models import DatasetImage, DatasetProgress
 from app.datasets.tagexpr import And, Expr, MatchAll, Not, Or, Tag, TagExprError, Wildcard, normalise_tag, parse
 from app.extensions import db
@@ -23,6 +23,10 @@ SORTS = {
     "most-tags": ("Most tags first", (IMAGES.c.tag_count.desc(), IMAGES.c.relpath)),
     "unreviewed": ("Not reviewed first", (IMAGES.c.reviewed, IMAGES.c.relpath)),
 }
+
+
+MAX_SEARCH_CHARS = 500
+TAG_PAGE = 200  # tags per page of the tag panel
 
 
 @dataclass(frozen=True)
@@ -55,11 +59,17 @@ class GridFilter:
 
     @property
     def problem(self) -> str | None:
-        """Why the tag expression cannot be used, or None."""
+        """Why the filter cannot be used (a message for the user), or None.
+
+        Filters come from query strings anyone can link to, so they are checked (size, depth:
+        see tagexpr) before any query runs; `filtered_select` raises `TagExprError` for the same.
+        """
+        if len(self.search) > MAX_SEARCH_CHARS:
+            return f"Caption text to find is {len(self.search):,} characters long; the limit is {MAX_SEARCH_CHARS:,}"
         try:
             parse(self.q)
         except TagExprError as exc:
-            return str(exc)
+            return f"Filter not used: {exc}"
         return None
 
 
@@ -91,6 +101,8 @@ def filtered_select(dataset_id: int, grid_filter: GridFilter, *columns):
 
     Raises `tagexpr.TagExprError` for a malformed tag expression.
     """
+    if len(grid_filter.search) > MAX_SEARCH_CHARS:
+        raise TagExprError(grid_filter.problem, 0)
     query = select(*(columns or (IMAGES.c.id,))).where(IMAGES.c.dataset_id == dataset_id)
     if grid_filter.q:
         query = query.where(_expr_condition(dataset_id, parse(grid_filter.q)))
@@ -139,6 +151,33 @@ def tag_counts(dataset_id: int) -> list[tuple[str, int]]:
             entry[0], entry[2] = tag, n
         entry[1] += n
     return sorted(((tag, total) for tag, total, _ in by_key.values()), key=lambda tc: (-tc[1], tc[0]))
+
+
+def tag_page(dataset_id: int, *, offset: int = 0, limit: int = TAG_PAGE, find: str = "") -> tuple[list[tuple[str, int]], int]:
+    """One page of `tag_counts` (most used first), and how many tags there are in all — of those
+    containing `find` when given, compared as `normalise_tag` compares. Spellings that normalise
+    alike are one tag, shown in their most used spelling, as in `tag_counts`; a page costs one
+    grouped query however many tags the dataset has.
+    """
+    count = func.count().label("n")
+    where = [TAGS.c.dataset_id == dataset_id]
+    needle = normalise_tag(find)[:MAX_SEARCH_CHARS]
+    if needle:
+        where.append(TAGS.c.key.like(f"%{_like_escape(needle)}%", escape="\\"))
+    keys = db.session.execute(select(TAGS.c.key, count).where(*where).group_by(TAGS.c.key)
+                              .order_by(count.desc(), TAGS.c.key).offset(max(offset, 0)).limit(limit)).all()
+    total = db.session.scalar(select(func.count(func.distinct(TAGS.c.key))).where(*where))
+    spelling: dict[str, tuple[str, int]] = {}
+    for chunk in chunks([key for key, _ in keys]):
+        for key, tag, n in db.session.execute(select(TAGS.c.key, TAGS.c.tag, func.count())
+                                              .where(TAGS.c.dataset_id == dataset_id, TAGS.c.key.in_(chunk))
+                                              .group_by(TAGS.c.key, TAGS.c.tag)):
+            best = spelling.get(key)
+            if best is None or n > best[1] or (n == best[1] and tag < best[0]):
+                spelling[key] = (tag, n)
+    return [(spelling[key][0], n) for key, n in keys], total
+
+
 
 
 def tag_counts_matching(dataset_id: int, text: str, limit: int = 200) -> dict[str, int]:

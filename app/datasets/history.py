@@ -19,14 +19,16 @@ from sqlalchemy import bindparam, insert, select, update
 
 from app.datasets import tags
 from app.datasets.bulkwrite import CaptionWrite, write_captions
-from app.datasets.captions import (CaptionConflict, backup_original, caption_problems, decode_as, read_caption,
-                                   write_caption)
+from app.datasets.captions import (CaptionConflict, CaptionTooLarge, caption_problems, caption_version, decode_as,
+                                   decode_caption, read_caption_bytes, read_caption_versioned)
+from app.datasets.captionwrite import (backup_original, check_writable, current_version, encode_caption, folder_lock,
+                                       write_caption)
 from app.datasets.index import (EDITS, IMAGES, backup_root, caption_relpath_for, caption_tags, chunks,
                                 sync_tags)
 from app.datasets.models import CaptionBatch, CaptionEdit, Dataset, DatasetImage
 from app.datasets.paths import PathRefused, resolve_within
 from app.extensions import db
-from app.models import utcnow
+from app.models import User, utcnow
 
 # Saves of one image's caption within this time join one history step, so undo restores the caption
 # from before the editing session instead of one keystroke back.
@@ -39,46 +41,75 @@ EDIT_SESSION = timedelta(minutes=10)
 def refresh_caption(dataset: Dataset, image: DatasetImage, root: Path):
     """Read the image's caption from disk (the editor shows what is there now) and update the row.
 
-    Returns the `CaptionText` or None when there is no caption file.
+    Returns the `CaptionText`, or None when there is no caption file or it cannot be used (too
+    large: the row's warning then says why, and its version makes any save a conflict).
     """
     relpath = caption_relpath_for(dataset, image.relpath, image.caption_relpath)
-    path = resolve_within([root], relpath)
     try:
-        mtime_ns = os.stat(path).st_mtime_ns
-        caption = read_caption(path, (dataset.settings or {}).get("caption_encoding"))
+        path = resolve_within([root], relpath)
+    except PathRefused:
+        # A caption file that links out of the dataset folder is never read (nor written).
+        image.caption_warning = (f"{relpath} leads outside the dataset folder (a link or '..'); "
+                                 "it is not read, and saving it is refused")
+        db.session.commit()
+        return None
+    warning = None
+    try:
+        caption, version = read_caption_versioned(path, (dataset.settings or {}).get("caption_encoding"))
     except FileNotFoundError:
-        caption, mtime_ns, relpath = None, None, None
+        caption, version, relpath = None, None, None
+    except CaptionTooLarge as exc:
+        caption, version, warning = None, current_version(path)[0], exc.message
     text = caption.text if caption else None
-    if (text, mtime_ns) != (image.caption, image.caption_mtime_ns):
+    if (text, version) != (image.caption, image.caption_version):
         new_tags = caption_tags(text)
-        sync_tags(dataset.id, [(image.id, caption_tags(image.caption), new_tags)])
-        image.caption, image.caption_mtime_ns, image.caption_relpath = text, mtime_ns, relpath
+        sync_tags(dataset.id, {image.id: new_tags})
+        image.caption, image.caption_version, image.caption_relpath = text, version, relpath
         image.tag_count = len(new_tags)
+    if caption is not None or warning is not None:
+        image.caption_warning = caption.warning if caption is not None else warning
     if caption is not None:
-        image.caption_warning = caption.warning
         image.caption_problems = ",".join(caption.problems)
     db.session.commit()
     return caption
 
 
-def save_caption(dataset: Dataset, image: DatasetImage, text: str, version: int | None, *, root: Path,
+def save_caption(dataset: Dataset, image: DatasetImage, text: str, version: str | None, *, root: Path,
                  data_dir: Path, user_id: int) -> None:
-    """Write one caption through `write_caption`, checking `version` (the mtime the editor saw;
-    None: there was no file). Raises CaptionConflict, CaptionWriteError or PathRefused."""
+    """Write one caption if the file still holds `version` (the `caption_version` the editor saw;
+    None: there was no file), and record it. Raises CaptionConflict, CaptionWriteError or PathRefused.
+
+    The version check, the replace and the row update happen under the folder's caption lock, so
+    of several saves holding one version exactly one wins, in whichever process or host, and the
+    row and its tag rows always describe what that winner wrote.
+    """
     relpath = caption_relpath_for(dataset, image.relpath, image.caption_relpath)
     path = resolve_within([root], relpath)
-    if version is None and path.exists():
-        raise CaptionConflict(path, read_caption(path).text, os.stat(path).st_mtime_ns)
-    backup_original(path, backup_root(data_dir, dataset.id), relpath)
-    new_stat = write_caption(path, text, expected_mtime_ns=version)
     text = text.replace("\r\n", "\n").replace("\r", "\n").removeprefix("\ufeff")
-    _record_single_edit(dataset.id, image.id, image.caption, text, user_id)
-    new_tags = caption_tags(text)
-    sync_tags(dataset.id, [(image.id, caption_tags(image.caption), new_tags)])
-    image.caption, image.caption_mtime_ns, image.caption_relpath = text, new_stat.st_mtime_ns, relpath
-    image.caption_warning, image.tag_count = None, len(new_tags)
-    image.caption_problems = ",".join(caption_problems(text))
-    db.session.commit()
+    encode_caption(text)  # refuses an oversized caption before anything is touched
+    check_writable(path, _stat_or_none(path))
+    with folder_lock(path.parent):
+        on_disk, current = current_version(path)
+        if on_disk != version:
+            text_now = decode_caption(current).text if current is not None else None
+            raise CaptionConflict(path, text_now, on_disk)
+        if on_disk is not None:
+            backup_original(path, backup_root(data_dir, dataset.id), relpath)
+        written = write_caption(path, text, locked=True)
+        _record_single_edit(dataset.id, image.id, image.caption, text, user_id)
+        new_tags = caption_tags(text)
+        sync_tags(dataset.id, {image.id: new_tags})
+        image.caption, image.caption_version, image.caption_relpath = text, written.version, relpath
+        image.caption_warning, image.tag_count = None, len(new_tags)
+        image.caption_problems = ",".join(caption_problems(text))
+        db.session.commit()
+
+
+def _stat_or_none(path: Path) -> os.stat_result | None:
+    try:
+        return os.stat(path)
+    except FileNotFoundError:
+        return None
 
 
 def confirm_encoding(dataset: Dataset, image: DatasetImage, encoding: str, *, root: Path, data_dir: Path,
@@ -91,8 +122,8 @@ def confirm_encoding(dataset: Dataset, image: DatasetImage, encoding: str, *, ro
     """
     relpath = caption_relpath_for(dataset, image.relpath, image.caption_relpath)
     path = resolve_within([root], relpath)
-    data = path.read_bytes()
-    version = os.stat(path).st_mtime_ns
+    data = read_caption_bytes(path)
+    version = caption_version(data)
     text = decode_as(data, encoding).text
     save_caption(dataset, image, text, version, root=root, data_dir=data_dir, user_id=user_id)
 
@@ -151,7 +182,7 @@ NORMALISERS = {
     "trim": ("Trim spaces and empty tags", tags.trim),
 }
 
-_ROW_COLUMNS = (IMAGES.c.id, IMAGES.c.relpath, IMAGES.c.caption, IMAGES.c.caption_relpath, IMAGES.c.caption_mtime_ns,
+_ROW_COLUMNS = (IMAGES.c.id, IMAGES.c.relpath, IMAGES.c.caption, IMAGES.c.caption_relpath, IMAGES.c.caption_version,
                 IMAGES.c.caption_problems)
 
 
@@ -202,7 +233,7 @@ def apply_plan(dataset: Dataset, plan: list[tuple[object, str | None]], *, root:
             outcome.errors.append(exc.message)
             continue
         # Each user caption's original bytes are kept before Tessera first overwrites it.
-        writes.append(CaptionWrite(path, new, row.caption_mtime_ns if row.caption is not None else None,
+        writes.append(CaptionWrite(path, new, row.caption_version if row.caption is not None else None,
                                    backup_root(data_dir, dataset.id), relpath))
         kept.append((row, relpath, new))
     if not writes:
@@ -210,7 +241,7 @@ def apply_plan(dataset: Dataset, plan: list[tuple[object, str | None]], *, root:
     result = write_captions(writes)
     outcome.conflicts = [kept[i][0].relpath for i in sorted(result.conflicts)]
     outcome.errors += [result.errors[i] for i in sorted(result.errors)]
-    done = [(*kept[i], mtime) for i, mtime in sorted(result.written.items())]
+    done = [(*kept[i], written.version if written else None) for i, written in sorted(result.written.items())]
     if not done:
         return outcome
 
@@ -222,12 +253,12 @@ def apply_plan(dataset: Dataset, plan: list[tuple[object, str | None]], *, root:
                                        for row, _, new, _ in done])
     new_tags = {row.id: caption_tags(new) for row, _, new, _ in done}
     db.session.execute(update(IMAGES).where(IMAGES.c.id == bindparam("b_id")), [
-        {"b_id": row.id, "caption": new, "caption_mtime_ns": mtime,
+        {"b_id": row.id, "caption": new, "caption_version": version,
          "caption_relpath": relpath if new is not None else None, "caption_warning": None,
          "tag_count": len(new_tags[row.id]), "caption_problems": ",".join(caption_problems(new or ""))}
-        for row, relpath, new, mtime in done
+        for row, relpath, new, version in done
     ])
-    sync_tags(dataset.id, [(row.id, caption_tags(row.caption), new_tags[row.id]) for row, _, _, _ in done])
+    sync_tags(dataset.id, new_tags)
     db.session.commit()
     outcome.batch, outcome.changed = batch, len(done)
     return outcome
@@ -284,3 +315,14 @@ def undo_batch(dataset: Dataset, batch: CaptionBatch, *, root: Path, data_dir: P
 def recent_batches(dataset_id: int, limit: int = 50) -> list[CaptionBatch]:
     return db.session.scalars(select(CaptionBatch).where(CaptionBatch.dataset_id == dataset_id)
                               .order_by(CaptionBatch.created_at.desc(), CaptionBatch.id).limit(limit)).all()
+
+
+def changes_by_others(dataset: Dataset, limit: int = 100) -> list[tuple[CaptionBatch, str]]:
+    """(batch, username) of recent changes other accounts made in the same folder (a shared root),
+    newest first: the per-user record of who changed what."""
+    rows = db.session.execute(
+        select(CaptionBatch, User.username).join(Dataset, Dataset.id == CaptionBatch.dataset_id)
+        .join(User, User.id == CaptionBatch.user_id)
+        .where(Dataset.root == dataset.root, Dataset.id != dataset.id, CaptionBatch.user_id != dataset.user_id)
+        .order_by(CaptionBatch.created_at.desc()).limit(limit)).all()
+    return [(batch, username) for batch, username in rows]

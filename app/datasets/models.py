@@ -45,8 +45,9 @@ class DatasetImage(db.Model):
     error: Mapped[str | None] = mapped_column(Text)  # corrupt, too large: the image is listed, not used
     caption_relpath: Mapped[str | None] = mapped_column(String(1000))
     caption: Mapped[str | None] = mapped_column(Text)  # None: no caption file
-    # The caption file's mtime when last read or written: the version an editor saves against.
-    caption_mtime_ns: Mapped[int | None] = mapped_column(BigInteger)
+    # captions.caption_version (a content hash) of the file when last read or written: the version
+    # an editor saves against. A hash, not an mtime: two writes in one clock tick still differ.
+    caption_version: Mapped[str | None] = mapped_column(String(64))
     caption_warning: Mapped[str | None] = mapped_column(Text)
     tag_count: Mapped[int] = mapped_column(default=0)
     reviewed: Mapped[bool] = mapped_column(default=False)

@@ -5,6 +5,8 @@ never reach outside the configured dataset roots: not with `..`, not with an abs
 not through a symlink (on the file or on any folder above it) whose target lies elsewhere.
 """
 import os
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path, PurePath
 
 
@@ -63,3 +65,39 @@ def relative_to_root(roots: list[Path], path: Path) -> tuple[Path, str]:
         raise PathRefused(f"Path is outside the dataset folders: {path}")
     root = max(matches, key=lambda r: len(r.parts))
     return root, PurePath(real.relative_to(root)).as_posix()
+
+
+USER_PLACEHOLDER = "{user}"
+
+
+@dataclass(frozen=True)
+class DatasetRoot:
+    """A folder datasets may be opened from, as one user sees it."""
+
+    path: Path  # as configured (a symlinked root stays as written; resolve_within follows it)
+    shared: bool  # configured without {user}: every account sees and edits it
+
+
+def roots_for_user(configured: Sequence[str | Path], username: str) -> list[DatasetRoot]:
+    """The dataset roots `username` may use: each configured root with `{user}` replaced by the
+    user's name (their own folder, created on first use), and roots without `{user}` as shared.
+
+    A name that is not one plain path component (`.`, `..`, a slash) gets no per-user root
+    rather than someone else's.
+    """
+    roots: list[DatasetRoot] = []
+    safe = username not in ("", ".", "..") and "/" not in username and "\\" not in username and "\x00" not in username
+    for entry in configured:
+        text = os.fspath(entry)
+        if USER_PLACEHOLDER not in text:
+            roots.append(DatasetRoot(Path(text), shared=True))
+            continue
+        if not safe:
+            continue
+        path = Path(text.replace(USER_PLACEHOLDER, username))
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            pass  # an unusable root shows as missing; resolve_within still confines to it
+        roots.append(DatasetRoot(path, shared=False))
+    return roots

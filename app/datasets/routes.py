@@ -13,18 +13,18 @@ from sqlalchemy import select
 
 from app.auth.access import child_or_404, owned_or_404
 from app.datasets import bp, index
-from app.datasets.captions import CaptionConflict, CaptionWriteError, write_caption
-from app.datasets.grid import SORTS, count_filtered, grid_page, GridFilter, progress_for, remember, reviewed_count, tag_counts
+from app.datasets.captions import CaptionConflict, CaptionWriteError
+from app.datasets.captionwrite import write_caption
+from app.datasets.grid import (SORTS, TAG_PAGE, GridFilter, count_filtered, grid_page, progress_for, remember,
+                               reviewed_count, tag_page)
 from app.datasets.history import NORMALISERS, recent_batches
 from app.datasets.models import Dataset, DatasetImage
-from app.datasets.paths import PathRefused, resolve_within
-from app.datasets.tagexpr import TagExprError
+from app.datasets.paths import DatasetRoot, PathRefused, resolve_within, roots_for_user
 from app.datasets.tags import apply_trigger
 from app.datasets.tasks import enqueue_scan
 from app.datasets.thumbnails import make_thumbnail, thumb_relpath
-from app.datasets.zipimport import ZipRefused, extract_dataset_zip
 from app.extensions import db
-from app.files import data_path, send_data_file
+from app.files import data_path, header_safe_name, send_data_file
 from app.htmx import current_url, message
 from app.gallery import Generation
 from app.jobs.runner import QueueUnavailable
@@ -38,8 +38,23 @@ RECENT_JOB_AGE = timedelta(minutes=10)
 # --- helpers shared by the dataset routes -----------------------------------------------------
 
 
+def user_roots() -> list[DatasetRoot]:
+    """The dataset roots of the logged-in account: its own (`{user}`) and the shared ones."""
+    return roots_for_user(current_app.config["DATASET_ROOTS"], current_user.username)
+
+
 def root_of(dataset: Dataset) -> Path:
-    return index.dataset_root(dataset, current_app.config["DATASET_ROOTS"])
+    """The dataset's folder, checked against its owner's roots (the owner is the current user)."""
+    return index.dataset_root(dataset, [root.path for root in user_roots()])
+
+
+def shared_root(dataset: Dataset) -> bool:
+    """Whether the dataset's folder lies in a root every account can open."""
+    if dataset.managed:
+        return False
+    real = Path(os.path.realpath(dataset.root))
+    owned = [Path(os.path.realpath(r.path)) for r in user_roots() if not r.shared]
+    return not any(real.is_relative_to(root) for root in owned)
 
 
 def data_dir() -> Path:
@@ -60,9 +75,9 @@ def dataset_jobs(dataset: Dataset) -> list[Job]:
                                    and utcnow() - job.finished_at < RECENT_JOB_AGE))][:4]
 
 
-def start_scan(dataset: Dataset) -> Job | None:
+def start_scan(dataset: Dataset, *, full: bool = False) -> Job | None:
     try:
-        return enqueue_scan(dataset)
+        return enqueue_scan(dataset, full=full)
     except QueueUnavailable as exc:
         flash(str(exc), "error")
         return None
@@ -96,9 +111,9 @@ def tag_query(tag: str) -> str:
 
 
 def _folder_choices() -> list[str]:
-    """Folders under the roots (two levels), so the user picks instead of typing a path."""
+    """Folders under the user's roots (two levels), so the user picks instead of typing a path."""
     choices: list[str] = []
-    for root in current_app.config["DATASET_ROOTS"]:
+    for root in (r.path for r in user_roots()):
         if not Path(root).is_dir():
             continue
         pending = [(Path(root), 0)]
@@ -116,28 +131,28 @@ def _folder_choices() -> list[str]:
     return choices[:FOLDER_CHOICES]
 
 
-def _list_page(status: int = 200, **context):
+def list_page(status: int = 200, **context):
     datasets = db.session.scalars(select(Dataset).where(Dataset.user_id == current_user.id)
                                   .order_by(Dataset.created_at.desc())).all()
-    page = render_template("datasets/index.html", datasets=datasets, roots=current_app.config["DATASET_ROOTS"],
+    page = render_template("datasets/index.html", datasets=datasets, roots=user_roots(),
                            folders=_folder_choices(), form=request.form, **context)
     return make_response(page, status)
 
 
 @bp.get("/", endpoint="index")
 def list_datasets():
-    return _list_page()
+    return list_page()
 
 
 @bp.post("/")
 def open_folder():
     folder = request.form.get("folder", "").strip()
     try:
-        path = resolve_within(current_app.config["DATASET_ROOTS"], folder)
+        path = resolve_within([root.path for root in user_roots()], folder)
     except PathRefused as exc:
-        return _list_page(422, folder_error=exc.message)
+        return list_page(422, folder_error=exc.message)
     if not path.is_dir():
-        return _list_page(422, folder_error=f"Not a folder: {folder}")
+        return list_page(422, folder_error=f"Not a folder: {folder}")
     name = request.form.get("name", "").strip() or path.name
     dataset = Dataset(user_id=current_user.id, name=name[:200], root=str(path), managed=False, settings={})
     db.session.add(dataset)
@@ -146,35 +161,10 @@ def open_folder():
     return redirect(url_for("datasets.show", dataset_id=dataset.id), 303)
 
 
-@bp.post("/upload")
-def upload_zip():
-    upload = request.files.get("archive")
-    if upload is None or not upload.filename:
-        return _list_page(422, zip_error="Choose a zip file to upload.")
-    name = request.form.get("name", "").strip() or Path(upload.filename).stem or "Uploaded dataset"
-    dataset = Dataset(user_id=current_user.id, name=name[:200], root="", managed=True, settings={})
-    db.session.add(dataset)
-    db.session.flush()
-    folder = index.managed_folder(data_dir(), dataset.id)
-    dataset.root = str(folder)
-    try:
-        result = extract_dataset_zip(upload.stream, folder)
-    except ZipRefused as exc:
-        db.session.rollback()
-        return _list_page(422, zip_error=exc.message)
-    db.session.commit()
-    note = f"Unpacked {len(result.images):,} images and {len(result.captions):,} captions."
-    if result.skipped:
-        note += f" Skipped {len(result.skipped):,}: " + "; ".join(f"{n} ({why})" for n, why in result.skipped[:5])
-    flash(note, "info")
-    start_scan(dataset)
-    return redirect(url_for("datasets.show", dataset_id=dataset.id), 303)
-
-
 @bp.post("/<int:dataset_id>/rescan")
 def rescan(dataset_id):
     dataset = owned_or_404(Dataset, dataset_id)
-    start_scan(dataset)
+    start_scan(dataset, full=True)
     return redirect(url_for("datasets.show", dataset_id=dataset.id), 303)
 
 
@@ -218,12 +208,24 @@ def current_filter(dataset: Dataset) -> tuple[GridFilter, bool]:
     return GridFilter(), False
 
 
+def forget_filter(dataset: Dataset) -> None:
+    """Drop a remembered filter that cannot be used, so no page keeps failing on it."""
+    remember(current_user.id, dataset.id, grid_filter=GridFilter())
+
+
 @bp.get("/<int:dataset_id>")
 def show(dataset_id):
     dataset = owned_or_404(Dataset, dataset_id)
     grid_filter, resumed = current_filter(dataset)
-    filter_error = grid_filter.problem
-    if filter_error:
+    filter_error, status = grid_filter.problem, 200
+    if filter_error and resumed:
+        # A remembered filter that fails (saved by an older version, say) is dropped, never fatal.
+        forget_filter(dataset)
+        filter_error = f"Your last filter could not be used and was cleared ({filter_error})."
+        grid_filter, resumed = GridFilter(), False
+    elif filter_error:
+        status = 400  # a filter in the query string (a link can carry anything): said, never remembered
+    if filter_error and status == 400:
         images, has_more, matching = [], False, 0
     else:
         # Saved first: its commit would expire the rows loaded below and reload each one in the template.
@@ -233,14 +235,29 @@ def show(dataset_id):
     progress = progress_for(current_user.id, dataset.id)
     last_image = db.session.get(DatasetImage, progress.last_image_id) if progress and progress.last_image_id else None
     history = recent_batches(dataset.id, limit=1)
-    return render_template(
+    tags, tag_total = tag_page(dataset.id)
+    page = render_template(
         "datasets/show.html", dataset=dataset, images=images, has_more=has_more, next_offset=GRID_PAGE,
         grid_filter=grid_filter, filter_args=grid_filter.to_args(), resumed=resumed, filter_error=filter_error,
-        matching=matching, tags=tag_counts(dataset.id), jobs=dataset_jobs(dataset),
-        reviewed=reviewed_count(dataset.id), last_image=last_image,
+        matching=matching, tags=tags, tag_page=tags, tag_total=tag_total, tag_offset=0, tag_find="",
+        tag_next_offset=TAG_PAGE if tag_total > TAG_PAGE else None, jobs=dataset_jobs(dataset),
+        reviewed=reviewed_count(dataset.id), last_image=last_image, shared=shared_root(dataset),
         last_change=history[0] if history and history[0].undone_at is None else None, sorts=SORTS,
         normalisers=NORMALISERS,
     )
+    return make_response(page, status)
+
+
+@bp.get("/<int:dataset_id>/tags")
+def tag_panel(dataset_id):
+    """A page of the tag panel (HTMX): the next rows, or the first rows of a search."""
+    dataset = owned_or_404(Dataset, dataset_id)
+    offset = max(request.args.get("offset", 0, type=int), 0)
+    find = request.args.get("find", "").strip()
+    tags, total = tag_page(dataset.id, offset=offset, find=find)
+    next_offset = offset + TAG_PAGE if total > offset + TAG_PAGE else None
+    return render_template("datasets/_tag_list.html", dataset=dataset, tag_page=tags, tag_total=total,
+                           tag_offset=offset, tag_find=find, tag_next_offset=next_offset)
 
 
 @bp.get("/<int:dataset_id>/grid")
@@ -248,10 +265,9 @@ def grid(dataset_id):
     dataset = owned_or_404(Dataset, dataset_id)
     grid_filter = GridFilter.from_args(request.args)
     offset = max(request.args.get("offset", 0, type=int), 0)
-    try:
-        images, has_more = grid_page(dataset.id, grid_filter, offset, GRID_PAGE)
-    except TagExprError as exc:
-        return message(str(exc), 422)
+    if grid_filter.problem:
+        return message(grid_filter.problem, 400)
+    images, has_more = grid_page(dataset.id, grid_filter, offset, GRID_PAGE)
     return render_template("datasets/_grid_rows.html", dataset=dataset, images=images, has_more=has_more,
                            next_offset=offset + GRID_PAGE, filter_args=grid_filter.to_args())
 
@@ -291,7 +307,7 @@ def image_file(dataset_id, image_id):
     if path.is_relative_to(data_dir):
         # Behind nginx this becomes an X-Accel-Redirect; roots outside the data folder stay app-served.
         return send_data_file(path.relative_to(data_dir), mimetype=mimetype)
-    return send_file(path, mimetype=mimetype, conditional=True, max_age=0)
+    return send_file(path, mimetype=mimetype, conditional=True, max_age=0, download_name=header_safe_name(path.name))
 
 
 @bp.app_template_global()
@@ -312,7 +328,7 @@ def send_generation():
     if not source.is_file():
         return message("The generated image file is missing.", 404)
     if not root.is_dir():
-        return message(f"The folder of {dataset.name} is missing: {root}", 404)
+        return message(f"The folder of {dataset.name} is missing.", 404)
     stem, n = f"tessera-{generation.id}", 1
     while (target := resolve_within([root], f"{stem}.png")).exists() or target.with_suffix(dataset.caption_ext).exists():
         n += 1
@@ -322,7 +338,7 @@ def send_generation():
     if dataset.trigger:
         caption = apply_trigger(caption, dataset.trigger)
     try:
-        write_caption(target.with_suffix(dataset.caption_ext), caption)
+        write_caption(target.with_suffix(dataset.caption_ext), caption, expected_version=None)
     except (CaptionWriteError, CaptionConflict) as exc:
         target.unlink(missing_ok=True)
         return message(str(exc), 403)

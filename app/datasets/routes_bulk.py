@@ -6,14 +6,15 @@ from flask import abort, current_app, flash, redirect, render_template, request,
 from flask_login import current_user
 
 from app.auth.access import child_or_404, owned_or_404
-from app.datasets import bp, buckets, index, tags
+from app.datasets import bp, buckets, index, saferegex, tags
 from app.datasets.captions import CAPTION_PROBLEMS
 from app.datasets.grid import filtered_select, GridFilter, images_with_tag
 from app.datasets.health import health_report, known_problems
-from app.datasets.history import NORMALISERS, edit_captions, recent_batches, undo_batch
-from app.datasets.suggestions import accept_suggestions, clear_suggestions, pending_suggestions, uncaptioned_ids
+from app.datasets.history import NORMALISERS, changes_by_others, edit_captions, recent_batches, undo_batch
+from app.datasets.suggestions import (accept_suggestions, clear_suggestions, pending_count, pending_suggestions,
+                                     uncaptioned_ids)
 from app.datasets.models import CaptionBatch, Dataset
-from app.datasets.routes import data_dir, dataset_jobs, root_of
+from app.datasets.routes import data_dir, dataset_jobs, root_of, shared_root
 from app.datasets.routes_health import FIXES, trash_entries
 from app.datasets.tagexpr import TagExprError
 from app.extensions import db
@@ -26,6 +27,7 @@ from app.models import Job
 from app.redirects import safe_redirect_target
 
 DEFAULT_CAPTIONER = "salesforce/blip"
+SUGGESTION_PAGE = 200  # suggestions listed at once; accepting or discarding brings on the next
 
 
 def _scope_ids(dataset, values=None) -> tuple[list[int] | None, str]:
@@ -40,6 +42,8 @@ def _scope_ids(dataset, values=None) -> tuple[list[int] | None, str]:
         return ids, f"{len(ids)} selected image{'s' if len(ids) != 1 else ''}"
     if scope == "filtered":
         grid_filter = GridFilter.from_args(values)
+        if grid_filter.problem:
+            raise ValueError(grid_filter.problem)
         ids = db.session.scalars(filtered_select(dataset.id, grid_filter)).all()
         return ids, f"{len(ids)} filtered image{'s' if len(ids) != 1 else ''}"
     return None, "all images"
@@ -95,8 +99,12 @@ def _bulk_edit(dataset, action: str, ids: list[int] | None):
             raise ValueError("Give the text to find.")
         regex = form.get("regex") == "1"
         replace = form.get("replace", "")
-        tags.replace_text("", find, replace, regex)  # reports an invalid pattern before any file is touched
-        return partial(tags.replace_text, find=find, replace=replace, regex=regex), ids, f"Replace “{find}” with “{replace}”"
+        # One time budget for the whole edit: a pattern that backtracks is stopped, with a message,
+        # long before it could hold a worker (see app.datasets.saferegex).
+        deadline = saferegex.Deadline()
+        tags.replace_text("", find, replace, regex, deadline=deadline)  # an invalid pattern fails before any file
+        return (partial(tags.replace_text, find=find, replace=replace, regex=regex, deadline=deadline), ids,
+                f"Replace “{find[:200]}” with “{replace[:200]}”")
     if action == "normalise":
         choice = NORMALISERS.get(form.get("normaliser", ""))
         if choice is None:
@@ -112,7 +120,10 @@ def _bulk_edit(dataset, action: str, ids: list[int] | None):
 @bp.post("/<int:dataset_id>/bulk")
 def bulk(dataset_id):
     dataset = owned_or_404(Dataset, dataset_id)
-    back = redirect(url_for("datasets.show", dataset_id=dataset.id, **GridFilter.from_args(request.form).to_args()), 303)
+    grid_filter = GridFilter.from_args(request.form)
+    # Back to the grid as it was, unless its filter is the problem: then to the plain grid.
+    back_args = grid_filter.to_args() if not grid_filter.problem else {}
+    back = redirect(url_for("datasets.show", dataset_id=dataset.id, **back_args), 303)
     try:
         ids, scope_text = _scope_ids(dataset)
         if ids == [] and request.form.get("scope") == "selected":
@@ -138,7 +149,10 @@ def bulk(dataset_id):
 @bp.get("/<int:dataset_id>/history")
 def history(dataset_id):
     dataset = owned_or_404(Dataset, dataset_id)
-    return render_template("datasets/history.html", dataset=dataset, batches=recent_batches(dataset.id, limit=100))
+    # In a shared folder other accounts' datasets write the same captions: list who changed what.
+    others = changes_by_others(dataset) if shared_root(dataset) else []
+    return render_template("datasets/history.html", dataset=dataset, batches=recent_batches(dataset.id, limit=100),
+                           others=others)
 
 
 @bp.post("/<int:dataset_id>/history/<batch_id>/undo")
@@ -180,7 +194,8 @@ def autocaption(dataset_id):
     dataset = owned_or_404(Dataset, dataset_id)
     return render_template("datasets/autocaption.html", dataset=dataset, models=_captioners(),
                            default_model=_default_captioner(), uncaptioned=len(uncaptioned_ids(dataset.id)),
-                           suggestions=pending_suggestions(dataset.id),
+                           suggestions=pending_suggestions(dataset.id, limit=SUGGESTION_PAGE),
+                           suggestion_total=pending_count(dataset.id),
                            jobs=[job for job in dataset_jobs(dataset) if job.kind == "datasets.caption"],
                            token_missing=not current_app.config["REPLICATE_API_TOKEN"])
 

@@ -1,5 +1,7 @@
 """The image editor: caption as tags or text, saved as you go with a version check; autocomplete."""
 import logging
+import re
+import threading
 from pathlib import Path
 
 from flask import current_app, jsonify, make_response, redirect, render_template, request, url_for
@@ -8,13 +10,14 @@ from flask_login import current_user
 from app.auth.access import child_or_404, owned_or_404
 from app.datasets import bp, buckets, index
 from app.datasets.captions import (CAPTION_PROBLEMS, DETECTABLE_ENCODINGS, CaptionConflict, CaptionWriteError,
-                                   decode_as, encoding_name)
-from app.datasets.grid import GridFilter, neighbours, progress_for, remember, tag_counts, tag_counts_matching
+                                   decode_as, encoding_name, read_caption_bytes)
+from app.datasets.grid import GridFilter, neighbours, progress_for, remember, tag_counts_matching, tag_page
 from app.datasets.history import confirm_encoding, refresh_caption, save_caption
 from app.datasets.suggestions import accept_suggestions, clear_suggestions
 from app.datasets.models import Dataset, DatasetImage
 from app.datasets.routes import data_dir, root_of
-from app.datasets.tagcomplete import DATASET_SOURCE, TagIndex
+from app.datasets.tagcomplete import DATASET_SOURCE, TagIndex, dataset_suggestions
+from app.datasets.taglists import TagListCache
 from app.datasets.tagexpr import normalise_tag
 from app.datasets.tags import add_tags, apply_trigger, move_to_front, remove_tag, split_tags
 from app.extensions import db
@@ -23,28 +26,35 @@ from app.htmx import message, redirect_page, retarget
 log = logging.getLogger(__name__)
 SUGGESTIONS = 12
 TAG_PANEL = 150  # the dataset's most used tags shown beside the image (the find box covers the rest)
-_tag_lists: dict[tuple[str, ...], TagIndex] = {}
+_tag_lists: dict[tuple[str, ...], TagListCache] = {}
+_tag_lists_lock = threading.Lock()
+_VERSION = re.compile(r"[0-9a-f]{32}|too-large-\d{1,20}")
 
 
-def tag_list_index() -> TagIndex:
-    """The configured tag lists (TESSERA_TAG_LISTS), loaded once per process."""
+def tag_list_cache() -> TagListCache | None:
+    """The configured tag lists (TESSERA_TAG_LISTS) as one cache per process, made on first need."""
     paths = tuple(current_app.config.get("TAG_LISTS", []))
-    if paths not in _tag_lists:
-        tag_index = TagIndex()
-        for path in paths:
-            try:
-                tag_index.add_csv(Path(path))
-            except (OSError, UnicodeDecodeError) as exc:
-                log.warning("Tag list %s not loaded: %s", path, exc)
-        _tag_lists[paths] = tag_index
-    return _tag_lists[paths]
-
-
-def _version(value: str | None) -> int | None:
-    try:
-        return int(value) if value else None
-    except ValueError:
+    if not paths:
         return None
+    with _tag_lists_lock:
+        cache = _tag_lists.get(paths)
+        if cache is None:
+            cache = _tag_lists[paths] = TagListCache(paths, Path(current_app.config["DATA_DIR"]) / "cache" / "tag-lists")
+    return cache
+
+
+def tag_list_index() -> TagIndex | None:
+    """The lists, or None while they are still being read into the cache (in the background)."""
+    cache = tag_list_cache()
+    return cache.index() if cache is not None else None
+
+
+def _version(value: str | None) -> str | None:
+    """The caption version a form sent: None for "there was no caption file"; anything that is
+    no version at all becomes one no file has, so the save is a conflict rather than a guess."""
+    if not value:
+        return None
+    return value if _VERSION.fullmatch(value) else "unknown"
 
 
 def editor_context(dataset, image, *, text: str | None = None, warning: str | None = None, note: str | None = None,
@@ -59,10 +69,10 @@ def editor_context(dataset, image, *, text: str | None = None, warning: str | No
     uncertain = "encoding_uncertain" in problems
     return {
         "dataset": dataset, "image": image, "text": caption, "tags": caption_tags,
-        "version": image.caption_mtime_ns if image.caption is not None else "",
+        "version": (image.caption_version or "") if image.caption is not None else "",
         "warning": warning if warning is not None else image.caption_warning, "note": note,
         "trigger_missing": bool(dataset.trigger) and bool(caption) and apply_trigger(caption, dataset.trigger) != caption,
-        "panel_tags": [(tag, count, present.get(normalise_tag(tag))) for tag, count in tag_counts(dataset.id)[:TAG_PANEL]],
+        "panel_tags": [(tag, count, present.get(normalise_tag(tag))) for tag, count in tag_page(dataset.id, limit=TAG_PANEL)[0]],
         "problems": [(key, CAPTION_PROBLEMS[key]) for key in problems if key in CAPTION_PROBLEMS and key != "not_utf8"],
         "uncertain": uncertain,
         "encodings": [(enc, encoding_name(enc)) for enc in DETECTABLE_ENCODINGS] if uncertain else [],
@@ -80,8 +90,9 @@ def editor(dataset_id, image_id):
     caption = refresh_caption(dataset, image, root_of(dataset))
     progress = progress_for(current_user.id, dataset.id)
     grid_filter = GridFilter.from_args(progress.filters if progress else {})
-    if grid_filter.problem:  # a saved filter that no longer parses: browse everything
+    if grid_filter.problem:  # a remembered filter that cannot be used is dropped: browse everything
         grid_filter = GridFilter()
+        remember(current_user.id, dataset.id, grid_filter=grid_filter)
     previous_id, next_id, position, total = neighbours(dataset.id, grid_filter, image.id)
     outside_filter = grid_filter.active and position == 0
     if outside_filter:
@@ -128,7 +139,7 @@ def preview(dataset_id):
     encoding = request.args.get("encoding", "")
     path = index.resolve_image(root_of(dataset), index.caption_relpath_for(dataset, image.relpath, image.caption_relpath))
     try:
-        text = decode_as(path.read_bytes(), encoding).text
+        text = decode_as(read_caption_bytes(path), encoding).text
     except (LookupError, UnicodeDecodeError, OSError):
         text = None
     return render_template("datasets/_reading.html", text=text, encoding=encoding_name(encoding))
@@ -142,7 +153,7 @@ def _save(dataset, image, text: str, version: int | None):
     except CaptionConflict as exc:
         db.session.rollback()
         response = make_response(render_template("datasets/_conflict.html", dataset=dataset, image=image, mine=text,
-                                                 theirs=exc.current_text, theirs_version=exc.current_mtime_ns or ""), 409)
+                                                 theirs=exc.current_text, theirs_version=exc.current_version or ""), 409)
     except CaptionWriteError as exc:
         db.session.rollback()
         # 507 for a full disk: nothing is wrong with the file, and the text stays in the editor.
@@ -165,7 +176,7 @@ def save_text(dataset_id, image_id):
         # Its text on screen is a guess; saving it would write the guess. The reading comes first.
         status = render_template("datasets/_save_status.html", error="Confirm how this caption reads (above) before editing it.")
         return retarget(make_response(status, 409), "#save-status")
-    unchanged = (text == (image.caption or "") and version == image.caption_mtime_ns and image.caption is not None
+    unchanged = (text == (image.caption or "") and version == image.caption_version and image.caption is not None
                  and not image.caption_warning)
     if not unchanged:
         failed = _save(dataset, image, text, version)
@@ -241,9 +252,15 @@ def complete(dataset_id):
     """
     dataset = owned_or_404(Dataset, dataset_id)
     typed = request.args.get("tag", "")
-    last = typed.rpartition(",")[2]
+    last = typed.rpartition(",")[2][:200]  # a tag, not a text: longer input is cut, not searched for
     counts = tag_counts_matching(dataset.id, last)
-    suggestions = tag_list_index().suggest(last, counts, SUGGESTIONS) if last.strip() else []
+    lists = tag_list_index()
+    if not last.strip():
+        suggestions = []
+    elif lists is None:  # no lists, or they are still being read: the dataset's own tags answer now
+        suggestions = dataset_suggestions(normalise_tag(last), counts, SUGGESTIONS)
+    else:
+        suggestions = lists.suggest(last, counts, SUGGESTIONS)
     known = {normalise_tag(tag) for tag in counts}
     return jsonify(suggestions=[
         {"tag": s.tag, "count": s.count, "source": s.source, "alias": s.matched_alias, "category": s.category,

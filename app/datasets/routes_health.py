@@ -10,7 +10,8 @@ from PIL import Image
 
 from app.auth.access import child_or_404, owned_or_404
 from app.datasets import bp, buckets, index, tags
-from app.datasets.captions import CaptionWriteError, write_caption
+from app.datasets.captions import CaptionWriteError
+from app.datasets.captionwrite import write_caption
 from app.datasets.grid import images_with_tag
 from app.datasets.history import apply_plan, caption_rows, edit_captions
 from app.datasets.models import Dataset, DatasetImage

@@ -2,8 +2,15 @@
 
 Rescans are incremental: an image whose size and mtime match what the index already knows is
 not opened or hashed again, so rescanning 10,000 unchanged images costs one directory walk plus
-reading the caption files. A corrupt or oversized image becomes a record with `error` set, never
-an exception, and an oversized one is never decoded (Pillow reads the header only).
+reading the caption files. Every caption is read and compared by content version, so a rescan
+repairs any difference between the files and the index, whatever the files' clocks say.
+A corrupt or oversized image becomes a record with `error` set, never an exception, and an
+oversized one is never decoded (Pillow reads the header only).
+
+Confinement: every file the scan opens, captions included, must really lie inside the root
+(a symlink leading out is skipped with a reason and never read); captions over
+`MAX_CAPTION_BYTES` are skipped with a reason. Messages name files relative to the root,
+never by their absolute server path.
 """
 import dataclasses
 import os
@@ -16,7 +23,8 @@ from pathlib import Path, PurePosixPath
 from PIL import Image
 
 from app import imaging
-from app.datasets.captions import CAPTION_EXTS, caption_name_for, dataset_encoding, decode_caption
+from app.datasets.captions import (CAPTION_EXTS, CaptionOutside, CaptionTooLarge, caption_name_for, caption_version,
+                                   dataset_encoding, decode_caption, read_caption_bytes)
 from app.datasets.imagehash import content_hash, perceptual_hash
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp")
@@ -44,7 +52,7 @@ class ImageRecord:
     caption_text: str | None
     caption_warning: str | None
     error: str | None
-    caption_mtime_ns: int | None
+    caption_version: str | None  # captions.caption_version of the file; None: none or not used
     orientation: int = 1  # EXIF 1-8; width and height above are already upright
     alpha: float = 0.0  # share of pixels that are not fully opaque (0: none)
     caption_problems: tuple[str, ...] = ()  # captions.CAPTION_PROBLEMS keys
@@ -59,7 +67,7 @@ class CaptionRecord:
     caption_relpath: str | None
     caption_text: str | None
     caption_warning: str | None
-    caption_mtime_ns: int | None
+    caption_version: str | None
     caption_problems: tuple[str, ...] = ()
     pairing_note: str | None = None
 
@@ -71,7 +79,7 @@ class ScanResult:
     removed: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     # Captions of unchanged images that differ from what `known` says (or all of them when
-    # `known` carries no caption mtime).
+    # `known` carries no caption version).
     captions_changed: list[CaptionRecord] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (relpath, reason)
     # The encoding the dataset's non-UTF-8 captions share, when the detector is sure of it
@@ -88,6 +96,15 @@ class _Found:
     caption: Path | None
     caption_relpath: str | None
     caption_note: str | None  # how it was paired: shared with a sibling, a second caption file, by case
+    real_root: Path
+
+
+def relative_message(message: str, root: Path) -> str:
+    """`message` with the root's absolute path (as given or real) taken out, so a file is named
+    relative to the dataset: "cannot identify image file '/srv/data/me/x.png'" -> "… 'x.png'"."""
+    for prefix in {os.fspath(root), os.path.realpath(root)}:
+        message = message.replace(prefix.rstrip(os.sep) + os.sep, "").replace(prefix, ".")
+    return message
 
 
 def _is_junk(name: str) -> bool:
@@ -105,11 +122,11 @@ def _walk(root: Path, result: ScanResult, unreadable: list[str]) -> list[_Found]
                 entries = sorted(listing, key=lambda e: e.name)
         except OSError as exc:
             if directory == root:
-                raise ScanError(f"Cannot read dataset folder {root}: {exc.strerror or exc}") from exc
+                raise ScanError(f"Cannot read the dataset folder: {exc.strerror or exc}") from exc
             result.skipped.append((rel_dir.as_posix(), f"Cannot read folder: {exc.strerror or exc}"))
             unreadable.append(rel_dir.as_posix())
             continue
-        names = {entry.name.casefold(): entry.name for entry in entries}
+        names: dict[str, str] = {}  # regular files really inside the root: what a caption may be
         images: list[tuple[os.DirEntry, os.stat_result]] = []
         for entry in entries:
             if _is_junk(entry.name):
@@ -132,8 +149,10 @@ def _walk(root: Path, result: ScanResult, unreadable: list[str]) -> list[_Found]
                 continue
             if stat.S_ISDIR(info.st_mode):
                 pending.append((Path(entry.path), rel_dir / entry.name))
-            elif stat.S_ISREG(info.st_mode) and os.path.splitext(entry.name)[1].lower() in IMAGE_EXTS:
-                images.append((entry, info))
+            elif stat.S_ISREG(info.st_mode):
+                names[entry.name.casefold()] = entry.name
+                if os.path.splitext(entry.name)[1].lower() in IMAGE_EXTS:
+                    images.append((entry, info))
 
         # Pair captions; a.png and a.jpg both claim a.txt, and the user should know.
         claims: dict[str, list[str]] = {}
@@ -151,6 +170,7 @@ def _walk(root: Path, result: ScanResult, unreadable: list[str]) -> list[_Found]
                 caption=Path(directory) / caption_name if caption_name else None,
                 caption_relpath=(rel_dir / caption_name).as_posix() if caption_name else None,
                 caption_note=pairing_note(entry.name, caption_name, claims.get(caption_name, []), names),
+                real_root=real_root,
             ))
     return found
 
@@ -181,40 +201,33 @@ def pairing_note(image_name: str, caption_name: str | None, claimants: Sequence[
     return "; ".join(notes) or None
 
 
-def _mtime_ns_or_none(path: Path | None) -> int | None:
-    if path is None:
-        return None
-    try:
-        return os.stat(path).st_mtime_ns
-    except FileNotFoundError:
-        return None
-
-
 @dataclass(frozen=True)
 class _CaptionRead:
     text: str | None = None
     warning: str | None = None
-    mtime_ns: int | None = None
+    version: str | None = None
     problems: tuple[str, ...] = ()
     raw: bytes | None = None  # kept for non-UTF-8 captions, to detect the dataset's encoding
+    unused: str | None = None  # why a caption file that exists is not read (too large, outside)
 
 
 def _read_caption_of(item: _Found, hint: str | None = None, data: bytes | None = None) -> _CaptionRead:
     """An image's caption, decoded; problems reading it become the warning."""
     if item.caption is None:
         return _CaptionRead()
-    try:
-        mtime_ns = os.stat(item.caption).st_mtime_ns
-        if data is None:
-            data = item.caption.read_bytes()
-    except OSError as exc:
-        return _CaptionRead(warning=f"Cannot read caption: {exc.strerror or exc}")
+    if data is None:
+        try:
+            data = read_caption_bytes(item.caption, within=item.real_root)
+        except (CaptionTooLarge, CaptionOutside) as exc:
+            return _CaptionRead(warning=str(exc), unused=str(exc))
+        except OSError as exc:
+            return _CaptionRead(warning=f"Cannot read caption: {exc.strerror or exc}")
     caption = decode_caption(data, hint)
-    return _CaptionRead(caption.text, caption.warning, mtime_ns, caption.problems,
+    return _CaptionRead(caption.text, caption.warning, caption_version(data), caption.problems,
                         data if caption.encoding != "utf-8" else None)
 
 
-def _inspect(item: _Found, max_pixels: int, hint: str | None) -> tuple[ImageRecord, bytes | None]:
+def _inspect(item: _Found, max_pixels: int, hint: str | None) -> tuple[ImageRecord, _CaptionRead]:
     width = height = fmt = phash = digest = None
     error = None
     turn, alpha = 1, 0.0
@@ -232,14 +245,14 @@ def _inspect(item: _Found, max_pixels: int, hint: str | None) -> tuple[ImageReco
     except Image.DecompressionBombError as exc:
         error = f"Image too large to process: {exc}"
     except Exception as exc:  # Pillow raises many types for corrupt files
-        error = f"Cannot read image: {exc}"
+        error = f"Cannot read image: {relative_message(str(exc), item.real_root)}"
     caption = _read_caption_of(item, hint)
     return ImageRecord(
         relpath=item.relpath, size=item.size, mtime_ns=item.mtime_ns, width=width, height=height,
         format=fmt, content_hash=digest, phash=phash, caption_relpath=item.caption_relpath,
-        caption_text=caption.text, caption_warning=caption.warning, error=error, caption_mtime_ns=caption.mtime_ns,
+        caption_text=caption.text, caption_warning=caption.warning, error=error, caption_version=caption.version,
         orientation=turn, alpha=alpha, caption_problems=caption.problems, pairing_note=item.caption_note,
-    ), caption.raw
+    ), caption
 
 
 def scan_folder(
@@ -253,9 +266,10 @@ def scan_folder(
 ) -> ScanResult:
     """Compare the images under `root` with `known` and inspect what is new or changed.
 
-    `known` maps image relpath -> (size, mtime_ns) or (size, mtime_ns, caption_mtime_ns | None).
-    With the third value, captions of unchanged images are reported only when they changed;
-    without it every unchanged image's caption is read and reported in `captions_changed`.
+    `known` maps image relpath -> (size, mtime_ns) or (size, mtime_ns, caption_version | None).
+    Every caption is read; with the third value, captions of unchanged images are reported only
+    when their content differs from it, without it all are reported in `captions_changed`.
+    Captions not used (too large, leading outside the root) are also listed in `skipped`.
     `max_pixels` defaults to Pillow's MAX_IMAGE_PIXELS. `workers` > 1 decodes and hashes in
     threads (Pillow and hashlib release the GIL). `on_progress(done, total)` counts inspected
     images. `caption_encoding` is what an earlier scan found the dataset's non-UTF-8 captions to
@@ -265,13 +279,14 @@ def scan_folder(
     """
     root = Path(root)
     if not root.is_dir():
-        raise ScanError(f"Dataset folder not found: {root}")
+        raise ScanError("The dataset folder is missing or is not a folder")
     limit = max_pixels or Image.MAX_IMAGE_PIXELS or 2**62
     result = ScanResult()
     unreadable: list[str] = []
     found = _walk(root, result, unreadable)
 
     to_inspect: list[tuple[_Found, bool]] = []
+    unused: dict[str, str] = {}  # caption relpath -> why it is not used (once per file)
     raw_captions: dict[str, tuple[_Found, bytes | None]] = {}
     for item in found:
         previous = known.get(item.relpath)
@@ -281,12 +296,14 @@ def scan_folder(
             to_inspect.append((item, False))
         else:
             result.unchanged.append(item.relpath)
-            if len(previous) > 2 and _mtime_ns_or_none(item.caption) == previous[2]:
-                continue
             read = _read_caption_of(item, caption_encoding)
+            if read.unused:
+                unused[item.caption_relpath] = read.unused
+            if len(previous) > 2 and read.version == previous[2] and (read.version is not None or item.caption is None):
+                continue
             raw_captions[item.relpath] = (item, read.raw)
             result.captions_changed.append(CaptionRecord(item.relpath, item.caption_relpath, read.text, read.warning,
-                                                         read.mtime_ns, read.problems, item.caption_note))
+                                                         read.version, read.problems, item.caption_note))
 
     present = {item.relpath for item in found}
     for relpath in known:
@@ -301,11 +318,14 @@ def scan_folder(
     total = len(to_inspect)
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         records = pool.map(lambda pair: _inspect(pair[0], limit, caption_encoding), to_inspect)
-        for done, ((record, raw), (item, is_new)) in enumerate(zip(records, to_inspect), start=1):
+        for done, ((record, read), (item, is_new)) in enumerate(zip(records, to_inspect), start=1):
             (result.added if is_new else result.changed).append(record)
-            raw_captions[item.relpath] = (item, raw)
+            raw_captions[item.relpath] = (item, read.raw)
+            if read.unused:
+                unused[item.caption_relpath] = read.unused
             if on_progress is not None:
                 on_progress(done, total)
+    result.skipped += sorted(unused.items())
     _settle_encodings(result, raw_captions, caption_encoding)
     return result
 

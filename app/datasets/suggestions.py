@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from app.datasets.history import EditOutcome, apply_plan, caption_rows
 from app.datasets.index import IMAGES, chunks
@@ -17,10 +17,15 @@ def uncaptioned_ids(dataset_id: int) -> list[int]:
                                                         IMAGES.c.error.is_(None)).order_by(IMAGES.c.relpath)).all()
 
 
-def pending_suggestions(dataset_id: int) -> list[DatasetImage]:
+def pending_suggestions(dataset_id: int, limit: int | None = None) -> list[DatasetImage]:
+    """Images with a suggestion waiting, by name; the first `limit` of them (a page) if given."""
     return db.session.scalars(select(DatasetImage).where(DatasetImage.dataset_id == dataset_id,
                                                          DatasetImage.suggestion.is_not(None))
-                              .order_by(DatasetImage.relpath)).all()
+                              .order_by(DatasetImage.relpath).limit(limit)).all()
+
+
+def pending_count(dataset_id: int) -> int:
+    return db.session.scalar(select(func.count()).where(IMAGES.c.dataset_id == dataset_id, IMAGES.c.suggestion.is_not(None)))
 
 
 def accept_suggestions(dataset: Dataset, image_ids: Sequence[int] | None, *, root: Path, data_dir: Path,

@@ -11,11 +11,20 @@ Syntax
   the way booru tags are spelled: `star (symbol)`, `hatsune_miku_(append)`.
 Matching ignores case, treats `_` like a space and `\\(` like `(`, so it works whichever way
 the dataset spells its tags. A blank expression matches everything.
+
+Expressions come from users (and from links other sites can make), so their size is bounded
+before any work: `MAX_CHARS` characters, `MAX_TERMS` tags, `MAX_DEPTH` nested parentheses/NOTs
+and `MAX_WILDCARDS` stars per tag. Wildcards are matched in linear time, without a regex.
 """
-import functools
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+
+# Far above any filter a person writes (a few tags, two or three levels), far below what could
+# exhaust Python's stack or SQLite's expression depth (1000).
+MAX_CHARS = 2000
+MAX_TERMS = 100
+MAX_DEPTH = 20
+MAX_WILDCARDS = 8
 
 _KEYWORDS = {"AND", "OR", "NOT"}
 _TERM_BREAK = set('(),"') | {" ", "\t", "\n", "\r"}
@@ -70,16 +79,31 @@ class Wildcard(Expr):
     pattern: str  # normalised, with *
 
     def matches(self, tags: frozenset[str]) -> bool:
-        regex = _wildcard_regex(self.pattern)
-        return any(regex.fullmatch(tag) for tag in tags)
+        parts = self.pattern.split("*")
+        return any(glob_match(parts, tag) for tag in tags)
 
     def __str__(self) -> str:
         return f'"{self.pattern}"'
 
 
-@functools.lru_cache(maxsize=256)
-def _wildcard_regex(pattern: str) -> re.Pattern[str]:
-    return re.compile(".*".join(re.escape(part) for part in pattern.split("*")), re.DOTALL)
+def glob_match(parts: list[str], text: str) -> bool:
+    """Whether `text` matches the pattern `"*".join(parts)` (`*`: any run of characters).
+
+    Greedy and linear: each literal part is found once, leftmost, after the previous one; this
+    is exact for patterns whose only wildcard is `*`, so no input can make it backtrack.
+    """
+    if len(parts) == 1:
+        return text == parts[0]
+    first, *middle, last = parts
+    if not text.startswith(first) or len(text) < len(first) + len(last) or not text.endswith(last):
+        return False
+    position, end = len(first), len(text) - len(last)
+    for part in middle:
+        found = text.find(part, position, end)
+        if found == -1:
+            return False
+        position = found + len(part)
+    return True
 
 
 @dataclass(frozen=True)
@@ -221,6 +245,12 @@ class _Parser:
     def __init__(self, tokens: list[_Token]) -> None:
         self.tokens = tokens
         self.i = 0
+        self.depth = 0
+
+    def nest(self, token: _Token) -> None:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise TagExprError(f"Filter nests too deeply (more than {MAX_DEPTH} levels of parentheses or NOT)", token.pos)
 
     def peek(self) -> _Token | None:
         return self.tokens[self.i] if self.i < len(self.tokens) else None
@@ -251,7 +281,10 @@ class _Parser:
         token = self.peek()
         if token and token.kind == "not":
             self.take()
-            return Not(self.parse_not(after=token))
+            self.nest(token)
+            operand = self.parse_not(after=token)
+            self.depth -= 1
+            return Not(operand)
         return self.parse_atom(after)
 
     def parse_atom(self, after: _Token | None) -> Expr:
@@ -264,7 +297,9 @@ class _Parser:
             self.take()
             if (inner := self.peek()) and inner.kind == ")":
                 raise TagExprError("Empty parentheses", token.pos)
+            self.nest(token)
             expr = self.parse_or()
+            self.depth -= 1
             close = self.peek()
             if close is None or close.kind != ")":
                 raise TagExprError("Unbalanced parenthesis", token.pos)
@@ -275,6 +310,8 @@ class _Parser:
             name = normalise_tag(token.text)
             if not name:
                 raise TagExprError("Empty tag", token.pos)
+            if name.count("*") > MAX_WILDCARDS:
+                raise TagExprError(f"Too many * in one tag (the limit is {MAX_WILDCARDS})", token.pos)
             return Wildcard(name) if "*" in name else Tag(name)
         if token.kind == ")":
             if after is not None:
@@ -285,8 +322,17 @@ class _Parser:
 
 
 def parse(expr: str) -> Expr:
-    """Parse a filter expression; raises `TagExprError` with the position of the problem."""
+    """Parse a filter expression; raises `TagExprError` with the position of the problem.
+
+    Over-long or over-nested expressions are refused (see the limits above) before any work
+    that grows with them.
+    """
+    if len(expr) > MAX_CHARS:
+        raise TagExprError(f"Filter is {len(expr):,} characters long; the limit is {MAX_CHARS:,}", MAX_CHARS)
     tokens = _tokenize(expr)
+    terms = [token for token in tokens if token.kind == "tag"]
+    if len(terms) > MAX_TERMS:
+        raise TagExprError(f"Filter names more than {MAX_TERMS} tags", terms[MAX_TERMS].pos)
     if not tokens:
         return MatchAll()
     parser = _Parser(tokens)

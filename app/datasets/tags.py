@@ -10,6 +10,9 @@ is an alternative caption, so each line is edited as its own tag list and the ot
 import re
 from collections.abc import Callable, Iterable, Mapping
 
+from app.datasets import saferegex
+from app.datasets.captions import MAX_CAPTION_BYTES
+
 TRIGGER_PLACEHOLDER = "[trigger]"
 
 _UNESCAPED_PAREN = re.compile(r"(?<!\\)([()])")
@@ -324,19 +327,24 @@ def tag_variants(counts: Mapping[str, int]) -> list[list[tuple[str, int]]]:
                   key=lambda g: -sum(c for _, c in g))
 
 
-def replace_text(caption: str, find: str, replace: str, regex: bool = False) -> str:
+def replace_text(caption: str, find: str, replace: str, regex: bool = False, *,
+                 deadline: saferegex.Deadline | None = None) -> str:
     """Replace text anywhere in the caption (not tag-aware); `regex` uses Python `re` syntax.
 
-    Raises ValueError with a readable message for an invalid pattern.
+    A regex runs bounded (see app.datasets.saferegex): pass one `deadline` for a whole bulk edit. The result
+    may not exceed `MAX_CAPTION_BYTES` characters. Raises ValueError (`saferegex.PatternError`)
+    with a readable message for an invalid, too slow or too productive pattern.
     """
     if not find:
         return caption
     if regex:
-        try:
-            new = re.sub(find, replace, caption)
-        except re.error as exc:
-            raise ValueError(f"Invalid regular expression: {exc}") from exc
+        pattern = saferegex.compile_pattern(find)
+        new = saferegex.sub(pattern, replace, caption, deadline or saferegex.Deadline(), max_chars=MAX_CAPTION_BYTES)
     else:
+        # Checked before building: "a" -> 1,000 characters over a long caption is megabytes.
+        if len(caption) + caption.count(find) * (len(replace) - len(find)) > MAX_CAPTION_BYTES:
+            raise saferegex.OutputTooLarge(
+                f"The replacement would make a caption longer than {MAX_CAPTION_BYTES:,} characters.")
         new = caption.replace(find, replace)
     return caption if new == caption else new
 

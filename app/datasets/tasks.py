@@ -5,6 +5,7 @@ import io
 import json
 import os
 import re
+import shutil
 import uuid
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
@@ -18,10 +19,12 @@ from app.datasets import index
 from app.datasets.health import known_problems
 from app.datasets.export import kohya_metadata_json, write_kohya_folder_zip, write_training_zip
 from app.datasets.models import Dataset, DatasetImage
-from app.datasets.paths import PathRefused
-from app.datasets.scan import ScanError, scan_folder
+from app.datasets.paths import PathRefused, roots_for_user
+from app.datasets.scan import ScanError, relative_message, scan_folder
 from app.datasets.thumbnails import make_thumbnail, thumb_relpath
+from app.datasets.zipimport import ZipRefused, extract_dataset_zip
 from app.extensions import db
+from app.models import User
 from app.jobs.predictions import follow_prediction
 from app.replicate.catalog import client_from_config
 from app.jobs.runner import JobFailed, JobRun, enqueue_job, job_run
@@ -32,19 +35,27 @@ CAPTION_MAX_SIDE = 768  # captioners look at 384 px or so; larger only costs upl
 _CAPTION_PREFIX = re.compile(r"^\s*caption\s*:\s*", re.IGNORECASE)
 
 
+def owner_roots(dataset: Dataset) -> list[Path]:
+    """The dataset roots of the dataset's owner (their `{user}` folders and the shared ones)."""
+    owner = db.session.get(User, dataset.user_id)
+    return [root.path for root in roots_for_user(current_app.config["DATASET_ROOTS"], owner.username)]
+
+
 def _dataset(run: JobRun) -> tuple[Dataset, Path]:
     dataset = db.session.get(Dataset, run.job.params["dataset_id"])
     if dataset is None or dataset.user_id != run.job.user_id:
         raise JobFailed("The dataset no longer exists.")
     try:
-        return dataset, index.dataset_root(dataset, current_app.config["DATASET_ROOTS"])
+        return dataset, index.dataset_root(dataset, owner_roots(dataset))
     except PathRefused as exc:
         raise JobFailed(exc.message) from exc
 
 
-def enqueue_scan(dataset: Dataset):
+def enqueue_scan(dataset: Dataset, *, full: bool = False):
+    """Scan the dataset's folder; `full` (the Rescan button) re-reads every caption into the index,
+    so whatever went wrong between the files and the index is repaired."""
     return enqueue_job(run_scan, user_id=dataset.user_id, kind="datasets.scan", title=f"Scan {dataset.name}",
-                       params={"dataset_id": dataset.id})
+                       params={"dataset_id": dataset.id, "full": full})
 
 
 def run_scan(job_id: str) -> None:
@@ -65,20 +76,84 @@ def run_scan(job_id: str) -> None:
                 run.check_canceled()
 
         try:
-            result = scan_folder(root, known=index.known_state(dataset.id), workers=2, on_progress=on_progress,
+            known = index.known_state(dataset.id)
+            if run.job.params.get("full"):  # without caption versions every caption is reported and stored
+                known = {relpath: state[:2] for relpath, state in known.items()}
+            result = scan_folder(root, known=known, workers=2, on_progress=on_progress,
                                  caption_encoding=(dataset.settings or {}).get("caption_encoding"))
         except ScanError as exc:
             raise JobFailed(str(exc)) from exc
         run.progress(96, "Saving the index")
         counts = index.apply_scan(dataset, result)
-        run.job.result = {"dataset_id": dataset.id, **counts, "skipped": result.skipped[:50]}
+        run.job.result = {"dataset_id": dataset.id, **counts, "skipped": result.skipped[:50],
+                          "skipped_total": len(result.skipped)}
         run.job.message = (f"{dataset.image_count:,} images: {counts['added']:,} new, {counts['changed']:,} changed, "
                            f"{counts['removed']:,} removed, {counts['captions']:,} captions updated")
         if result.skipped:
             run.job.message += f"; {len(result.skipped):,} skipped"
+        if counts["repaired"]:
+            run.job.message += f"; the tags of {counts['repaired']:,} images repaired"
         if index.images_needing_thumbnails(dataset.id):
             enqueue_job(run_thumbnails, user_id=dataset.user_id, kind="datasets.thumbs",
                         title=f"Thumbnails for {dataset.name}", params={"dataset_id": dataset.id})
+
+
+def enqueue_import(dataset: Dataset, upload: Path):
+    return enqueue_job(run_import_zip, user_id=dataset.user_id, kind="datasets.import", title=f"Unpack {dataset.name}",
+                       params={"dataset_id": dataset.id, "upload": str(upload)})
+
+
+def uploads_in_use(user_id: int, data_dir: Path, *, besides: int | None = None) -> int:
+    """Bytes in the user's unpacked zips (their managed datasets' folders), for the quota."""
+    total = 0
+    for dataset_id in db.session.scalars(db.select(Dataset.id).where(Dataset.user_id == user_id, Dataset.managed)):
+        if dataset_id == besides:
+            continue
+        for folder, _, files in os.walk(index.managed_folder(data_dir, dataset_id)):
+            for name in files:
+                try:
+                    total += os.lstat(os.path.join(folder, name)).st_size
+                except OSError:
+                    pass
+    return total
+
+
+def run_import_zip(job_id: str) -> None:
+    """Unpack an uploaded zip into the dataset's own folder (see zipimport), then scan it.
+
+    The upload is a file under DATA_DIR (the request saved it); it is deleted whatever happens.
+    """
+    with job_run(job_id) as run:
+        dataset = db.session.get(Dataset, run.job.params["dataset_id"])
+        upload = Path(run.job.params["upload"])
+        try:
+            if dataset is None or dataset.user_id != run.job.user_id or not dataset.managed:
+                raise JobFailed("The dataset no longer exists.")
+            if not upload.is_file():
+                raise JobFailed("The uploaded zip is gone (it is removed once tried); upload it again.")
+            data_dir = Path(current_app.config["DATA_DIR"])
+            quota = current_app.config["USER_QUOTA_BYTES"]
+            quota_left = quota - uploads_in_use(dataset.user_id, data_dir, besides=dataset.id) if quota else None
+            folder = index.managed_folder(data_dir, dataset.id)
+            shutil.rmtree(folder, ignore_errors=True)  # a retry starts over
+
+            def on_progress(done: int, total: int) -> None:
+                if done % 50 == 0 or done == total:
+                    run.progress(done * 95 // max(total, 1), f"Unpacking file {done:,} of {total:,}")
+                if done % 500 == 0:
+                    run.check_canceled()
+
+            try:
+                result = extract_dataset_zip(upload, folder, quota_left=quota_left, on_progress=on_progress)
+            except ZipRefused as exc:
+                raise JobFailed(exc.message) from exc
+        finally:
+            upload.unlink(missing_ok=True)
+        run.job.result = {"dataset_id": dataset.id, "skipped": result.skipped[:50], "skipped_total": len(result.skipped)}
+        run.job.message = f"Unpacked {len(result.images):,} images and {len(result.captions):,} captions"
+        if result.skipped:
+            run.job.message += f"; {len(result.skipped):,} files left out"
+        enqueue_scan(dataset)
 
 
 def run_thumbnails(job_id: str) -> None:
@@ -113,7 +188,8 @@ def run_thumbnails(job_id: str) -> None:
                     pending_ready += [row.id for row in rows]
                 # Pillow raises SyntaxError for some corrupt files; ValueError covers refused paths.
                 except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-                    broken.update({row.id: f"Cannot make a thumbnail: {getattr(exc, 'message', exc)}" for row in rows})
+                    reason = relative_message(str(getattr(exc, "message", exc)), root)
+                    broken.update({row.id: f"Cannot make a thumbnail: {reason}" for row in rows})
                 done += 1
                 if len(pending_ready) >= THUMB_BATCH or done == total:
                     index.mark_thumbnails_ready(pending_ready)

@@ -1,5 +1,6 @@
 // Dataset grid niceties HTML cannot do alone: a live count of selected images, selecting all shown,
-// finding a tag in a long tag list, and the ✎ button that puts a tag into the edit form.
+// and the ✎ button that puts a tag into the edit form. (Finding a tag is a server search: the
+// panel pages through tens of thousands of tags.)
 
 const bulkForm = document.getElementById("bulk-form");
 
@@ -19,15 +20,6 @@ document.addEventListener("change", (event) => {
   if (event.target.matches("input[name=scope]")) {
     // Once the user picks a scope, selecting images no longer switches it for them.
     document.getElementById("scope-selected").dataset.userChoice = "1";
-  }
-});
-
-document.addEventListener("input", (event) => {
-  const list = event.target.dataset && event.target.dataset.filters && document.querySelector(event.target.dataset.filters);
-  if (!list) return;
-  const needle = event.target.value.trim().toLowerCase().replaceAll("_", " ");
-  for (const item of list.children) {
-    item.hidden = needle !== "" && !item.dataset.tag.toLowerCase().replaceAll("_", " ").includes(needle);
   }
 });
 

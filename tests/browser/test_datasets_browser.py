@@ -4,13 +4,14 @@ import zipfile
 from pathlib import Path
 
 from PIL import Image
+from playwright.sync_api import expect
 
 
-def make_dataset(app_env) -> Path:
-    # The live server's dataset root is the default one inside its data folder.
-    folder = Path(app_env["TESSERA_DATA_DIR"]) / "datasets" / "faces"
+def make_dataset(app_env, captions: dict[str, str] | None = None, name: str = "faces") -> Path:
+    # The live server's dataset root is the default one: ada's own folder inside its data folder.
+    folder = Path(app_env["TESSERA_DATA_DIR"]) / "datasets" / "ada" / name
     folder.mkdir(parents=True)
-    captions = {"a.png": "tok, long hair, smile", "b.png": "tok, long hair, hat", "c.png": "tok, short hair"}
+    captions = captions or {"a.png": "tok, long hair, smile", "b.png": "tok, long hair, hat", "c.png": "tok, short hair"}
     for colour, (name, caption) in zip(("red", "blue", "green"), captions.items()):
         Image.new("RGB", (96, 64), colour).save(folder / name)
         (folder / name).with_suffix(".txt").write_text(caption)
@@ -82,13 +83,35 @@ def test_tag_rename_undo_and_export(logged_in, live_server, app_env):
         assert archive.read("b.png") == (folder / "b.png").read_bytes()
 
 
+def test_tag_panel_pages_and_finds_among_many_tags(logged_in, live_server, app_env):
+    page = logged_in
+    tags = [f"tag {n:04d}" for n in range(450)]
+    folder = make_dataset(app_env, {"a.png": ", ".join(tags[:300]), "b.png": ", ".join(tags[150:]), "c.png": "tok"}, "many")
+    page.goto(f"{live_server}/datasets/")
+    page.get_by_label("Folder", exact=True).fill(str(folder))
+    page.get_by_role("button", name="Open folder").click()
+    page.locator(".job .status", has_text="succeeded").first.wait_for(timeout=30_000)
+    page.get_by_role("link", name="Show the images").first.click()
+    rows = page.locator("#tag-list > li[data-tag]")
+    rows.nth(199).wait_for()
+    assert rows.count() == 200
+    page.get_by_role("button", name="Show more tags (251 left)").click()
+    rows.nth(399).wait_for()
+    page.get_by_role("button", name="Show more tags (51 left)").click()
+    rows.nth(450).wait_for()
+    assert rows.count() == 451 and page.locator(".ds-tag-more").count() == 0
+    page.get_by_label("Find a tag in the list").fill("tag_042")
+    expect(rows).to_have_count(10)
+    assert rows.first.get_attribute("data-tag").startswith("tag 042")
+
+
 def test_combobox_keyboard_and_the_grid_filling_itself(logged_in, live_server, app_env):
     page = logged_in
     errors = []
     page.on("console", lambda message: errors.append(f"{message.text} {message.location}") if message.type == "error" else None)
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.on("response", lambda response: errors.append(f"{response.status} {response.url}") if response.status >= 400 else None)
-    folder = Path(app_env["TESSERA_DATA_DIR"]) / "datasets" / "kb"
+    folder = Path(app_env["TESSERA_DATA_DIR"]) / "datasets" / "ada" / "kb"
     folder.mkdir(parents=True)
     captions = {"a.png": "tok, 1girl, long hair", "b.png": "tok, hat", "c.png": "tok, 1girl, smile"}
     for colour, (name, caption) in zip(("red", "blue", "green"), captions.items()):
