@@ -28,7 +28,7 @@ from app.extensions import csrf, db, login_manager, migrate
 ROOT = Path(__file__).resolve().parent.parent
 
 # Endpoints a visitor may reach without an account; everything else needs a login.
-PUBLIC_ENDPOINTS = {"auth.login", "auth.setup", "static", "health", "errors.too_large", "webhooks.replicate"}
+PUBLIC_ENDPOINTS = {"auth.login", "auth.setup", "static", "favicon", "health", "errors.too_large", "webhooks.replicate"}
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
@@ -104,8 +104,12 @@ def create_app(overrides: dict | None = None) -> Flask:
             items = [("generate.index", "Generate"), ("generate.gallery", "Gallery"), ("canvas.index", "Canvas"),
                      ("datasets.index", "Datasets"), ("jobs.index", "Jobs")]
             items = [(endpoint, label) for endpoint, label in items if endpoint in app.view_functions]
-            # The page's own item, else the first item of its area (a canvas page marks "Canvas").
-            current = next((e for e, _ in items if e == request.endpoint), None) or next(
+            # The page's own item, else the item it belongs under by name (an image's page,
+            # generate.gallery_detail, marks "Gallery"), else the first item of its area (a canvas
+            # page marks "Canvas").
+            endpoint = request.endpoint or ""
+            current = next((e for e, _ in items if e == endpoint), None) or next(
+                (e for e, _ in items if endpoint.startswith(e + "_")), None) or next(
                 (e for e, _ in items if e.split(".")[0] == request.blueprint), None)
             return [(endpoint, label, endpoint == current) for endpoint, label in items]
         return {"nav_items": nav_items}
@@ -113,6 +117,13 @@ def create_app(overrides: dict | None = None) -> Flask:
     @app.get("/health")
     def health():
         return {"status": "ok"}
+
+    @app.get("/favicon.ico")
+    def favicon():
+        # Browsers and tools ask for it at the root whatever the page names; public, cached a day.
+        response = app.send_static_file("favicon.ico")
+        response.cache_control.public, response.cache_control.max_age = True, 86400
+        return response
 
     @app.before_request
     def require_login():

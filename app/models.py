@@ -100,6 +100,8 @@ class Job(db.Model):
     finished_at: Mapped[datetime | None]
     # Touched by the worker while it works; a stale heartbeat reveals a worker that died.
     heartbeat_at: Mapped[datetime | None]
+    # Seconds of model time Replicate billed for the job's predictions (their metrics.predict_time).
+    predict_time: Mapped[float | None]
 
     @property
     def ended(self) -> bool:

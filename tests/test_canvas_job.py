@@ -266,7 +266,7 @@ def test_discard_save_and_generate_more(client, user, run_jobs, fake_replicate, 
     assert saved.status_code == 200 and saved.get_json()["saved"]
     kept = db.session.scalar(db.select(Generation).where(Generation.output_index == 1))
     assert kept.in_gallery
-    assert f"/generations/{kept.id}.png" in client.get("/gallery").get_data(as_text=True)
+    assert f'href="/gallery/{kept.id}"' in client.get("/gallery").get_data(as_text=True)
 
     remaining = client.post(first["discard"]).get_json()["variations"]
     assert [v["id"] for v in remaining] == [second["id"], third["id"]]

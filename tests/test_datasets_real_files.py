@@ -151,6 +151,8 @@ def test_orientation_six_is_portrait_in_the_row_and_exported_upright(client, run
     dataset = open_dataset(client, run_jobs, folder)
     image = image_named(dataset, "phone.jpg")
     assert (image.width, image.height, image.orientation) == (512, 768, 6)
+    grid = client.get(f"/datasets/{dataset.id}").get_data(as_text=True)
+    assert 'title="512×768 trains in the kohya SDXL bucket 832×1216">832×1216</span>' in grid
     job, archive = export(client, run_jobs, dataset)
     with Image.open(io.BytesIO(archive.read("phone.jpg"))) as exported:
         assert exported.size == (512, 768) and imaging.orientation(exported) == 1

@@ -75,7 +75,8 @@ def test_generate_end_to_end(client, run_jobs, fake_replicate, app):
     assert "hx-trigger" not in status  # polling stops by itself once the job ended
     generations = db.session.scalars(db.select(Generation).order_by(Generation.output_index)).all()
     assert [g.output_index for g in generations] == [0, 1]
-    assert all(f"/generations/{g.id}.png" in status for g in generations)
+    # Each image as a thumbnail linking to its page in the gallery.
+    assert all(f'href="/gallery/{g.id}"' in status and f"/generations/{g.id}/thumb.webp" in status for g in generations)
     [create] = creates(fake_replicate)
     assert create.path == f"/v1/models/{FLUX_DEV}/predictions"
     assert create.json["input"]["guidance"] == 3.5 and create.json["input"]["num_outputs"] == 2
@@ -90,7 +91,10 @@ def test_generate_end_to_end(client, run_jobs, fake_replicate, app):
     assert "Seed: 1234" in parameters and f"Model: {FLUX_DEV}" in parameters and "CFG scale: 3.5" in parameters
 
     gallery = client.get("/gallery").get_data(as_text=True)
-    assert gallery.count('class="muted">') >= 2 and "seed 1234" in gallery
+    assert all(f'href="/gallery/{g.id}"' in gallery for g in generations)
+    assert "seed 1234" not in gallery  # the grid is pictures; the settings are on each image's page
+    detail = client.get(f"/gallery/{generations[0].id}").get_data(as_text=True)
+    assert "<dt>Seed</dt><dd>1234</dd>" in detail and "<dt>guidance</dt><dd>3.5</dd>" in detail
     again = client.get(f"/?from={generations[0].id}").get_data(as_text=True)
     assert 'name="seed" value="1234"' in again and "a red fox" in again
 

@@ -1,16 +1,18 @@
 """Job lifecycle: progress from logs, cancel mid-run, a worker that dies, the jobs page."""
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 
 from app.extensions import db
-from app.jobs.predictions import follow_prediction
+from app.jobs.predictions import _progress_of, follow_prediction
 from app.replicate.catalog import client_from_config
 from app.generate.tasks import run_generation
 from app.jobs.runner import WORKER_LOST_MESSAGE, enqueue_job, job_run
 from app.models import Job
+from app.replicate.client import Prediction
 
 FLUX = "black-forest-labs/flux-schnell"
 
@@ -29,8 +31,33 @@ def test_progress_comes_from_the_models_log_lines(app, user, fake_replicate):
                           sleep=lambda _s: seen.append((run.job.progress, run.job.message)))
     percents = [p for p, _ in seen]
     assert percents == sorted(percents)
-    assert any("Running on Replicate: " in m and 5 < p < 90 for p, m in seen)  # a real percentage, mid-way
-    assert db.session.get(Job, job.id).status == Job.SUCCEEDED
+    messages = [m for _, m in seen]
+    assert messages[0] == "Starting on Replicate (cold boot)"
+    # One line per phase: the step counter of the model's tqdm bar, its share of the bar, no "52% · 49%".
+    steps = [(p, m) for p, m in seen if m.startswith("Step ")]
+    assert steps and all(re.fullmatch(r"Step (\d+) of 28", m) for _, m in steps)
+    assert all(p == 5 + int(m.split()[1]) * 85 // 28 for p, m in steps)
+    assert any(5 < p < 90 for p, _ in steps)  # a real position, mid-way
+    assert not any("%" in m for m in messages)
+    job = db.session.get(Job, job.id)
+    assert job.status == Job.SUCCEEDED
+    assert job.predict_time == 0.1  # the fake's metrics.predict_time
+
+
+def test_a_bar_without_a_counter_shows_its_percentage():
+    running = Prediction.from_api({"id": "p", "status": "processing", "logs": " 40%|████      |\n"})
+    assert _progress_of(running) == (5 + 40 * 85 // 100, "Running on Replicate: 40%")
+    assert _progress_of(Prediction.from_api({"id": "p", "status": "processing", "logs": "loading\n"})) == (
+        5, "Running on Replicate")
+
+
+def test_predict_time_is_counted_once_when_a_retry_resumes_a_finished_prediction(app, user, fake_replicate):
+    job = _job(user)
+    with job_run(job.id) as run, client_from_config() as replicate:
+        follow_prediction(replicate, run, FLUX, {"prompt": "p"}, sleep=lambda _s: None)
+        follow_prediction(replicate, run, FLUX, {"prompt": "p"}, sleep=lambda _s: None)  # a retry resumes it
+    assert len([r for r in fake_replicate.requests if r.method == "POST" and r.path.endswith("/predictions")]) == 1
+    assert db.session.get(Job, job.id).predict_time == 0.1
 
 
 def test_cancel_while_running_cancels_the_prediction(app, user, fake_replicate):

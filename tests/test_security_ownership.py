@@ -24,6 +24,7 @@ OWNED_ROUTES = [
     ("GET", "/generations/{generation_id}.png"),
     ("GET", "/generations/{generation_id}.png?download=1"),
     ("GET", "/?from={generation_id}"),
+    ("GET", "/gallery/{generation_id}"),
 ]
 
 
@@ -102,5 +103,5 @@ def test_every_route_but_the_public_ones_needs_a_login(app, user):
             assert response.status_code == 302 and response.headers["Location"].startswith("/login"), (method, url)
             checked.append(url)
     assert "/gallery" in checked and f"/generations/{values['generation_id']}.png" in checked
-    assert PUBLIC_ENDPOINTS == {"auth.login", "auth.setup", "static", "health", "errors.too_large",
+    assert PUBLIC_ENDPOINTS == {"auth.login", "auth.setup", "static", "favicon", "health", "errors.too_large",
                                 "webhooks.replicate"}

@@ -78,7 +78,7 @@ def test_a_signed_delivery_moves_the_running_jobs_progress_and_is_kept_for_the_w
     response = deliver(webhooks_on, prediction(running_job.prediction_id, percent=60))
     assert response.status_code == 200
     status, progress, message = job_state(running_job)
-    assert (status, message) == (Job.RUNNING, "Running on Replicate: 60%") and progress == 5 + 60 * 85 // 100
+    assert (status, message) == (Job.RUNNING, "Step 60 of 100") and progress == 5 + 60 * 85 // 100
     assert pushed_prediction(webhooks_on.redis, running_job.prediction_id)["logs"].count("60%") == 1
 
 
@@ -113,7 +113,7 @@ def test_a_repeated_delivery_is_harmless(webhooks_on, running_job):
     # The same id again (even were its body different) is acknowledged and ignored.
     again = deliver(webhooks_on, prediction(running_job.prediction_id, percent=95), webhook_id="msg_once")
     assert again.status_code == 200 and again.get_json() == {"status": "already handled"}
-    assert job_state(running_job)[2] == "Running on Replicate: 40%"
+    assert job_state(running_job)[2] == "Step 40 of 100"
     assert "40%" in pushed_prediction(webhooks_on.redis, running_job.prediction_id)["logs"]
 
 
@@ -121,7 +121,7 @@ def test_deliveries_arriving_out_of_order_never_move_a_job_backwards(webhooks_on
     prediction_id = running_job.prediction_id
     deliver(webhooks_on, prediction(prediction_id, percent=80))
     deliver(webhooks_on, prediction(prediction_id, percent=20))
-    assert job_state(running_job)[2] == "Running on Replicate: 80%"
+    assert job_state(running_job)[2] == "Step 80 of 100"
     deliver(webhooks_on, prediction(prediction_id, status="succeeded", percent=100, output=["https://x/y.png"]))
     deliver(webhooks_on, prediction(prediction_id, status="starting"))
     assert pushed_prediction(webhooks_on.redis, prediction_id)["status"] == "succeeded"
@@ -191,7 +191,7 @@ def test_unauthenticated_posts_never_make_tessera_ask_replicate_for_the_secret_a
     assert secret_requests() == 1
     assert deliver(webhooks_on, prediction(running_job.prediction_id, percent=60)).status_code == 200
     assert secret_requests() == 1
-    assert job_state(running_job)[2] == "Running on Replicate: 60%"
+    assert job_state(running_job)[2] == "Step 60 of 100"
 
 
 @pytest.mark.parametrize("headers", [{}, {"webhook-id": "msg_1"}, {"webhook-id": "msg_1", "webhook-timestamp": "1"},

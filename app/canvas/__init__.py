@@ -11,5 +11,5 @@ from flask import Blueprint
 bp = Blueprint("canvas", __name__)
 __all__ = ["bp", "canvas_for_input", "canvas_png", "recent_canvases"]
 
-from app.canvas import api, routes  # noqa: E402,F401
+from app.canvas import api, from_gallery, routes  # noqa: E402,F401
 from app.canvas.staging import canvas_for_input, canvas_png, recent_canvases  # noqa: E402

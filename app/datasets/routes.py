@@ -12,7 +12,7 @@ from PIL import Image
 from sqlalchemy import select
 
 from app.auth.access import child_or_404, owned_or_404
-from app.datasets import bp, index
+from app.datasets import bp, buckets, index
 from app.datasets.captions import CaptionConflict, CaptionWriteError
 from app.datasets.captionwrite import write_caption
 from app.datasets.grid import (SORTS, TAG_PAGE, GridFilter, count_filtered, grid_page, progress_for, remember,
@@ -90,6 +90,14 @@ def datasets_for_send() -> list[Dataset]:
         g.send_datasets = db.session.scalars(select(Dataset).where(Dataset.user_id == current_user.id)
                                              .order_by(Dataset.name)).all()
     return g.send_datasets
+
+
+@bp.app_template_filter("bucket")
+def bucket_label(image: DatasetImage) -> str:
+    """The kohya SDXL bucket an image lands in ("1216×832"), or "" for an unreadable image."""
+    if not image.width or not image.height:
+        return ""
+    return buckets.bucket_for(image.width, image.height).label
 
 
 @bp.app_template_global()

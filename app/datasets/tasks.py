@@ -220,6 +220,9 @@ class _ImageShare:
     def set_prediction(self, prediction_id: str) -> None:
         self._run.set_prediction(prediction_id)
 
+    def add_predict_time(self, seconds: float | None) -> None:
+        self._run.add_predict_time(seconds)  # the job's total over all its images
+
     def cancel_requested(self) -> bool:
         return self._run.cancel_requested()
 

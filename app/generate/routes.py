@@ -25,7 +25,6 @@ DEFAULT_MODEL = "black-forest-labs/flux-schnell"
 EDIT_MODEL = "black-forest-labs/flux-kontext-pro"
 # Which image input "use as input" fills when the model has several.
 IMAGE_INPUT_NAMES = ("image", "input_image", "image_input", "input_images", "init_image")
-GALLERY_PAGE_SIZE = 24
 PICKER_SIZE = 48
 
 
@@ -240,39 +239,9 @@ def add():
     return render_template("generate/_form.html", **_form_context(ref.strip()))
 
 
-@bp.get("/gallery")
-def gallery():
-    page = max(request.args.get("page", 1, type=int), 1)
-    query = (db.select(Generation).where(Generation.user_id == current_user.id, Generation.in_gallery)
-             .order_by(Generation.id.desc()))
-    items = db.session.scalars(query.offset((page - 1) * GALLERY_PAGE_SIZE).limit(GALLERY_PAGE_SIZE + 1)).all()
-    return render_template("generate/gallery.html", items=items[:GALLERY_PAGE_SIZE], page=page,
-                           has_next=len(items) > GALLERY_PAGE_SIZE)
-
-
-@bp.get("/generations/<int:generation_id>.png")
-def image(generation_id):
-    generation = owned_or_404(Generation, generation_id)
-    download = f"tessera-{generation.id}-seed{generation.seed}.png" if request.args.get("download") else None
-    return send_data_file(generation.path, mimetype="image/png", download_name=download, immutable=True)
-
-
-@bp.app_template_global()
-def generation_url(generation: Generation, download: bool = False) -> str:
-    return url_for("generate.image", generation_id=generation.id, download=1 if download else None)
-
-
 @bp.app_template_global()
 def output_files_by_id(ids: list[int]) -> list[OutputFile]:
     if not ids:
         return []
     rows = db.session.scalars(db.select(OutputFile).where(OutputFile.id.in_(ids))).all()
     return sorted(rows, key=lambda row: ids.index(row.id))
-
-
-@bp.app_template_global()
-def generations_by_id(ids: list[int]) -> list[Generation]:
-    if not ids:
-        return []
-    rows = db.session.scalars(db.select(Generation).where(Generation.id.in_(ids))).all()
-    return sorted(rows, key=lambda g: ids.index(g.id))

@@ -16,4 +16,19 @@ def job_ended(job) -> bool:
 
     return job.status in Job.ENDED
 
+from app.jobs import display  # noqa: E402
+
+# How jobs read on every page (app/jobs/display.py): names, the progress line, clocks and durations.
+for _name in ("kind_name", "progress_line", "elapsed_seconds", "wait_seconds", "run_seconds", "clock", "duration"):
+    bp.add_app_template_global(getattr(display, _name), _name)
+
+
+@bp.app_template_global()
+def now():
+    """The current time as jobs store it (naive UTC)."""
+    from app.models import utcnow
+
+    return utcnow()
+
+
 from app.jobs import routes  # noqa: E402,F401

@@ -55,12 +55,14 @@ def follow_prediction(client: ReplicateClient, run: JobRun, model_ref: str, mode
     prediction = _resume(client, run.job.prediction_id)
     if prediction is None:
         run.check_canceled()
-        run.progress(1, "Sending the request to Replicate")
+        run.progress(1, "Sending to Replicate")
         prediction = client.create_prediction(model_ref, model_input, webhook=webhook,
                                               webhook_events_filter=WEBHOOK_EVENTS if webhook else None)
         run.set_prediction(prediction.id)
     interval, longest = current_app.config.get("REPLICATE_POLL_SECONDS", (POLL_FIRST, POLL_MAX))
     looks = 0
+    # A prediction an earlier attempt already saw finish had its model time counted then.
+    count_predict_time = not prediction.done
     while not prediction.done:
         if run.cancel_requested():
             client.cancel_prediction(prediction.id)
@@ -77,11 +79,13 @@ def follow_prediction(client: ReplicateClient, run: JobRun, model_ref: str, mode
             ask_replicate = True
         if ask_replicate:
             prediction = client.get_prediction(prediction.id)
+    if count_predict_time:
+        run.add_predict_time(prediction.predict_time)  # billed for failed and canceled ones too
     if prediction.status == "canceled":
         raise JobCanceled()
     if prediction.status == "failed":
         raise JobFailed(f"The model failed on Replicate: {prediction.error or 'no reason given'}")
-    run.progress(BOOT_SHARE + RUN_SHARE, "Downloading the results")
+    run.progress(BOOT_SHARE + RUN_SHARE, "Downloading")
     return prediction
 
 
@@ -99,8 +103,16 @@ def _resume(client: ReplicateClient, prediction_id: str | None) -> Prediction | 
 
 
 def _progress_of(prediction: Prediction) -> tuple[int, str]:
+    """(percent for the bar, the one line the page shows) of an unfinished prediction: "Starting on
+    Replicate (cold boot)" while Replicate boots the model (status ``starting``, which lasts long only
+    when a new instance starts), "Step 12 of 25" from the tqdm counter in its logs, else the bare
+    percentage or "Running on Replicate"."""
     if prediction.status == "starting":
-        return BOOT_SHARE // 2, "Waiting for the model to start on Replicate"
+        return BOOT_SHARE // 2, "Starting on Replicate (cold boot)"
+    steps = prediction.steps
+    if steps is not None:
+        step, total = steps
+        return BOOT_SHARE + step * RUN_SHARE // total, f"Step {step} of {total}"
     percent = prediction.progress
     if percent is None:
         return BOOT_SHARE, "Running on Replicate"

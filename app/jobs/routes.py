@@ -8,19 +8,39 @@ from redis.exceptions import RedisError
 from app.auth.access import checks_own_login, owned_or_404, session_login
 from app.extensions import db, login_manager
 from app.jobs import bp
+from app.jobs.display import STATE_FILTERS, STATE_LABELS
 from app.jobs.runner import QueueUnavailable, cancel_job, is_stale, reconcile, reconcile_running, retry_job
 from app.models import Job
 from app.replicate.catalog import client_from_config
 from app.replicate.client import ReplicateError
 
 
+JOB_LIST_LIMIT = 100
+
+
 @bp.get("/")
 def index():
+    """The latest jobs, optionally of one state (``?state=`` a key of STATE_FILTERS)."""
+    return render_template("jobs/index.html", **_rows_context())
+
+
+@bp.get("/rows")
+def rows():
+    """The table body alone: what the jobs page polls while a listed job is queued or running."""
+    return render_template("jobs/_rows.html", **_rows_context())
+
+
+def _rows_context() -> dict:
     reconcile_running(current_user.id)
-    jobs = db.session.scalars(
-        db.select(Job).where(Job.user_id == current_user.id).order_by(Job.created_at.desc()).limit(100)
-    ).all()
-    return render_template("jobs/index.html", jobs=jobs)
+    state = request.args.get("state", "")
+    if state not in STATE_FILTERS:
+        state = ""
+    query = db.select(Job).where(Job.user_id == current_user.id)
+    if state:
+        query = query.where(Job.status.in_(STATE_FILTERS[state]))
+    jobs = db.session.scalars(query.order_by(Job.created_at.desc()).limit(JOB_LIST_LIMIT)).all()
+    return {"jobs": jobs, "state": state, "state_labels": STATE_LABELS,
+            "any_active": any(not job.ended for job in jobs)}
 
 
 @bp.get("/<job_id>/status")

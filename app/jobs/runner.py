@@ -227,6 +227,13 @@ class JobRun:
             self.job.heartbeat_at = self._last_beat = now
             db.session.commit()
 
+    def add_predict_time(self, seconds: float | None) -> None:
+        """Add a finished prediction's billed model time (its ``metrics.predict_time``, seconds)."""
+        if seconds is None:
+            return
+        self.job.predict_time = (self.job.predict_time or 0.0) + seconds
+        db.session.commit()
+
     def set_prediction(self, prediction_id: str) -> None:
         """Store the Replicate prediction id at once, so a retry resumes it instead of paying twice."""
         self.job.prediction_id = prediction_id

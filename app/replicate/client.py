@@ -40,6 +40,8 @@ _VERSION_ID = re.compile(r"[0-9a-f]{64}")
 _MODEL_REF = re.compile(r"([A-Za-z0-9][A-Za-z0-9_.-]*)/([A-Za-z0-9][A-Za-z0-9_.-]*)(?::(.*))?")
 # tqdm draws " 40%|████      | 10/25 [...]"; the bar after the percentage keeps "50% of VRAM" out.
 _TQDM_PERCENT = re.compile(r"(\d{1,3})%\|")
+# tqdm's default bar: " 40%|████      | 10/25 [00:02<00:03,  4.1it/s]" (the counter follows the bar).
+_TQDM_STEPS = re.compile(r"\d{1,3}%\|[^|\n\r]*\|\s*(\d+)/(\d+)")
 _RESETS_IN = re.compile(r"resets in ~?\s*(\d+(?:\.\d+)?)\s*s", re.IGNORECASE)
 _DETAIL_FIELD = re.compile(r"^-\s*(?:input\.)?([\w.-]+):\s*(.+)$", re.MULTILINE)
 
@@ -168,6 +170,16 @@ class Prediction:
     def progress(self) -> int | None:
         return parse_progress(self.logs)
 
+    @property
+    def steps(self) -> tuple[int, int] | None:
+        return parse_steps(self.logs)
+
+    @property
+    def predict_time(self) -> float | None:
+        """Seconds of model time Replicate bills for (``metrics.predict_time``), once it is known."""
+        value = self.metrics.get("predict_time")
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
 
 @dataclass
 class ModelInfo:
@@ -191,6 +203,21 @@ def parse_progress(logs: str | None) -> int | None:
     if not percentages:
         return None
     return min(int(percentages[-1]), 100)
+
+
+def parse_steps(logs: str | None) -> tuple[int, int] | None:
+    """(step, total) of the last tqdm bar in a prediction's logs, e.g. (10, 25) from
+    ``" 40%|████      | 10/25 [00:02<00:03,  4.1it/s]"``; None when no bar with a counter was printed.
+    A model that prints several bars (a refiner, a second pass) reports the one it is on."""
+    if not logs:
+        return None
+    last = None
+    for last in _TQDM_STEPS.finditer(logs):
+        pass
+    if last is None:
+        return None
+    step, total = int(last.group(1)), int(last.group(2))
+    return (min(step, total), total) if total > 0 else None
 
 
 _FILE_VALUE = re.compile(r"(?:https?://|data:)", re.IGNORECASE)

@@ -678,7 +678,11 @@ setTool("brush");
 setBrushSize(Number(byId("brush-size").value));
 setMaskBlur(byId("mask-blur"));
 showRevision();
-const saved = remembered();
+// ?show=1 (an image just opened here from the gallery): start at the server's frame, not where the
+// user last looked; the parameter is dropped so a reload behaves as usual.
+const showFrame = new URLSearchParams(location.search).has("show");
+if (showFrame) history.replaceState(null, "", location.pathname);
+const saved = showFrame ? {} : remembered();
 readRules();
 if (saved.frame) frame.set(saved.frame);
 else frameFromFields();
