@@ -120,8 +120,8 @@ def shoot(page, base: str, data: Path, out: Path, everything: bool) -> None:
             page.get_by_label("Prompt", exact=True).fill(prompt)
             page.get_by_label("Aspect Ratio", exact=True).select_option(ratio)
             page.get_by_label("Num Outputs", exact=True).fill("2")
-            page.get_by_label("Prompt", exact=True).press("Control+Enter")
-            page.locator(".job").first.wait_for()
+            with page.expect_response(lambda r: r.url.endswith("/generate") and r.request.method == "POST"):
+                page.get_by_label("Prompt", exact=True).press("Control+Enter")
     page.locator(".job .status.succeeded").nth(2 * len(PROMPTS) - 1).wait_for(timeout=240_000)
     # One more, caught mid-way for the progress line.
     page.goto(f"{base}/")
