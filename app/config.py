@@ -63,6 +63,8 @@ class Config:
             "replicate.delivery", "pbxt.replicate.delivery", "api.replicate.com",
         ]
         self.REPLICATE_ALLOW_HTTP_DOWNLOADS = os.environ.get("TESSERA_ALLOW_HTTP_DOWNLOADS") == "1"
+        # The largest output file kept (a data: URI or a download); it is held in a worker's memory.
+        self.MAX_OUTPUT_BYTES = int(os.environ.get("TESSERA_MAX_OUTPUT_MB", "64")) * 1024 * 1024
         self.TAG_LISTS = _env_list("TESSERA_TAG_LISTS")  # a1111 tagcomplete / WD14 CSVs for tag autocomplete
         # Kept as configured (absolute, symlinks not resolved), so a path typed through a symlinked
         # root is accepted as well as its real form; `{user}` stands for each account's own folder

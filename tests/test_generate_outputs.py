@@ -150,3 +150,11 @@ def _png() -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", (16, 16), (9, 9, 9)).save(buffer, "PNG")
     return buffer.getvalue()
+
+
+def test_the_largest_output_kept_is_a_setting(client, run_jobs, fake_replicate, app):
+    app.config["MAX_OUTPUT_BYTES"] = 1000
+    fake_replicate.next_output = fake_replicate.publish("big.mp4", MP4 * 2, "video/mp4")
+    job = generate(client, run_jobs)
+    assert job.status == Job.FAILED and "larger than 0 MB" not in job.error
+    assert "Tessera does not download files that big" in job.error

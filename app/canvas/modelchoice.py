@@ -86,8 +86,10 @@ def canvas_model(user_id: int, ref: str) -> tuple[CanvasModel, list[Field], str 
 
 def form_fields(model: CanvasModel, fields: list[Field]) -> list[Field]:
     """The inputs the canvas form offers. Secret inputs are not among them: the canvas keeps its
-    request's input in rows, and a secret must never be stored (the model's default applies)."""
-    return [field for field in fields if field.name not in model.page_inputs and not field.secret]
+    request's input in rows, and a secret must never be stored (the model's default applies). Nor
+    are image inputs other than the frame the canvas sends itself (Generate takes those)."""
+    return [field for field in fields
+            if field.name not in model.page_inputs and not field.secret and not field.is_file]
 
 
 def polarity(user_id: int, model: CanvasModel) -> str:

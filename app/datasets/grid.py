@@ -153,10 +153,12 @@ def _counts(dataset_id: int) -> tuple[dict[str, int], list[tuple[str, int]]]:
     cached = _TAG_COUNTS.get(dataset_id)
     if cached is not None and cached[0] == state:
         return cached[1], cached[2]
+    # Grouped by tag alone, the (dataset_id, tag) index answers without reading the table; the
+    # key of each of the few distinct tags is computed here.
     count = func.count().label("n")
-    rows = db.session.execute(select(TAGS.c.key, TAGS.c.tag, count).where(TAGS.c.dataset_id == dataset_id)
-                              .group_by(TAGS.c.key, TAGS.c.tag)).all()
-    by_tag = {tag: n for _, tag, n in rows}
+    by_tag = dict(db.session.execute(select(TAGS.c.tag, count).where(TAGS.c.dataset_id == dataset_id)
+                                     .group_by(TAGS.c.tag)).all())
+    rows = [(normalise_tag(tag), tag, n) for tag, n in by_tag.items()]
     by_key: dict[str, list] = {}
     for key, tag, n in rows:
         entry = by_key.setdefault(key, [tag, 0, 0])

@@ -23,14 +23,15 @@ SCHEMA_MAX_AGE = timedelta(days=1)
 
 def client_from_config(config=None) -> ReplicateClient:
     """A `ReplicateClient` set up from the app config (the current app's unless `config` is given):
-    REPLICATE_API_TOKEN, REPLICATE_API_BASE, the trusted download hosts and whether plain-HTTP
-    downloads are allowed (tests only). Use it as a context manager so its connections close."""
+    REPLICATE_API_TOKEN, REPLICATE_API_BASE, the trusted download hosts, whether plain-HTTP
+    downloads are allowed (tests only) and the largest output file kept (MAX_OUTPUT_BYTES). Use it as a context manager so its connections close."""
     config = config or current_app.config
     return ReplicateClient(
         config["REPLICATE_API_TOKEN"],
         config["REPLICATE_API_BASE"],
         download_hosts=set(config["REPLICATE_DOWNLOAD_HOSTS"]) or None,
         allow_http_downloads=config["REPLICATE_ALLOW_HTTP_DOWNLOADS"],
+        max_download_bytes=config.get("MAX_OUTPUT_BYTES", 64 * 1024 * 1024),
     )
 
 

@@ -451,6 +451,8 @@ def _format_number(value: float) -> str:
 
 
 def _format_bytes(count: int) -> str:
+    if count < 1024 * 1024:
+        return f"{_format_number(max(1, round(count / 1024)))} kB"
     return f"{_format_number(round(count / (1024 * 1024), 2))} MB"
 
 
