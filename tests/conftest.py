@@ -8,6 +8,9 @@ import uuid
 import pytest
 from rq import SimpleWorker
 
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
 from app.extensions import db
 from app.redis_server import PrivateRedis
 from tests.app_helpers import app_with_fresh_db, log_in, make_user
@@ -26,6 +29,31 @@ def fake_replicate_server():
         yield fake
 
 
+@pytest.fixture(scope="session")
+def database_url():
+    """TESSERA_TEST_DATABASE_URL (a server database such as PostgreSQL), or None for a SQLite file per test.
+
+    Under pytest-xdist each worker gets its own database on that server, `<name>_<worker id>`, created
+    here and dropped at the end: the tests drop and create all tables, so two workers must not share one."""
+    base = os.environ.get("TESSERA_TEST_DATABASE_URL")
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not base or not worker:
+        yield base
+        return
+    url = make_url(base)
+    name = f"{url.database}_{worker}"
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+        yield url.set(database=name).render_as_string(hide_password=False)
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        admin.dispose()
+
+
 @pytest.fixture
 def fake_replicate(fake_replicate_server):
     fake_replicate_server.reset()
@@ -33,7 +61,7 @@ def fake_replicate(fake_replicate_server):
 
 
 @pytest.fixture
-def app_env(tmp_path, monkeypatch, redis_server, fake_replicate):
+def app_env(tmp_path, monkeypatch, redis_server, fake_replicate, database_url):
     """The environment a Tessera process of this test runs with (also handed to subprocesses)."""
     env = {
         "TESSERA_DATA_DIR": str(tmp_path / "data"),
@@ -44,8 +72,8 @@ def app_env(tmp_path, monkeypatch, redis_server, fake_replicate):
         "TESSERA_DOWNLOAD_HOSTS": "127.0.0.1",
         "TESSERA_ALLOW_HTTP_DOWNLOADS": "1",
     }
-    if os.environ.get("TESSERA_TEST_DATABASE_URL"):
-        env["DATABASE_URL"] = os.environ["TESSERA_TEST_DATABASE_URL"]
+    if database_url:
+        env["DATABASE_URL"] = database_url
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("SECRET_KEY", raising=False)
@@ -56,7 +84,9 @@ def app_env(tmp_path, monkeypatch, redis_server, fake_replicate):
 
 @pytest.fixture
 def app(app_env):
-    with app_with_fresh_db(app_env, WTF_CSRF_ENABLED=False, JOB_STALE_SECONDS=90) as app:
+    # The fake Replicate advances a prediction per poll, not per second: no need to wait 0.5–2 s between.
+    with app_with_fresh_db(app_env, WTF_CSRF_ENABLED=False, JOB_STALE_SECONDS=90,
+                           REPLICATE_POLL_SECONDS=(0.01, 0.05)) as app:
         yield app
 
 

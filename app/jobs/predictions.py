@@ -18,6 +18,8 @@ from app.jobs.runner import JobCanceled, JobFailed, JobRun
 from app.models import Job
 from app.replicate.client import NotFoundError, Prediction, ReplicateClient
 
+# Seconds between polls: the first wait, growing 1.3× up to the longest. The app config's
+# REPLICATE_POLL_SECONDS = (first, longest) overrides them (the test suite polls its fake quickly).
 POLL_FIRST, POLL_MAX = 0.5, 2.0
 # Share of the progress bar each phase takes: booting, running the model, downloading outputs.
 BOOT_SHARE, RUN_SHARE = 5, 85
@@ -57,7 +59,8 @@ def follow_prediction(client: ReplicateClient, run: JobRun, model_ref: str, mode
         prediction = client.create_prediction(model_ref, model_input, webhook=webhook,
                                               webhook_events_filter=WEBHOOK_EVENTS if webhook else None)
         run.set_prediction(prediction.id)
-    interval, looks = POLL_FIRST, 0
+    interval, longest = current_app.config.get("REPLICATE_POLL_SECONDS", (POLL_FIRST, POLL_MAX))
+    looks = 0
     # A prediction an earlier attempt already saw finish had its model time counted then.
     count_predict_time = not prediction.done
     while not prediction.done:
@@ -72,7 +75,7 @@ def follow_prediction(client: ReplicateClient, run: JobRun, model_ref: str, mode
             ask_replicate = not prediction.done and looks % FALLBACK_POLL_EVERY == 0
         else:
             sleep(interval)
-            interval = min(interval * 1.3, POLL_MAX)
+            interval = min(interval * 1.3, longest)
             ask_replicate = True
         if ask_replicate:
             prediction = client.get_prediction(prediction.id)

@@ -96,7 +96,7 @@ def test_every_page_is_clean_after_login(logged_in, live_server, app_env, fake_r
     watch.settle()
     watch.visit("/canvas/")
 
-    folder = Path(app_env["TESSERA_DATA_DIR"]) / "datasets" / "console"
+    folder = Path(app_env["TESSERA_DATA_DIR"]) / "datasets" / "ada" / "console"  # ada's own dataset root
     folder.mkdir(parents=True)
     for name, colour in (("a.png", "red"), ("b.png", "blue")):
         Image.new("RGB", (96, 64), colour).save(folder / name)
