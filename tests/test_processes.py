@@ -55,12 +55,23 @@ class Up:
                 found.append(pid)
         return found
 
+    def workers(self) -> list[int]:
+        """The RQ workers `tessera up` started: each leads its own session, while the scheduler process a
+        worker forks (``with_scheduler``) shares the worker's group and is left out."""
+        found = []
+        for pid in self.children("app.cli worker"):
+            try:
+                if os.getpgid(pid) == pid:
+                    found.append(pid)
+            except ProcessLookupError:
+                continue
+        return found
+
     def horse(self, timeout: float = 30) -> int:
         """The pid of an RQ work-horse: a process forked by a worker, in a process group of its own."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            workers = set(self.children("app.cli worker"))
-            for pid in workers:
+            for pid in self.workers():
                 for child in descendants(pid):
                     if is_alive(child) and os.getpgid(child) == child:
                         return child
@@ -129,7 +140,7 @@ def test_ctrl_c_stops_in_order_and_says_one_line(up):
 def test_a_killed_private_redis_is_restarted_and_the_workers_with_it(up):
     time.sleep(1)
     [redis_pid] = up.children("redis-server")
-    [worker_pid] = up.children("app.cli worker")
+    [worker_pid] = up.workers()
     os.kill(redis_pid, signal.SIGKILL)
     # While it is down, a page that needs the queue says it is restarting (not "start tessera up").
     marker = up.data / "run" / "redis.restarting"
@@ -141,7 +152,7 @@ def test_a_killed_private_redis_is_restarted_and_the_workers_with_it(up):
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         servers = [pid for pid in up.children("redis-server") if pid != redis_pid]
-        workers = [pid for pid in up.children("app.cli worker") if pid != worker_pid and os.getpgid(pid) == pid]
+        workers = [pid for pid in up.workers() if pid != worker_pid]
         if servers and workers:
             break
         time.sleep(0.2)
