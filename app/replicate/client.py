@@ -1003,7 +1003,9 @@ class ReplicateClient:
     @staticmethod
     def _json(response: httpx.Response) -> dict[str, Any]:
         try:
-            body = response.json()
+            # NaN and ±Infinity are not JSON (RFC 8259) though Python's reader takes them; they become
+            # null, or a hostile schema's default would be refused later by PostgreSQL's json type.
+            body = response.json(parse_constant=lambda constant: None)
         except ValueError:
             body = None
         if not isinstance(body, dict):
