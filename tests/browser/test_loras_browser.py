@@ -42,8 +42,12 @@ def test_train_watch_and_generate(quick_polls, logged_in, live_server, app_env, 
     page = logged_in
     errors: list[str] = []
     # The browser asks for /favicon.ico by itself (Tessera has none): not a fault of these pages.
+    # A navigation aborts any status poll still in flight, and htmx reports that abort on the console
+    # (htmx:sendAbort, then htmx:afterRequest); a poll that really fails shows as a 4xx/5xx below.
+    aborted = ("htmx:sendAbort", "htmx:afterRequest")
     page.on("console", lambda message: errors.append(message.text) if message.type == "error"
-            and not message.location.get("url", "").endswith("/favicon.ico") else None)
+            and not message.location.get("url", "").endswith("/favicon.ico")
+            and not message.text.startswith(aborted) else None)
     page.on("response", lambda response: errors.append(f"{response.status} {response.url}")
             if response.status >= 400 and not response.url.endswith("/favicon.ico") else None)
     folder = make_dataset(app_env)
