@@ -2,7 +2,6 @@
 no failed requests (the favicon included), also after the HTMX swaps a user makes on it."""
 from __future__ import annotations
 
-from pathlib import Path
 from urllib.parse import urlsplit
 
 from PIL import Image
@@ -60,7 +59,7 @@ def test_logged_out_pages_are_clean(page, live_server):
     assert watch.problems == []
 
 
-def test_every_page_is_clean_after_login(logged_in, live_server, app_env, fake_replicate):
+def test_every_page_is_clean_after_login(logged_in, live_server, live_user, fake_replicate):
     page = logged_in
     watch = ConsoleWatch(page, live_server)
 
@@ -96,7 +95,7 @@ def test_every_page_is_clean_after_login(logged_in, live_server, app_env, fake_r
     watch.settle()
     watch.visit("/canvas/")
 
-    folder = Path(app_env["TESSERA_DATA_DIR"]) / "datasets" / "ada" / "console"  # ada's own dataset root
+    folder = live_user.dataset_root / "console"  # the user's own dataset root
     folder.mkdir(parents=True)
     for name, colour in (("a.png", "red"), ("b.png", "blue")):
         Image.new("RGB", (96, 64), colour).save(folder / name)

@@ -16,9 +16,8 @@ SCREENSHOTS = os.environ.get("TESSERA_SCREENSHOTS")
 
 
 @pytest.fixture
-def quick_polls(app_env, fake_replicate):
-    """The training job looks again every second (not every 20 s), and the fake trains in a few looks."""
-    app_env["TESSERA_LORA_POLL_SECONDS"] = "1"
+def quick_polls(fake_replicate):
+    """The fake trains in a few looks (the shared live server looks again every second, not every 20 s)."""
     fake_replicate.training_polls = 4
     if preset_for(LORA_MODEL) is None:  # until the presets ship it: flux-dev-lora's inputs on the fake
         schemas = {k: v for k, v in FLUX_LORA_TRAINER_SCHEMA["components"]["schemas"].items()
@@ -29,8 +28,8 @@ def quick_polls(app_env, fake_replicate):
         fake_replicate.add_model(LORA_MODEL, {**FLUX_LORA_TRAINER_SCHEMA, "components": {"schemas": schemas}})
 
 
-def make_dataset(app_env) -> Path:
-    folder = Path(app_env["TESSERA_DATA_DIR"]) / "datasets" / "ada" / "ink"  # ada's own dataset folder
+def make_dataset(user) -> Path:
+    folder = user.dataset_root / "ink"  # the user's own dataset folder
     folder.mkdir(parents=True)
     for number in range(10):
         Image.new("RGB", (512, 512), (20 * number, 40, 90)).save(folder / f"ink{number}.png")
@@ -38,7 +37,7 @@ def make_dataset(app_env) -> Path:
     return folder
 
 
-def test_train_watch_and_generate(quick_polls, logged_in, live_server, app_env, fake_replicate):
+def test_train_watch_and_generate(quick_polls, logged_in, live_server, live_user, fake_replicate):
     page = logged_in
     errors: list[str] = []
     # The browser asks for /favicon.ico by itself (Tessera has none): not a fault of these pages.
@@ -50,7 +49,7 @@ def test_train_watch_and_generate(quick_polls, logged_in, live_server, app_env, 
             and not message.text.startswith(aborted) else None)
     page.on("response", lambda response: errors.append(f"{response.status} {response.url}")
             if response.status >= 400 and not response.url.endswith("/favicon.ico") else None)
-    folder = make_dataset(app_env)
+    folder = make_dataset(live_user)
     page.goto(f"{live_server}/datasets/")
     page.get_by_label("Folder", exact=True).fill(str(folder))
     page.get_by_role("button", name="Open folder").click()
