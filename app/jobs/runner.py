@@ -291,12 +291,10 @@ class JobRun:
         short `message` for the user (None keeps it). Commits when either changed, and otherwise at
         most every HEARTBEAT_EVERY (5 s) as the worker's heartbeat, so call it as often as you like."""
         changed = False
-        if percent is not None:
-            # Compare what would be stored: 130 on a job at 100 changes nothing and commits nothing.
-            percent = max(0, min(100, int(percent)))
-            if percent != self.job.progress:
-                self.job.progress = percent
-                changed = True
+        # Compare what would be stored: 130 on a job at 100 changes nothing and commits nothing.
+        if percent is not None and (percent := max(0, min(100, int(percent)))) != self.job.progress:
+            self.job.progress = percent
+            changed = True
         if message is not None and message != self.job.message:
             self.job.message = message
             changed = True

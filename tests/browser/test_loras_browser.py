@@ -69,7 +69,7 @@ def test_train_watch_and_generate(quick_polls, logged_in, live_server, live_user
     # Its page shows the training move: steps, loss and the chart, then ready with its weights.
     page.wait_for_url("**/loras/*")
     page.locator("#lora-progress dd", has_text="of 200").wait_for(timeout=60_000)
-    assert page.locator("#lora-status-badge").inner_text() == "training"  # the name's badge keeps up
+    assert page.locator("#lora-status-badge").text_content() == "training"  # the name's badge keeps up
     page.locator("#lora-progress .lora-status", has_text="ready").wait_for(timeout=60_000)
     assert page.locator("svg.loss-chart").count() == 1
     page.get_by_role("link", name="ink-boats.safetensors").wait_for()
