@@ -235,3 +235,21 @@ def test_a_trash_folder_that_is_a_link_is_refused(client, run_jobs, app):
     assert client.get(f"/datasets/{dataset.id}/trash").status_code == 403
     assert client.post(f"/datasets/{dataset.id}/trash/empty", data={"through": "20261130-120000-1"}).status_code == 403
     assert (elsewhere / "20261130-120000-1").is_dir()
+
+
+def test_a_crop_of_an_image_whose_caption_encoding_is_uncertain_gets_its_bytes_not_a_guess(client, run_jobs, app):
+    folder = folder_of(app)
+    figure_image, _ = illustrated_figure(at=(850, 100))
+    figure_image.save(folder / "ko.png")
+    korean = "mychar, 소녀, 미소".encode("euc-kr")  # EUC-JP and GBK read these bytes as well
+    (folder / "ko.txt").write_bytes(korean)
+    figure_image.save(folder / "ok.png")
+    (folder / "ok.txt").write_bytes(b"\xef\xbb\xbfmychar, 1girl\r\n")  # a BOM and CRLF: written clean
+    dataset = open_dataset(client, run_jobs, folder)
+    assert "encoding_uncertain" in image_named(dataset, "ko.png").caption_problems
+    client.post(f"/datasets/{dataset.id}/crop-buckets", data={"where": "beside", "trainer": "kohya-sdxl"})
+    run_jobs()
+    assert last_job("datasets.crop").result["written"] == 2
+    assert (folder / "ko-crop-1216x832.txt").read_bytes() == korean
+    assert (folder / "ok-crop-1216x832.txt").read_bytes() == b"mychar, 1girl\n"
+    assert (folder / "ko.txt").read_bytes() == korean

@@ -54,7 +54,8 @@ def run_crop_buckets(job_id: str) -> None:
         wanted = params.get("image_ids") or []
         rows = db.session.execute(db.select(DatasetImage.id, DatasetImage.relpath, DatasetImage.width,
                                             DatasetImage.height, DatasetImage.error, DatasetImage.caption,
-                                            DatasetImage.excluded)
+                                            DatasetImage.excluded, DatasetImage.caption_relpath,
+                                            DatasetImage.caption_problems)
                                   .where(DatasetImage.dataset_id == dataset.id, DatasetImage.id.in_(wanted or [-1]))
                                   .order_by(DatasetImage.relpath)).all()
         written, cropped_ids, skipped = [], [], []
@@ -105,14 +106,38 @@ def _crop_one(dataset: Dataset, root: Path, row, trainer: str, folder: str | Non
         return exc.message
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
         return f"could not be cropped: {getattr(exc, 'strerror', None) or exc}"
-    if row.caption is not None:
-        try:
-            write_caption(new.with_suffix(dataset.caption_ext or ".txt"), row.caption, expected_version=None)
-        except CaptionConflict:
-            pass  # a caption of that name is there already: it is kept, never overwritten
-        except CaptionWriteError as exc:
-            raise JobFailed(f"Wrote {new.name}, but not its caption: {exc.message}") from exc
+    try:
+        copy_caption(dataset, root, row, new)
+    except CaptionWriteError as exc:
+        raise JobFailed(f"Wrote {new.name}, but not its caption: {exc.message}") from exc
     return new
+
+
+def copy_caption(dataset: Dataset, root: Path, row, new_image: Path) -> str | None:
+    """Give a crop its original's caption, beside it with the dataset's caption extension.
+
+    The caption is written as UTF-8 text, except one whose encoding is uncertain: its bytes are
+    copied as they are, so the guess shown is never written (the crop gets the same question).
+    Never overwrites: returns a sentence when a caption of that name was there already (kept),
+    else None. Raises CaptionWriteError when it cannot be written.
+    """
+    if row.caption is None:
+        return None
+    target = new_image.with_suffix(dataset.caption_ext or ".txt")
+    try:
+        if "encoding_uncertain" in (row.caption_problems or "") and row.caption_relpath:
+            data = resolve_within([root], row.caption_relpath).read_bytes()
+            with open(target, "xb") as out:  # "x": never over an existing file
+                out.write(data)
+        else:
+            write_caption(target, row.caption, expected_version=None)
+    except (CaptionConflict, FileExistsError):
+        return f"a caption named {target.name} was there already and is kept"
+    except (OSError, PathRefused) as exc:
+        if isinstance(exc, CaptionWriteError):
+            raise
+        raise CaptionWriteError(f"{target.name}: {getattr(exc, 'message', None) or exc}") from exc
+    return None
 
 
 def run_empty_trash(job_id: str) -> None:

@@ -10,9 +10,8 @@ from PIL import Image
 
 from app.auth.access import child_or_404, owned_or_404
 from app.datasets import autocrop, bp, buckets, index
-from app.datasets.captions import CaptionConflict, CaptionWriteError
-from app.datasets.captionwrite import write_caption
-from app.datasets.filetasks import run_crop_buckets
+from app.datasets.captions import CaptionWriteError
+from app.datasets.filetasks import copy_caption, run_crop_buckets
 from app.datasets.models import Dataset, DatasetImage
 from app.datasets.routes import root_of, start_scan
 from app.datasets.selection import scope_images
@@ -20,6 +19,9 @@ from app.htmx import message
 from app.jobs.runner import QueueUnavailable, enqueue_job
 
 BUCKET_SIDE = (64, 8192)
+# Analysed within a request up to this size (about a second and ~100 MB decoded); JPEGs of any size,
+# since they decode at 1/8 scale. Larger PNG/WebP/TIFF are placed by the bulk job instead.
+REQUEST_PIXELS = 24_000_000
 
 
 def _trainer() -> str:
@@ -44,8 +46,16 @@ def _bucket_arg(value: str | None) -> tuple[int, int] | None:
     return (width, height) if low <= width <= high and low <= height <= high else None
 
 
+class TooLargeToWaitFor(ValueError):
+    """The image would take too long (and too much memory) to analyse within a request."""
+
+
 def _proposal(dataset: Dataset, image: DatasetImage, bucket: tuple[int, int]) -> autocrop.AutoCrop:
-    """The automatic box; raises OSError / ValueError / DecompressionBombError for an unreadable image."""
+    """The automatic box; raises OSError / ValueError / DecompressionBombError for an unreadable image,
+    TooLargeToWaitFor for a huge image that cannot be decoded at reduced scale (only JPEG can)."""
+    if (image.format or "").upper() != "JPEG" and (image.width or 0) * (image.height or 0) > REQUEST_PIXELS:
+        raise TooLargeToWaitFor(f"at {image.width * image.height / 1e6:.0f} MP it is too large to analyse while you"
+                                " wait; the bulk “Crop to buckets” places it automatically")
     return autocrop.auto_crop(autocrop.analysis_for(index.resolve_image(root_of(dataset), image.relpath)), bucket)
 
 
@@ -65,7 +75,7 @@ def crop_page(dataset_id, image_id):
         try:
             proposal = _proposal(dataset, image, (bucket.width, bucket.height))
         except (OSError, ValueError, Image.DecompressionBombError) as exc:
-            problem = f"The automatic crop cannot read this image ({exc}); drag the box instead."
+            problem = f"No automatic box: {exc}. The box is centred; drag it to adjust."
     return render_template("datasets/crop.html", dataset=dataset, image=image, trainer=trainer, bucket=bucket,
                            sizes=_bucket_sizes(trainer), trainers=buckets.TRAINERS, proposal=proposal, problem=problem)
 
@@ -82,7 +92,7 @@ def crop_auto(dataset_id, image_id):
     try:
         return jsonify(_proposal_json(_proposal(dataset, image, bucket)))
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        return jsonify(error=f"This image cannot be read: {exc}"), 422
+        return jsonify(error=f"No automatic box: {exc}."), 422
 
 
 @bp.post("/<int:dataset_id>/images/<int:image_id>/crop")
@@ -101,21 +111,21 @@ def crop(dataset_id, image_id):
     box = [request.form.get(name, type=int) for name in ("left", "top", "right", "bottom")]
     resize = size if request.form.get("resize") == "1" else None
     try:
-        if None in box:  # no script ran: the automatic box
-            box = list(_proposal(dataset, image, size).box)
+        if None in box:  # no script ran: the automatic box (centred for an image too large to analyse here)
+            try:
+                box = list(_proposal(dataset, image, size).box)
+            except TooLargeToWaitFor:
+                box = list(buckets.focus_crop(image.width, image.height, size))
         new = buckets.crop_to_new_file(index.resolve_image(root_of(dataset), image.relpath), tuple(box), size=resize)
     except (ValueError, OSError, Image.DecompressionBombError) as exc:
         flash(f"Could not crop: {exc}", "error")
         return back
     # The crop starts with the original's caption, written beside it as the dataset writes captions.
-    caption_note = ""
-    if image.caption is not None:
-        try:
-            write_caption(new.with_suffix(dataset.caption_ext or ".txt"), image.caption, expected_version=None)
-        except CaptionConflict:
-            caption_note = " (a caption of its name was there already and is kept)"
-        except CaptionWriteError as exc:
-            caption_note = f" (its caption could not be written: {exc.message})"
+    try:
+        kept = copy_caption(dataset, root_of(dataset), image, new)
+        caption_note = f" ({kept})" if kept else ""
+    except CaptionWriteError as exc:
+        caption_note = f" (its caption could not be written: {exc.message})"
     excluded = request.form.get("exclude_original") == "1"
     if excluded:
         index.set_excluded(dataset.id, [image.id], True)
