@@ -222,7 +222,11 @@ def _replace(item: _Staged, expected_version: str | None, outcome: BatchOutcome,
         return False
     finally:
         _discard(item.backup_copy)
-    outcome.written[item.index] = None if item.tmp is None else Written(item.version, os.stat(item.target).st_mtime_ns)
+    if item.tmp is None:
+        outcome.written[item.index] = None
+    else:
+        after = os.stat(item.target)
+        outcome.written[item.index] = Written(item.version, after.st_mtime_ns, after.st_size)
     return True
 
 

@@ -80,6 +80,7 @@ UNCHECKED = object()  # write_caption without a version check
 class Written:
     version: str  # caption_version of the bytes written
     mtime_ns: int
+    size: int | None = None  # bytes on disk after the write (what the index stores to notice later edits)
 
 
 def encode_caption(text: str) -> bytes:
@@ -150,7 +151,8 @@ def _replace(target: Path, data: bytes, expected_version: str | None | object) -
         full = storage_error_message(exc)
         raise CaptionWriteError(full or f"Could not save {target.name}: {exc.strerror or exc}",
                                 disk_full=bool(full)) from exc
-    return Written(caption_version(data), os.stat(target).st_mtime_ns)
+    after = os.stat(target)
+    return Written(caption_version(data), after.st_mtime_ns, after.st_size)
 
 
 def backup_original(path: Path, backup_root: Path, relpath: str | None = None) -> Path | None:
