@@ -248,7 +248,7 @@ def apply_plan(dataset: Dataset, plan: list[tuple[object, str | None]], *, root:
     """
     outcome = EditOutcome(batch=batch)
     writes, kept = [], []
-    resolve = _CaptionResolver(root)
+    resolve, backups = _CaptionResolver(root), backup_root(data_dir, dataset.id)
     for row, new in plan:
         relpath = caption_relpath_for(dataset, row.relpath, row.caption_relpath)
         if "encoding_uncertain" in (row.caption_problems or ""):
@@ -261,7 +261,7 @@ def apply_plan(dataset: Dataset, plan: list[tuple[object, str | None]], *, root:
             continue
         # Each user caption's original bytes are kept before Tessera first overwrites it.
         writes.append(CaptionWrite(path, new, row.caption_version if row.caption is not None else None,
-                                   backup_root(data_dir, dataset.id), relpath))
+                                   backups, relpath))
         kept.append((row, relpath, new))
     if not writes:
         return outcome
