@@ -30,7 +30,8 @@ How to add a job (the contract every job keeps)
    Keys in use: ``generations`` (list of Generation ids) — generate.image, canvas.generate;
    ``canvas_id``, ``request_id``, ``variations`` — canvas.generate; ``dataset_id`` — every
    datasets job; ``download`` (path under DATA_DIR) and ``filename`` — datasets.export;
-   ``skipped`` (list of [name, reason]) — datasets.scan, datasets.export; ``captioned`` (ids) and
+   ``skipped`` (list of [name, reason]) — datasets.scan/check/export; ``changed``, ``batch_id``, ``conflicts``
+   (also ``errors``, ``uncertain``, each with ``*_total``) — datasets.bulk/undo; ``captioned`` (ids) and
    ``failures`` ({name: reason}) — datasets.caption; ``lora_id``, ``training_id``, ``upload_url``,
    ``create_sent`` — loras.train; ``lora_id``, ``generations``, ``scales``, ``by_scale`` — loras.samples.
 6. A job that waits on slow work elsewhere ends each run with ``run.defer(seconds)`` instead of
