@@ -289,10 +289,9 @@ class JobRun:
 
     def progress(self, percent: int | None = None, message: str | None = None) -> None:
         """Show how far the job is: `percent` of the whole job (0–100, clamped; None keeps it) and a
-        short `message` for the user (None keeps it). Commits when either changed, and otherwise at
-        most every HEARTBEAT_EVERY (5 s) as the worker's heartbeat, so call it as often as you like."""
+        short `message` for the user (None keeps it). Commits when either changed (130 on a job at 100
+        does not), and otherwise at most every HEARTBEAT_EVERY (5 s) as the worker's heartbeat."""
         changed = False
-        # Compare what would be stored: 130 on a job at 100 changes nothing and commits nothing.
         if percent is not None and (percent := max(0, min(100, int(percent)))) != self.job.progress:
             self.job.progress = percent
             changed = True
