@@ -301,6 +301,25 @@ def test_export_only_the_selected_or_filtered_images_and_warn_of_known_problems(
     assert "Health knows of" in client.get(f"/datasets/{dataset.id}/export").get_data(as_text=True)
 
 
+def test_the_bulk_forms_export_and_crop_buttons_post_the_selection_never_a_url(client, run_jobs, app):
+    """The grid's bulk form carries its CSRF token and the selection: its "Export these images…" and
+    "Crop to buckets…" buttons must POST them, not put them in a URL (logs, history, the request-line limit)."""
+    dataset = open_dataset(client, run_jobs, make_folder(app))
+    grid = client.get(f"/datasets/{dataset.id}").get_data(as_text=True)
+    for label in ("Export these images…", "Crop to buckets…"):
+        button = re.search(r'<button[^>]*>' + re.escape(label) + '</button>', grid).group(0)
+        assert 'formmethod="get"' not in button
+        assert re.search(r'formaction="[^"]+/choose"', button), button
+    a, b = image_named(dataset, "a.png"), image_named(dataset, "b.png")
+    chosen = {"csrf_token": "x", "scope": "selected", "ids": [str(a.id), str(b.id)], "action": "", "old": "", "new": ""}
+    export_form = client.post(f"/datasets/{dataset.id}/export/choose", data=chosen).get_data(as_text=True)
+    assert "Exporting 2 selected images" in export_form
+    assert sorted(re.findall(r'name="ids" value="(\d+)"', export_form)) == sorted([str(a.id), str(b.id)])
+    crop_form = client.post(f"/datasets/{dataset.id}/crop-buckets/choose", data=chosen).get_data(as_text=True)
+    assert re.search(r"Cropping [^<]*2 selected images?</strong> \(2\)", crop_form), crop_form[:200]
+    assert sorted(re.findall(r'name="ids" value="(\d+)"', crop_form)) == sorted([str(a.id), str(b.id)])
+
+
 def test_crop_writes_a_new_image_with_the_caption_and_keeps_the_original(client, run_jobs, app):
     folder = empty_folder(app)
     pattern_image(folder / "wide.png", 3, (768, 512))

@@ -180,16 +180,26 @@ def suggestions(dataset_id):
 
 @bp.get("/<int:dataset_id>/export")
 def export(dataset_id):
-    """The export form; from the grid it arrives with a scope (selected ids or the filter)."""
-    dataset = owned_or_404(Dataset, dataset_id)
+    """The export form for all images, or for a scope given in the link (selected ids or the filter)."""
+    return _export_form(owned_or_404(Dataset, dataset_id), request.args)
+
+
+@bp.post("/<int:dataset_id>/export/choose")
+def export_chosen(dataset_id):
+    """The export form for the images chosen in the grid's bulk form. A POST, not a GET: the bulk
+    form's CSRF token and a long selection stay out of URLs (logs, history, the 4 KB request line)."""
+    return _export_form(owned_or_404(Dataset, dataset_id), request.form)
+
+
+def _export_form(dataset, args):
     try:
-        ids, scope_text = _scope_ids(dataset, request.args)
+        ids, scope_text = _scope_ids(dataset, args)
     except TagExprError as exc:
         flash(str(exc), "error")
         ids, scope_text = None, "all images"
-    scope = request.args.get("scope", "all") if ids is not None else "all"
+    scope = args.get("scope", "all") if ids is not None else "all"
     return render_template("datasets/export.html", dataset=dataset, formats=EXPORT_FORMATS, scope=scope,
-                           scope_text=scope_text, scope_ids=ids or [], scope_args=request.args,
+                           scope_text=scope_text, scope_ids=ids or [], scope_args=args,
                            problems=known_problems(dataset.id, ids))
 
 

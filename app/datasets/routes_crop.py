@@ -162,17 +162,27 @@ def clean_folder(value: str) -> str | None:
 
 @bp.get("/<int:dataset_id>/crop-buckets")
 def crop_buckets(dataset_id):
-    """The bulk crop form for the images chosen in the grid (all, filtered or selected)."""
-    dataset = owned_or_404(Dataset, dataset_id)
+    """The bulk crop form for all images, or for a scope given in the link (filtered or selected)."""
+    return _crop_buckets_form(owned_or_404(Dataset, dataset_id), request.args)
+
+
+@bp.post("/<int:dataset_id>/crop-buckets/choose")
+def crop_buckets_chosen(dataset_id):
+    """The bulk crop form for the images chosen in the grid's bulk form. A POST, not a GET: the bulk
+    form's CSRF token and a long selection stay out of URLs (logs, history, the 4 KB request line)."""
+    return _crop_buckets_form(owned_or_404(Dataset, dataset_id), request.form)
+
+
+def _crop_buckets_form(dataset, args):
     try:
-        images, scope_text = _scope(dataset, request.args)
+        images, scope_text = _scope(dataset, args)
     except ValueError as exc:
         flash(str(exc), "error")
         images, scope_text = _scope(dataset, {})
     trainer = _trainer()
     counts = buckets.histogram(((i.width, i.height) for i in images if i.width and i.height), trainer)
     return render_template("datasets/crop_buckets.html", dataset=dataset, images=images, scope_text=scope_text,
-                           scope=request.args.get("scope", "all"), scope_args=request.args, trainer=trainer,
+                           scope=args.get("scope", "all"), scope_args=args, trainer=trainer,
                            trainers=buckets.TRAINERS, counts=counts)
 
 
