@@ -514,6 +514,20 @@ class TileStore:
         self.refresh_levels(canvas_id, [(tx, ty) for level, tx, ty in restored if level == 0])
         return redone, following
 
+    def drop_redo_branch(self, canvas_id: int) -> list[int]:
+        """Forget the revisions after the head (the redo branch), as a new change would: an edit of
+        the mask after an undo ends the redo of canvas changes too. Returns the revisions dropped."""
+        r = canvas_revision.c
+        with self.engine.begin() as conn:
+            head = self._lock_head(conn, canvas_id)
+            revs = list(conn.execute(select(r.rev).where(r.canvas_id == canvas_id, r.rev > head.head_rev)).scalars())
+            if not revs:
+                return []
+            doomed, dropped = self._drop_redo_branch(conn, canvas_id, head.head_rev)
+        _remove_files(doomed)
+        self._purge_levels(canvas_id, dropped, older_than=None)
+        return revs
+
     def _revision(self, conn: Connection, canvas_id: int, rev: int, *, applied: bool) -> Revision:
         r = canvas_revision.c
         row = conn.execute(select(r.rev, r.description, r.created_at, r.tiles_changed).where(
