@@ -65,6 +65,8 @@ class Config:
         self.REPLICATE_ALLOW_HTTP_DOWNLOADS = os.environ.get("TESSERA_ALLOW_HTTP_DOWNLOADS") == "1"
         # The largest output file kept (a data: URI or a download); it is held in a worker's memory.
         self.MAX_OUTPUT_BYTES = int(os.environ.get("TESSERA_MAX_OUTPUT_MB", "64")) * 1024 * 1024
+        # Dataset-wide caption edits touching more captions than this run as a job (app.datasets.bulkedit).
+        self.DATASET_BULK_INLINE_LIMIT = int(os.environ.get("TESSERA_BULK_INLINE_LIMIT", "1000"))
         self.TAG_LISTS = _env_list("TESSERA_TAG_LISTS")  # a1111 tagcomplete / WD14 CSVs for tag autocomplete
         # Kept as configured (absolute, symlinks not resolved), so a path typed through a symlinked
         # root is accepted as well as its real form; `{user}` stands for each account's own folder

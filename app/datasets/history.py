@@ -10,8 +10,7 @@ from __future__ import annotations
 import os
 import stat
 import uuid
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from app.datasets.captionwrite import (backup_original, check_writable, current_
 from app.datasets.index import (EDITS, IMAGES, backup_root, caption_relpath_for, caption_tags, chunks,
                                 sync_tags)
 from app.datasets.models import CaptionBatch, CaptionEdit, Dataset, DatasetImage
+from app.datasets.outcome import EditOutcome
 from app.datasets.paths import PathRefused, resolve_within
 from app.extensions import db
 from app.models import User, utcnow
@@ -148,30 +148,9 @@ def _record_single_edit(dataset_id: int, image_id: int, before: str | None, afte
 # --- many captions at once --------------------------------------------------------------------
 
 
-@dataclass
-class EditOutcome:
-    batch: CaptionBatch | None = None  # None when nothing changed
-    changed: int = 0
-    conflicts: list[str] = field(default_factory=list)  # image relpaths changed on disk since the scan
-    errors: list[str] = field(default_factory=list)  # messages (read-only files, refused paths)
-    # Captions left byte-identical because their encoding is a guess (caption relpaths).
-    uncertain: list[str] = field(default_factory=list)
-
-    @property
-    def summary(self) -> str:
-        parts = [f"{self.changed} caption{'s' if self.changed != 1 else ''} changed"]
-        if self.uncertain:
-            parts.append(f"{len(self.uncertain)} left unchanged because their encoding is uncertain (open each in "
-                         f"the editor to confirm how it reads): {', '.join(self.uncertain[:10])}"
-                         + (" …" if len(self.uncertain) > 10 else ""))
-        if self.conflicts:
-            parts.append(f"{len(self.conflicts)} skipped because they changed on disk since the last scan "
-                         f"(rescan, then try again): {', '.join(self.conflicts[:5])}")
-        if self.errors:
-            parts.append(f"{len(self.errors)} could not be written: {'; '.join(self.errors[:3])}")
-        return "; ".join(parts)
-
-
+# Captions read, edited and written at a time by a dataset-wide edit: memory stays flat at any
+# dataset size, and each chunk is still written as one batch (one sync; see bulkwrite).
+BULK_CHUNK = 2000
 # Dataset-wide normalising actions: name -> (what the user reads, the edit).
 NORMALISERS = {
     "underscores_to_spaces": ("Underscores to spaces (long_hair → long hair)", tags.underscores_to_spaces),
@@ -187,39 +166,81 @@ _ROW_COLUMNS = (IMAGES.c.id, IMAGES.c.relpath, IMAGES.c.caption, IMAGES.c.captio
 
 
 def caption_rows(dataset_id: int, image_ids: Sequence[int] | None):
+    """The rows an edit reads (id, relpath, caption, caption_relpath, caption_version,
+    caption_problems) of `image_ids` (None: every image), by id. All at once: for a few images;
+    dataset-wide edits read `caption_row_chunks`."""
+    return [row for rows in caption_row_chunks(dataset_id, image_ids) for row in rows]
+
+
+def caption_row_chunks(dataset_id: int, image_ids: Sequence[int] | None, size: int | None = None) -> Iterator[list]:
+    """`caption_rows` in lists of at most `size` (default `BULK_CHUNK`) rows, by id; each list is
+    read when the one before has been handled, so rows written meanwhile are read as they are now."""
+    size = size or BULK_CHUNK
     query = select(*_ROW_COLUMNS).where(IMAGES.c.dataset_id == dataset_id)
     if image_ids is None:
-        return db.session.execute(query.order_by(IMAGES.c.id)).all()
-    rows = []
-    for chunk in chunks(sorted(set(image_ids))):
-        rows += db.session.execute(query.where(IMAGES.c.id.in_(chunk)).order_by(IMAGES.c.id)).all()
-    return rows
+        last = 0
+        while rows := db.session.execute(query.where(IMAGES.c.id > last).order_by(IMAGES.c.id).limit(size)).all():
+            yield rows
+            last = rows[-1].id
+        return
+    ids = sorted(set(image_ids))
+    for start in range(0, len(ids), size):
+        rows = []
+        for chunk in chunks(ids[start:start + size]):
+            rows += db.session.execute(query.where(IMAGES.c.id.in_(chunk)).order_by(IMAGES.c.id)).all()
+        yield rows
 
 
 def edit_captions(dataset: Dataset, image_ids: Sequence[int] | None, edit: Callable[[str], str], *,
-                  root: Path, data_dir: Path, user_id: int, description: str, kind: str = "bulk") -> EditOutcome:
+                  root: Path, data_dir: Path, user_id: int, description: str, kind: str = "bulk",
+                  check: Callable[[str], str] | None = None, rewrite: bool = False,
+                  on_progress: Callable[[int], None] | None = None) -> EditOutcome:
     """Apply `edit(caption) -> caption` to the images (None: the whole dataset) as ONE history batch.
 
     `edit` gets "" for an image without a caption file; returning the same text skips the image,
-    so only captions that really change are written (together, see bulkwrite).
+    so only captions that really change are written. The captions are read, edited and written
+    `BULK_CHUNK` at a time (each chunk together, see bulkwrite), so memory does not grow with
+    the dataset. An edit that can fail on some caption (a user's pattern) passes `check`: it runs
+    over every caption first, and its exception (ValueError) propagates before any file is
+    written; should `edit` still fail later, the exception carries what was written as
+    ``exc.outcome`` (one batch, undoable). `rewrite` writes every existing caption even when its
+    text stays (re-encoding it as UTF-8 without BOM). `on_progress(captions read so far)` is
+    called after each chunk (it may raise to stop: the chunks written stay one batch).
     """
-    plan = []
-    for row in caption_rows(dataset.id, image_ids):
-        current = row.caption if row.caption is not None else ""
-        new = edit(current)
-        if new != current:
-            plan.append((row, new))
-    return apply_plan(dataset, plan, root=root, data_dir=data_dir, user_id=user_id, description=description, kind=kind)
+    if check is not None:
+        for rows in caption_row_chunks(dataset.id, image_ids):
+            for row in rows:
+                check(row.caption if row.caption is not None else "")
+    outcome, seen = EditOutcome(), 0
+    for rows in caption_row_chunks(dataset.id, image_ids):
+        plan = []
+        for row in rows:
+            current = row.caption if row.caption is not None else ""
+            try:
+                new = edit(current)
+            except ValueError as exc:
+                exc.outcome = outcome
+                raise
+            if new != current or (rewrite and row.caption is not None):
+                plan.append((row, new))
+        outcome.add(apply_plan(dataset, plan, root=root, data_dir=data_dir, user_id=user_id, description=description,
+                               kind=kind, batch=outcome.batch))
+        seen += len(rows)
+        if on_progress is not None:
+            on_progress(seen)
+    return outcome
 
 
 def apply_plan(dataset: Dataset, plan: list[tuple[object, str | None]], *, root: Path, data_dir: Path, user_id: int,
-           description: str, kind: str, undo_of: str | None = None) -> EditOutcome:
-    """Write each (row, new caption or None to delete the file) and record them as one batch.
+               description: str, kind: str, undo_of: str | None = None,
+               batch: CaptionBatch | None = None) -> EditOutcome:
+    """Write each (row, new caption or None to delete the file) and record them as one batch
+    (or add them to `batch`, the step the earlier chunks of the same edit made); commits.
 
     A caption whose encoding is uncertain is never written here: what it holds is a guess, so it is
     left byte-identical and named in `EditOutcome.uncertain` (the editor confirms a reading first).
     """
-    outcome = EditOutcome()
+    outcome = EditOutcome(batch=batch)
     writes, kept = [], []
     resolve = _CaptionResolver(root)
     for row, new in plan:
@@ -245,10 +266,13 @@ def apply_plan(dataset: Dataset, plan: list[tuple[object, str | None]], *, root:
     if not done:
         return outcome
 
-    batch = CaptionBatch(id=uuid.uuid4().hex, dataset_id=dataset.id, user_id=user_id, kind=kind,
-                         description=description[:500], image_count=len(done), undo_of=undo_of)
-    db.session.add(batch)
-    db.session.flush()
+    if batch is None:
+        batch = CaptionBatch(id=uuid.uuid4().hex, dataset_id=dataset.id, user_id=user_id, kind=kind,
+                             description=description[:500], image_count=0, undo_of=undo_of)
+        db.session.add(batch)
+        db.session.flush()
+    # Moving updated_at tells every process's tag count cache (grid._tag_state) that tags changed.
+    batch.image_count, batch.updated_at = batch.image_count + len(done), utcnow()
     db.session.execute(insert(EDITS), [{"batch_id": batch.id, "image_id": row.id, "before": row.caption, "after": new}
                                        for row, _, new, _ in done])
     new_tags = {row.id: caption_tags(new) for row, _, new, _ in done}
@@ -287,25 +311,34 @@ class _CaptionResolver:
         return str(resolve_within([self.root], relpath)) if is_link else candidate
 
 
-def undo_batch(dataset: Dataset, batch: CaptionBatch, *, root: Path, data_dir: Path, user_id: int) -> EditOutcome:
+def undo_batch(dataset: Dataset, batch: CaptionBatch, *, root: Path, data_dir: Path, user_id: int,
+               on_progress: Callable[[int], None] | None = None) -> EditOutcome:
     """Put back every caption of `batch` that still reads as the batch left it, as one new batch.
 
     Captions edited again since are left alone and reported as conflicts, so an undo never
-    throws away later work. Undoing an undo redoes.
+    throws away later work. Undoing an undo redoes. Reads and writes `BULK_CHUNK` captions at a
+    time, like `edit_captions`; `on_progress(edits handled so far)` after each chunk.
     """
-    edits = db.session.execute(select(EDITS.c.image_id, EDITS.c.before, EDITS.c.after)
-                               .where(EDITS.c.batch_id == batch.id)).all()
-    wanted = {image_id: (before, after) for image_id, before, after in edits}
-    plan, conflicts = [], []
-    for row in caption_rows(dataset.id, list(wanted)):
-        before, after = wanted[row.id]
-        if row.caption != after:
-            conflicts.append(row.relpath)
-        elif before != row.caption:
-            plan.append((row, before))
-    outcome = apply_plan(dataset, plan, root=root, data_dir=data_dir, user_id=user_id,
-                     description=f"Undo: {batch.description}", kind="undo", undo_of=batch.id)
-    outcome.conflicts = conflicts + outcome.conflicts
+    outcome, last, seen = EditOutcome(), 0, 0
+    description = f"Undo: {batch.description}"
+    while edits := db.session.execute(select(EDITS.c.id, EDITS.c.image_id, EDITS.c.before, EDITS.c.after)
+                                      .where(EDITS.c.batch_id == batch.id, EDITS.c.id > last)
+                                      .order_by(EDITS.c.id).limit(BULK_CHUNK)).all():
+        last = edits[-1].id
+        wanted = {image_id: (before, after) for _, image_id, before, after in edits}
+        plan, conflicts = [], []
+        for row in caption_rows(dataset.id, list(wanted)):
+            before, after = wanted[row.id]
+            if row.caption != after:
+                conflicts.append(row.relpath)
+            elif before != row.caption:
+                plan.append((row, before))
+        outcome.add(EditOutcome(conflicts=conflicts))
+        outcome.add(apply_plan(dataset, plan, root=root, data_dir=data_dir, user_id=user_id, description=description,
+                               kind="undo", undo_of=batch.id, batch=outcome.batch))
+        seen += len(edits)
+        if on_progress is not None:
+            on_progress(seen)
     if not outcome.conflicts and not outcome.errors:
         batch.undone_at = utcnow()
         db.session.commit()

@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from app.auth.access import child_or_404, owned_or_404
 from app.datasets import bp, buckets, index
+from app.datasets.bulkedit import BulkEdit, apply, enqueue_bulk_edit, prepare
 from app.datasets.captions import CaptionConflict, CaptionWriteError
 from app.datasets.captionwrite import write_caption
 from app.datasets.grid import (SORTS, TAG_PAGE, GridFilter, count_filtered, grid_page, progress_for, remember,
@@ -20,6 +21,7 @@ from app.datasets.grid import (SORTS, TAG_PAGE, GridFilter, count_filtered, grid
 from app.datasets.history import NORMALISERS, recent_batches
 from app.datasets.models import Dataset, DatasetImage
 from app.datasets.paths import DatasetRoot, PathRefused, resolve_within, roots_for_user
+from app.datasets.tagexpr import TagExprError
 from app.datasets.tags import apply_trigger
 from app.datasets.tasks import enqueue_scan
 from app.datasets.thumbnails import make_thumbnail, thumb_relpath
@@ -81,6 +83,38 @@ def start_scan(dataset: Dataset, *, full: bool = False) -> Job | None:
     except QueueUnavailable as exc:
         flash(str(exc), "error")
         return None
+
+
+def start_bulk_edit(dataset: Dataset, bulk: BulkEdit, back):
+    """Run `bulk` now when it touches few captions, else queue it as a job the dataset's page shows
+    (see app.datasets.bulkedit for why); flash what happened and return `back` (the dataset's
+    page when a job was queued from elsewhere)."""
+    try:
+        prepared = prepare(dataset, bulk)
+    except (ValueError, TagExprError) as exc:
+        flash(str(exc), "error")
+        return back
+    if prepared.count == 0:
+        flash(f"Nothing to change: {prepared.description} matches no caption.", "info")
+        return back
+    if prepared.count > current_app.config["DATASET_BULK_INLINE_LIMIT"]:
+        try:
+            enqueue_bulk_edit(dataset, bulk, prepared, user_id=current_user.id)
+        except QueueUnavailable as exc:
+            flash(str(exc), "error")
+            return back
+        flash(f"{prepared.description}: running over {prepared.count:,} captions as a job (below); "
+              "when it ends it is one step in the history, undone in one click.", "info")
+        page = url_for("datasets.show", dataset_id=dataset.id)
+        return back if urlsplit(back.location).path == page else redirect(page, 303)
+    try:
+        outcome = apply(dataset, prepared, root=root_of(dataset), data_dir=data_dir(), user_id=current_user.id)
+    except ValueError as exc:  # e.g. a replacement that names a group the pattern does not have
+        flash(str(exc), "error")
+        return back
+    flash(f"{prepared.description}: {outcome.summary}.",
+          "error" if outcome.conflicts or outcome.errors or outcome.uncertain else "info")
+    return back
 
 
 @bp.app_template_global()

@@ -1,21 +1,21 @@
 """Dataset-wide work: tag actions with undo, health, auto-captions and exports."""
 import re
-from functools import partial
 
 from flask import abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from app.auth.access import child_or_404, owned_or_404
-from app.datasets import bp, buckets, index, saferegex, tags
+from app.datasets import bp, buckets, index
 from app.datasets.captions import CAPTION_PROBLEMS
-from app.datasets.grid import filtered_select, GridFilter, images_with_tag
+from app.datasets.grid import filtered_select, GridFilter
 from app.datasets.health import health_report, known_problems
-from app.datasets.history import NORMALISERS, changes_by_others, edit_captions, recent_batches, undo_batch
+from app.datasets.bulkedit import FIXES, BulkEdit, enqueue_undo
+from app.datasets.history import changes_by_others, recent_batches, undo_batch
 from app.datasets.suggestions import (accept_suggestions, clear_suggestions, pending_count, pending_suggestions,
                                      uncaptioned_ids)
 from app.datasets.models import CaptionBatch, Dataset
-from app.datasets.routes import data_dir, dataset_jobs, root_of, shared_root
-from app.datasets.routes_health import FIXES, trash_entries
+from app.datasets.routes import data_dir, dataset_jobs, root_of, shared_root, start_bulk_edit
+from app.datasets.routes_health import trash_entries
 from app.datasets.tagexpr import TagExprError
 from app.extensions import db
 from app.files import send_data_file
@@ -49,74 +49,6 @@ def _scope_ids(dataset, values=None) -> tuple[list[int] | None, str]:
     return None, "all images"
 
 
-def _tag_list(text: str) -> list[str]:
-    return tags.split_tags(text.replace("\n", ","))
-
-
-def _bulk_edit(dataset, action: str, ids: list[int] | None):
-    """(edit function, candidate ids, description) for a bulk action; ValueError for bad input."""
-    form = request.form
-    trigger = dataset.trigger
-
-    def keep_trigger(edit):
-        return (lambda caption: tags.apply_trigger(edit(caption), trigger)) if trigger else edit
-
-    def only_with(tag: str) -> list[int]:
-        # Tag actions touch only the images that carry the tag: a sparse rename costs no full pass.
-        having = images_with_tag(dataset.id, tag)
-        return having if ids is None else sorted(set(having) & set(ids))
-
-    if action == "rename":
-        old, new = form.get("old", "").strip(), form.get("new", "").strip()
-        if not old or not new:
-            raise ValueError("Give the tag to rename and its new name.")
-        return partial(tags.rename_tag, old=old, new=new), only_with(old), f"Rename tag “{old}” → “{new}”"
-    if action == "delete":
-        tag = form.get("old", "").strip()
-        if not tag:
-            raise ValueError("Give the tag to delete.")
-        return partial(tags.remove_tag, tag=tag), only_with(tag), f"Delete tag “{tag}”"
-    if action == "add":
-        wanted = _tag_list(form.get("tags", ""))
-        if not wanted:
-            raise ValueError("Give one or more tags to add, separated by commas.")
-        position = "front" if form.get("position") == "front" else "end"
-        edit = keep_trigger(partial(tags.add_tags, tags=wanted, position=position))
-        return edit, ids, f"Add {', '.join(wanted)}"
-    if action == "remove":
-        unwanted = _tag_list(form.get("tags", ""))
-        if not unwanted:
-            raise ValueError("Give one or more tags to remove, separated by commas.")
-
-        def remove_all(caption: str) -> str:
-            for tag in unwanted:
-                caption = tags.remove_tag(caption, tag)
-            return caption
-        return remove_all, ids, f"Remove {', '.join(unwanted)}"
-    if action == "replace":
-        find = form.get("find", "")
-        if not find:
-            raise ValueError("Give the text to find.")
-        regex = form.get("regex") == "1"
-        replace = form.get("replace", "")
-        # One time budget for the whole edit: a pattern that backtracks is stopped, with a message,
-        # long before it could hold a worker (see app.datasets.saferegex).
-        deadline = saferegex.Deadline()
-        tags.replace_text("", find, replace, regex, deadline=deadline)  # an invalid pattern fails before any file
-        return (partial(tags.replace_text, find=find, replace=replace, regex=regex, deadline=deadline), ids,
-                f"Replace “{find[:200]}” with “{replace[:200]}”")
-    if action == "normalise":
-        choice = NORMALISERS.get(form.get("normaliser", ""))
-        if choice is None:
-            raise ValueError("Choose how to normalise.")
-        return choice[1], ids, choice[0]
-    if action == "trigger":
-        if not trigger:
-            raise ValueError("Set the dataset's trigger word first (Settings).")
-        return partial(tags.apply_trigger, trigger=trigger), ids, f"Put the trigger “{trigger}” first"
-    raise ValueError("Unknown action.")
-
-
 @bp.post("/<int:dataset_id>/bulk")
 def bulk(dataset_id):
     dataset = owned_or_404(Dataset, dataset_id)
@@ -124,26 +56,7 @@ def bulk(dataset_id):
     # Back to the grid as it was, unless its filter is the problem: then to the plain grid.
     back_args = grid_filter.to_args() if not grid_filter.problem else {}
     back = redirect(url_for("datasets.show", dataset_id=dataset.id, **back_args), 303)
-    try:
-        ids, scope_text = _scope_ids(dataset)
-        if ids == [] and request.form.get("scope") == "selected":
-            raise ValueError("Select some images first (tick their boxes), or choose “all” or “filtered”.")
-        edit, candidates, description = _bulk_edit(dataset, request.form.get("action", ""), ids)
-    except (ValueError, TagExprError) as exc:
-        flash(str(exc), "error")
-        return back
-    if candidates == []:
-        flash(f"Nothing to change: {description} matches no caption in {scope_text}.", "info")
-        return back
-    try:
-        # Every new caption is computed before any file is written, so a failing edit changes nothing.
-        outcome = edit_captions(dataset, candidates, edit, root=root_of(dataset), data_dir=data_dir(),
-                                      user_id=current_user.id, description=f"{description} ({scope_text})")
-    except ValueError as exc:  # e.g. a replacement that names a group the pattern does not have
-        flash(str(exc), "error")
-        return back
-    flash(f"{description}: {outcome.summary}.", "error" if outcome.conflicts or outcome.errors or outcome.uncertain else "info")
-    return back
+    return start_bulk_edit(dataset, BulkEdit.from_form(request.form, trigger=dataset.trigger), back)
 
 
 @bp.get("/<int:dataset_id>/history")
@@ -159,10 +72,18 @@ def history(dataset_id):
 def undo(dataset_id, batch_id):
     dataset = owned_or_404(Dataset, dataset_id)
     batch = child_or_404(CaptionBatch, batch_id, dataset_id=dataset.id)
+    back = redirect(safe_redirect_target(request.form.get("next"), url_for("datasets.show", dataset_id=dataset.id)), 303)
+    if batch.image_count > current_app.config["DATASET_BULK_INLINE_LIMIT"]:
+        try:
+            enqueue_undo(dataset, batch, user_id=current_user.id)
+        except QueueUnavailable as exc:
+            flash(str(exc), "error")
+            return back
+        flash(f"Undoing “{batch.description}” over {batch.image_count:,} captions as a job (below).", "info")
+        return redirect(url_for("datasets.show", dataset_id=dataset.id), 303)
     outcome = undo_batch(dataset, batch, root=root_of(dataset), data_dir=data_dir(), user_id=current_user.id)
     flash(f"Undid “{batch.description}”: {outcome.summary}.", "error" if outcome.conflicts or outcome.errors else "info")
-    back = safe_redirect_target(request.form.get("next"), url_for("datasets.show", dataset_id=dataset.id))
-    return redirect(back, 303)
+    return back
 
 
 @bp.get("/<int:dataset_id>/health")

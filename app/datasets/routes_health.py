@@ -2,31 +2,20 @@
 restoring from the trash, and cropping an image to a training bucket as a new file."""
 from __future__ import annotations
 
-from functools import partial
-
 from flask import flash, redirect, render_template, request, url_for
-from flask_login import current_user
 from PIL import Image
 
 from app.auth.access import child_or_404, owned_or_404
-from app.datasets import bp, buckets, index, tags
+from app.datasets import bp, buckets, index
 from app.datasets.captions import CaptionWriteError
 from app.datasets.captionwrite import write_caption
-from app.datasets.grid import images_with_tag
-from app.datasets.history import apply_plan, caption_rows, edit_captions
+from app.datasets.bulkedit import BulkEdit
 from app.datasets.models import Dataset, DatasetImage
 from app.datasets.paths import PathRefused
-from app.datasets.routes import data_dir, root_of, start_scan
+from app.datasets.routes import root_of, start_bulk_edit, start_scan
 from app.datasets.trash import list_trash, move_to_trash, restore
 from app.extensions import db
 from app.redirects import safe_redirect_target
-
-# Health's one-click fixes: problem key -> (button text, how).
-FIXES = {
-    "bom": "Rewrite without the byte order mark",
-    "not_utf8": "Convert to UTF-8",
-    "first_line_empty": "Remove the blank first line",
-}
 
 
 def _back(dataset: Dataset):
@@ -39,48 +28,18 @@ def _ids() -> list[int]:
     return [int(i) for i in request.form.getlist("ids") if i.isdigit()]
 
 
-def _with_problem(dataset: Dataset, problem: str) -> list[int]:
-    return db.session.scalars(db.select(DatasetImage.id).where(
-        DatasetImage.dataset_id == dataset.id, DatasetImage.caption_problems.contains(problem))).all()
-
-
 @bp.post("/<int:dataset_id>/health/fix")
 def health_fix(dataset_id):
     """Fix one kind of caption problem in every caption that has it, as one undoable step."""
     dataset = owned_or_404(Dataset, dataset_id)
-    problem = request.form.get("problem", "")
-    if problem not in FIXES:
-        flash("Unknown fix.", "error")
-        return _back(dataset)
-    ids = _with_problem(dataset, problem)
-    root, description = root_of(dataset), f"{FIXES[problem]} ({len(ids)} captions)"
-    if problem == "first_line_empty":
-        outcome = edit_captions(dataset, ids, tags.drop_leading_blank_lines, root=root, data_dir=data_dir(),
-                                user_id=current_user.id, description=description)
-    else:
-        # The text stays; writing it again is what drops the BOM and turns the bytes into UTF-8.
-        plan = [(row, row.caption) for row in caption_rows(dataset.id, ids) if row.caption is not None]
-        outcome = apply_plan(dataset, plan, root=root, data_dir=data_dir(), user_id=current_user.id,
-                             description=description, kind="bulk")
-    flash(f"{FIXES[problem]}: {outcome.summary}.", "error" if outcome.conflicts or outcome.errors else "info")
-    return _back(dataset)
+    return start_bulk_edit(dataset, BulkEdit.from_form(request.form, action="fix"), _back(dataset))
 
 
 @bp.post("/<int:dataset_id>/health/merge")
 def health_merge(dataset_id):
     """Spell every variant of a tag the chosen way (long_hair → long hair), as one undoable step."""
     dataset = owned_or_404(Dataset, dataset_id)
-    into = request.form.get("into", "").strip()
-    variants = [v for v in request.form.getlist("variants") if v.strip() and v.strip() != into]
-    if not into or not variants:
-        flash("Choose the spelling to keep and the ones to merge into it.", "error")
-        return _back(dataset)
-    ids = sorted({i for tag in [into, *variants] for i in images_with_tag(dataset.id, tag)})
-    outcome = edit_captions(dataset, ids, partial(tags.merge_variants, variants=variants, into=into), root=root_of(dataset),
-                            data_dir=data_dir(), user_id=current_user.id,
-                            description=f"Merge {', '.join(variants)} into “{into}”")
-    flash(f"Merged into “{into}”: {outcome.summary}.", "error" if outcome.conflicts or outcome.errors else "info")
-    return _back(dataset)
+    return start_bulk_edit(dataset, BulkEdit.from_form(request.form, action="merge"), _back(dataset))
 
 
 @bp.post("/<int:dataset_id>/exclude")

@@ -257,7 +257,7 @@ def add_tags(caption: str, tags: Iterable[str], position: str = "end") -> str:
         if not missing:
             return None
         if not "".join(segments).strip():
-            return missing
+            return [missing[0], *(" " + t for t in missing[1:])]  # "a, b" as every other caption is written
         if position == "front":
             return [*missing[:1], *(" " + t for t in missing[1:]), " " + segments[0].lstrip(), *segments[1:]]
         body = list(segments)
