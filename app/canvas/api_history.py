@@ -20,8 +20,8 @@ from app.files import send_data_file
 @bp.post("/<int:canvas_id>/undo")
 def undo(canvas_id):
     """Take back the newest step of the user's history, a mask edit or a canvas change (``kind``);
-    ``undone`` names it. ``version``: the history version the page saw (409 ``stale_history`` when
-    another tab changed it since; nothing is undone). An undone accept stages its variations again."""
+    ``undone`` names it. ``version``: the history version the page saw (``stale_history`` when another
+    tab changed it since: nothing is undone). An undone accept stages its variations again."""
     return _history_step(owned_or_404(Canvas, canvas_id), "undo")
 
 
@@ -86,9 +86,12 @@ def push_mask_step(canvas_id):
 
 
 def _stale_history(store: TileStore, canvas: Canvas):
+    """Another tab changed the history: nothing was done; the answer carries what the page needs to
+    show things as they are. 200, not 409: a refusal the page expects and handles, not a failure (a
+    4xx would also be logged as a failed resource in the browser's console)."""
     return jsonify(**_state(store, canvas), stale_history=True, mask=_mask_json(canvas),
                    variations=_staged_json(canvas),
-                   error="Another tab changed this canvas's history; it is shown here as it is now."), 409
+                   error="Another tab changed this canvas's history; it is shown here as it is now.")
 
 
 # ---- the mask, kept with the canvas for its user ------------------------------------------------------

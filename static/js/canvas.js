@@ -115,11 +115,11 @@ mask.onEdit = (step) => {
 };
 
 async function pushStep(step, retry) {
-  const { ok, status, data } = await api.post("/history/mask", formData({
+  const { ok, data } = await api.post("/history/mask", formData({
     version: steps.version, label: step.label, x: step.x, y: step.y, w: step.width, h: step.height,
     alpha: await deflate(step.before, step.after),
   }));
-  if (status === 409 && data.stale_history) {
+  if (data.stale_history) {
     await reloadFromServer(data);
     // Another tab changed the history: this edit goes on top of what is there now, not lost.
     // (mask.reapply reports the merged edit to onEdit, which queues it as a new step.)
@@ -147,8 +147,8 @@ function undo() { return enqueue(() => historyStep("undo")); }
 function redo() { return enqueue(() => historyStep("redo")); }
 
 async function historyStep(which) {
-  const { ok, status, data } = await api.post(`/${which}`, formData({ version: steps.version }));
-  if (status === 409 && data.stale_history) {
+  const { ok, data } = await api.post(`/${which}`, formData({ version: steps.version }));
+  if (data.stale_history) {
     await reloadFromServer(data);
     say(`${data.error} Press ${which === "undo" ? "Ctrl+Z" : "Ctrl+Shift+Z"} again to ${which} its newest step.`, true);
     return;
@@ -185,14 +185,16 @@ async function reloadFromServer(data) {
 }
 
 // A tab coming back to the front catches up with what another tab did meanwhile.
-document.addEventListener("visibilitychange", async () => {
+// (On the queue, like every change of the mask: a reload never races a push.)
+document.addEventListener("visibilitychange", () => {
   if (document.visibilityState !== "visible") return;
-  await queue;
-  const { ok, data } = await api.get("/history");
-  if (ok && data.steps.version !== steps.version) {
-    await reloadFromServer(data);
-    say("Updated with what another tab changed.");
-  }
+  enqueue(async () => {
+    const { ok, data } = await api.get("/history");
+    if (ok && data.history.version !== steps.version) {
+      await reloadFromServer(data);
+      say("Updated with what another tab changed.");
+    }
+  });
 });
 
 // ---- the mask, kept on the server for this canvas and user ----------------------------------------
@@ -208,10 +210,10 @@ async function saveMask() {
   if (!mask.frame) return;
   const blob = await mask.toBlob();
   const { x, y, width, height } = mask.frame;
-  const { ok, status, data } = await api.post("/mask", formData({
+  const { ok, data } = await api.post("/mask", formData({
     mask: new File([blob], "mask.png", { type: "image/png" }), x, y, w: width, h: height, history: steps.version,
   }));
-  if (status === 409 && data.stale_history) {
+  if (data.stale_history) {
     await reloadFromServer(data);
     say(data.error, true);
   } else if (!ok) {
@@ -300,8 +302,7 @@ function frameChanged(rect) {
 
 // After a move or resize ends: the mask follows, the unknown area is asked for again.
 function settleFrame() {
-  const moved = mask.frame !== null;
-  mask.placeAt(frame.rect);
+  const moved = mask.placeAt(frame.rect);
   mask.loadUnknown().then(showFrameSize);
   if (moved) saveMaskSoon(); // what fell outside the frame was dropped
   remember();
@@ -722,7 +723,7 @@ document.body.addEventListener("htmx:afterSwap", (event) => {
 document.body.addEventListener("htmx:load", (event) => {
   const element = event.detail.elt;
   if (element.matches?.("[data-canvas-staged]") || element.querySelector?.("[data-canvas-staged]")) staging.load();
-reloadMask();
+enqueue(() => reloadMask());
 minimap.refresh();
 });
 
@@ -749,5 +750,5 @@ if (saved.view) {
   view.fit(frame.x, frame.y, frame.width, frame.height);
 }
 staging.load();
-reloadMask();
+enqueue(() => reloadMask());
 minimap.refresh();

@@ -163,10 +163,11 @@ export class Mask {
   }
 
   // Follow the frame; painted pixels stay where they are on the canvas, what falls outside is dropped.
+  // Returns whether an earlier frame moved (what fell outside it may have been dropped).
   placeAt(rect) {
     const previous = this.frame;
     if (previous && previous.x === rect.x && previous.y === rect.y && previous.width === rect.width
-        && previous.height === rect.height) return;
+        && previous.height === rect.height) return false;
     let copy = null;
     if (previous && this.canvas.width && this.canvas.height) {
       copy = document.createElement("canvas");
@@ -179,6 +180,7 @@ export class Mask {
     if (copy) this.context.drawImage(copy, previous.x - rect.x, previous.y - rect.y);
     this.frame = { ...rect };
     this.position();
+    return previous !== null;
   }
 
   local(cx, cy) { return [cx - this.frame.x, cy - this.frame.y]; }
