@@ -242,7 +242,7 @@ class FsyncClock:
 
 
 def bench_accept_app(folder: Path) -> list[tuple]:
-    """POST accept and undo of a staged 1024² variation through the Flask app (test client, SQLite in
+    """POST accept and undo of a staged 1024² variation, and mask steps, through the Flask app (test client, SQLite in
     WAL mode as `tessera up` runs it), timing wall and thread CPU per request and the wall spent in
     fsync (tile files and their folders) and in SQLite COMMITs."""
     os.environ.update({"TESSERA_DATA_DIR": str(folder / "data"), "REDIS_URL": "redis://127.0.0.1:1/0",
@@ -321,6 +321,30 @@ def bench_accept_app(folder: Path) -> list[tuple]:
                 assert response.status_code == 200, (response.status_code, response.get_data(as_text=True)[:300])
                 rows[what].append((wall, cpu, clock.seconds, raw_commit_wall[0]))
                 store.wait_for_levels()  # the background level builds of one accept end before the next
+        # A brush stroke across the frame (1024×64 box) and a "clear mask" of the whole frame, pushed as
+        # history steps: what the page sends in the background after every mask edit.
+        import zlib
+
+        ys, xs = np.mgrid[0:64, 0:1024]
+        stroke_after = np.where((ys - 32) ** 2 < 30 ** 2, 255, 0).astype(np.uint8)
+        full_before = np.where((np.mgrid[0:1024, 0:1024][0] // 64) % 2, 255, 0).astype(np.uint8)
+        pushes = {
+            "stroke": ((0, 0, 1024, 64), zlib.compress(bytes(1024 * 64) + stroke_after.tobytes())),
+            "clear": ((0, 0, 1024, 1024), zlib.compress(full_before.tobytes() + bytes(1024 * 1024))),
+        }
+        for _ in range(9):
+            for what, (box, data) in pushes.items():
+                form = {"label": what, "x": box[0], "y": box[1], "w": box[2], "h": box[3],
+                        "alpha": (io.BytesIO(data), "alpha.zlib")}
+                with FsyncClock() as clock:
+                    raw_commit_wall[0] = 0.0
+                    wall, cpu = time.perf_counter(), time.process_time()
+                    response = client.post(f"/canvas/{canvas_id}/history/mask", data=form,
+                                           content_type="multipart/form-data")
+                    cpu = time.process_time() - cpu
+                    wall = time.perf_counter() - wall
+                assert response.status_code == 200, response.get_data(as_text=True)[:300]
+                rows.setdefault(what, []).append((wall, cpu, clock.seconds, raw_commit_wall[0]))
         db.engine.dialect.do_commit = original_commit
 
     def row(what, samples, target):
@@ -330,7 +354,10 @@ def bench_accept_app(folder: Path) -> list[tuple]:
                 target)
 
     return [row("**accept** (POST …/accept: claim, paste 4 tiles, revision, answer)", rows["accept"], "≤ 150 ms"),
-            row("undo of that accept (POST …/undo: versions restored, variations staged again)", rows["undo"], "")]
+            row("undo of that accept (POST …/undo: versions restored, variations staged again)", rows["undo"], ""),
+            row("mask step pushed after a brush stroke (1024×64 box; sent in the background, painting "
+                "never waits)", rows["stroke"], ""),
+            row("mask step pushed after \"clear mask\" of a 1024² frame", rows["clear"], "")]
 
 
 # ---- 5. memory of concurrent imports ------------------------------------------------------------

@@ -111,10 +111,10 @@ mask.onEdit = (step) => {
   state.canUndo = true; // at once, before the server has it: Ctrl+Z waits for the push in the queue
   state.canRedo = false;
   showRevision();
-  enqueue(() => pushStep(step, true));
+  enqueue(() => pushStep(step));
 };
 
-async function pushStep(step, retry) {
+async function pushStep(step) {
   const { ok, data } = await api.post("/history/mask", formData({
     version: steps.version, label: step.label, x: step.x, y: step.y, w: step.width, h: step.height,
     alpha: await deflate(step.before, step.after),
@@ -123,7 +123,7 @@ async function pushStep(step, retry) {
     await reloadFromServer(data);
     // Another tab changed the history: this edit goes on top of what is there now, not lost.
     // (mask.reapply reports the merged edit to onEdit, which queues it as a new step.)
-    if (retry && mask.reapply(step)) {
+    if (mask.reapply(step)) {
       say(`Another tab changed this canvas's history: your ${step.label} was added on top of it.`);
     }
     return;
