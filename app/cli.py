@@ -91,7 +91,8 @@ def worker(count: int, burst: bool) -> None:
 
 
 # Job modules, imported once in the worker so every forked work-horse starts with them loaded.
-TASK_MODULES = ("app.generate.tasks", "app.canvas.tasks", "app.datasets.tasks", "app.datasets.bulkedit", "app.loras.tasks")
+TASK_MODULES = ("app.generate.tasks", "app.canvas.tasks", "app.datasets.tasks", "app.datasets.bulkedit", "app.datasets.filetasks",
+                "app.loras.tasks")
 
 
 def _preload_for_jobs() -> None:

@@ -106,3 +106,39 @@ def honest_bomb(count: int, size: int) -> io.BytesIO:
     out.write(directory + struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, count, count, len(directory), out.tell(), 0))
     out.seek(0)
     return out
+
+
+def drawn_face(side: int = 200, *, background: int = 40):
+    """A grey drawn face (head, brows, eyes, nose shadow, mouth) that OpenCV's frontal-face cascade
+    finds, as an `L` image `side` wide and 1.25 × `side` tall; the face fills the middle of it."""
+    from PIL import ImageDraw, ImageFilter
+
+    s = side
+    image = Image.new("L", (s, int(s * 1.25)), background)
+    draw = ImageDraw.Draw(image)
+    draw.ellipse((s * 0.1, s * 0.1, s * 0.9, s * 1.15), fill=190)
+    draw.rectangle((s * 0.22, s * 0.38, s * 0.44, s * 0.43), fill=60)
+    draw.rectangle((s * 0.56, s * 0.38, s * 0.78, s * 0.43), fill=60)
+    draw.ellipse((s * 0.25, s * 0.47, s * 0.42, s * 0.56), fill=30)
+    draw.ellipse((s * 0.58, s * 0.47, s * 0.75, s * 0.56), fill=30)
+    draw.polygon([(s * 0.5, s * 0.55), (s * 0.44, s * 0.75), (s * 0.56, s * 0.75)], fill=150)
+    draw.ellipse((s * 0.35, s * 0.85, s * 0.65, s * 0.93), fill=70)
+    return image.filter(ImageFilter.GaussianBlur(s / 60))
+
+
+def illustrated_figure(size=(1200, 800), at=(100, 100), *, background=(235, 240, 250), eyes=False):
+    """A flat-coloured, outlined character (hair, head, body; `eyes` drawn only when asked) on a plain
+    background, as an illustration shows one. Without eyes no face detector finds it (a character
+    seen from behind, or drawn in a style photo cascades miss). Returns (RGB image, its bounding box)."""
+    from PIL import ImageDraw
+
+    image = Image.new("RGB", size, background)
+    draw = ImageDraw.Draw(image)
+    x, y = at
+    draw.polygon([(x, y + 20), (x + 240, y + 20), (x + 260, y + 320), (x - 20, y + 320)], fill=(90, 60, 140))
+    draw.ellipse((x + 20, y + 20, x + 220, y + 230), fill=(250, 220, 200), outline=(40, 30, 30), width=4)
+    if eyes:
+        draw.ellipse((x + 60, y + 100, x + 100, y + 140), fill=(60, 120, 220))
+        draw.ellipse((x + 140, y + 100, x + 180, y + 140), fill=(60, 120, 220))
+    draw.rectangle((x + 50, y + 230, x + 190, y + 600), fill=(200, 40, 60), outline=(30, 20, 20), width=4)
+    return image, (x - 20, y + 20, x + 260, y + 600)

@@ -183,18 +183,22 @@ def focus_crop(width: int, height: int, bucket: tuple[int, int], focus: tuple[in
     return left, top, left + box_w, top + box_h
 
 
-def crop_to_new_file(source: Path, box: tuple[int, int, int, int], *, size: tuple[int, int] | None = None) -> Path:
+def crop_to_new_file(source: Path, box: tuple[int, int, int, int], *, size: tuple[int, int] | None = None,
+                     folder: Path | None = None, number: bool = True) -> Path:
     """Write the `box` (upright pixels) of `source`, scaled to `size` if given, as a NEW file.
 
-    The new file sits beside the original as `<stem>-crop-<w>x<h><ext>` (`-2`, `-3`… if taken);
-    the original is never written. JPEG stays JPEG (quality 95), anything else becomes PNG.
-    Returns the new path. Raises ValueError for a box outside the image, OSError on I/O errors.
+    The new file is `<stem>-crop-<w>x<h><ext>` in `folder` (default: beside the original, which is
+    never written); a taken name gets `-2`, `-3`… or, with `number=False`, raises FileExistsError
+    (a bulk crop run again skips what it wrote before). JPEG stays JPEG (quality 95), anything
+    else becomes PNG. Returns the new path. Raises ValueError for a box outside the image, OSError
+    on I/O errors, Image.DecompressionBombError for an image over the pixel limit.
     """
     source = Path(source)
     with Image.open(source) as opened:
         fmt = opened.format
         icc = opened.info.get("icc_profile")
         image = imaging.prepare(opened)
+        image.load()  # prepare returns the opened image itself when nothing had to change
     left, top, right, bottom = box
     if not (0 <= left < right <= image.width and 0 <= top < bottom <= image.height):
         raise ValueError(f"The crop box {box} is outside the {image.width}×{image.height} image")
@@ -204,9 +208,12 @@ def crop_to_new_file(source: Path, box: tuple[int, int, int, int], *, size: tupl
     jpeg = fmt == "JPEG" and out.mode in ("RGB", "L")
     ext = ".jpg" if jpeg else ".png"
     stem = f"{source.stem}-crop-{out.width}x{out.height}"
-    target, n = source.with_name(stem + ext), 2
+    folder = Path(folder) if folder is not None else source.parent
+    target, n = folder / (stem + ext), 2
     while target.exists():
-        target, n = source.with_name(f"{stem}-{n}{ext}"), n + 1
+        if not number:
+            raise FileExistsError(f"{target.name} exists already")
+        target, n = folder / f"{stem}-{n}{ext}", n + 1
     tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         if jpeg:
@@ -214,7 +221,14 @@ def crop_to_new_file(source: Path, box: tuple[int, int, int, int], *, size: tupl
         else:
             out.save(tmp, "PNG", icc_profile=icc)
         # link() refuses to replace a file made meanwhile: the new name is never anyone's file.
-        os.link(tmp, target)
+        while True:
+            try:
+                os.link(tmp, target)
+                break
+            except FileExistsError:
+                if not number:
+                    raise
+                target, n = folder / f"{stem}-{n}{ext}", n + 1
     finally:
         tmp.unlink(missing_ok=True)
     return target

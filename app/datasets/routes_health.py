@@ -1,19 +1,16 @@
-"""Health that acts: one-click caption fixes, merging tag spellings, excluding or trashing images,
-restoring from the trash, and cropping an image to a training bucket as a new file."""
+"""Health that acts: one-click caption fixes, merging tag spellings, excluding or trashing images.
+(The trash itself: `routes_trash`; crops to a bucket: `routes_crop`.)"""
 from __future__ import annotations
 
 from flask import flash, redirect, render_template, request, url_for
-from PIL import Image
 
 from app.auth.access import child_or_404, owned_or_404
-from app.datasets import bp, buckets, index
-from app.datasets.captions import CaptionWriteError
-from app.datasets.captionwrite import write_caption
+from app.datasets import bp, index
 from app.datasets.bulkedit import BulkEdit
 from app.datasets.models import Dataset, DatasetImage
 from app.datasets.paths import PathRefused
-from app.datasets.routes import root_of, start_bulk_edit, start_scan
-from app.datasets.trash import list_trash, move_to_trash, restore
+from app.datasets.routes import root_of, start_bulk_edit
+from app.datasets.trash import TrashPage, move_to_trash, trash_page
 from app.extensions import db
 from app.redirects import safe_redirect_target
 
@@ -70,89 +67,13 @@ def trash_image(dataset_id, image_id):
     relpath = image.relpath
     index.forget_images(dataset, [image.id])
     flash(f"Moved {relpath} to the trash" + (" (its caption stays: another image uses it)" if shared else "")
-          + "; restore it from Health.", "info")
+          + "; restore it from the trash.", "info")
     return _back(dataset)
 
 
-@bp.post("/<int:dataset_id>/trash/restore")
-def trash_restore(dataset_id):
-    dataset = owned_or_404(Dataset, dataset_id)
+def trash_entries(dataset: Dataset) -> TrashPage | None:
+    """The newest trash entries for Health's short list (the trash page has them all); None if unreadable."""
     try:
-        entry = restore(root_of(dataset), request.form.get("entry", ""))
-    except KeyError:
-        flash("That trash entry is gone.", "error")
-        return _back(dataset)
-    except (OSError, PathRefused) as exc:
-        flash(f"Could not restore: {getattr(exc, 'message', None) or exc}", "error")
-        return _back(dataset)
-    job = start_scan(dataset)
-    flash(f"Restored {entry.image}" + ("; it reappears when the rescan ends." if job else "; rescan to see it."), "info")
-    return _back(dataset)
-
-
-def trash_entries(dataset: Dataset):
-    try:
-        return list_trash(root_of(dataset))
+        return trash_page(root_of(dataset), 1, per_page=5)
     except (OSError, PathRefused):
-        return []
-
-
-# --- buckets and the crop tool ------------------------------------------------------------------
-
-
-def _trainer() -> str:
-    key = request.values.get("trainer", buckets.DEFAULT_TRAINER)
-    return key if key in buckets.TRAINERS else buckets.DEFAULT_TRAINER
-
-
-@bp.get("/<int:dataset_id>/images/<int:image_id>/crop")
-def crop_page(dataset_id, image_id):
-    dataset = owned_or_404(Dataset, dataset_id)
-    image = child_or_404(DatasetImage, image_id, dataset_id=dataset.id)
-    trainer = _trainer()
-    bucket = buckets.bucket_for(image.width, image.height, trainer) if image.width and image.height else None
-    sizes = sorted(set(buckets.kohya_resolutions(1024, 256, 2048) if trainer.startswith("kohya")
-                       else buckets.ai_toolkit_resolutions(buckets.TRAINERS[trainer].resolution)),
-                   key=lambda s: s[0] / s[1])
-    return render_template("datasets/crop.html", dataset=dataset, image=image, trainer=trainer, bucket=bucket,
-                           sizes=sizes, trainers=buckets.TRAINERS)
-
-
-@bp.post("/<int:dataset_id>/images/<int:image_id>/crop")
-def crop(dataset_id, image_id):
-    """Write the chosen part of the image as a new file beside it (never over it), then rescan."""
-    dataset = owned_or_404(Dataset, dataset_id)
-    image = child_or_404(DatasetImage, image_id, dataset_id=dataset.id)
-    back = redirect(url_for("datasets.crop_page", dataset_id=dataset.id, image_id=image.id), 303)
-    try:
-        width, height = (int(v) for v in request.form.get("bucket", "").split("x"))
-        if not (64 <= width <= 8192 and 64 <= height <= 8192):
-            raise ValueError
-    except ValueError:
-        flash("Choose a bucket size.", "error")
-        return back
-    if not image.width or not image.height:
-        flash("This image cannot be read.", "error")
-        return back
-    box = [request.form.get(name, type=int) for name in ("left", "top", "right", "bottom")]
-    if None in box:  # no script ran: the centred crop
-        box = list(buckets.focus_crop(image.width, image.height, (width, height)))
-    resize = (width, height) if request.form.get("resize") == "1" else None
-    try:
-        new = buckets.crop_to_new_file(index.resolve_image(root_of(dataset), image.relpath), tuple(box), size=resize)
-    except (ValueError, OSError, Image.DecompressionBombError) as exc:
-        flash(f"Could not crop: {exc}", "error")
-        return back
-    # The crop starts with the original's caption, written beside it as the dataset writes captions.
-    caption_note = ""
-    if image.caption is not None:
-        try:
-            write_caption(new.with_suffix(dataset.caption_ext), image.caption)
-        except CaptionWriteError as exc:
-            caption_note = f" (its caption could not be written: {exc.message})"
-    if request.form.get("exclude_original") == "1":
-        index.set_excluded(dataset.id, [image.id], True)
-    start_scan(dataset)
-    flash(f"Wrote {new.name}{caption_note}; the original is unchanged"
-          + (" and excluded from training" if request.form.get("exclude_original") == "1" else "") + ".", "info")
-    return redirect(url_for("datasets.editor", dataset_id=dataset.id, image_id=image.id), 303)
+        return None

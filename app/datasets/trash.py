@@ -3,13 +3,21 @@
 Each deletion is one folder `<root>/.tessera-trash/<stamp>-<n>/` holding the image (and its caption
 when no other image shares it) under their dataset-relative paths, plus `entry.json` saying what
 goes back where. The folder is hidden, so scans skip it, and it stays on the dataset's own disk, so
-moving in and out is a rename and never a copy. Nothing is ever deleted for good here: emptying the
-trash is the user's to do in their file manager.
+moving in and out is a rename and never a copy.
+
+The trash is read a page at a time (entry names sort by when they were made, so a page reads only its
+own entries), and emptied for good only on the user's word, up to the newest entry they saw: what
+is trashed meanwhile stays. Only entries Tessera made (`ENTRY_NAME`) are listed or deleted; a
+symlink is removed as a link, never followed; `.tessera-trash` itself must be a real folder.
 """
 from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
+import stat as stat_module
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -17,6 +25,8 @@ from pathlib import Path
 from app.datasets.paths import PathRefused, resolve_within
 
 TRASH = ".tessera-trash"
+ENTRY_NAME = re.compile(r"(\d{8}-\d{6})-(\d{1,9})")
+PAGE = 50
 
 
 @dataclass(frozen=True)
@@ -70,19 +80,159 @@ def move_to_trash(root: Path, image_relpath: str, caption_relpath: str | None) -
     return entry
 
 
+def _base(root: Path) -> Path | None:
+    """The trash folder, None when there is none; PathRefused when it is a symlink or no folder."""
+    base = Path(root) / TRASH
+    try:
+        mode = os.lstat(base).st_mode
+    except FileNotFoundError:
+        return None
+    if not stat_module.S_ISDIR(mode):
+        raise PathRefused(f"{TRASH} in the dataset folder is not a folder (a link or a file); Tessera leaves it alone")
+    return base
+
+
+def _order(name: str) -> tuple[str, int]:
+    match = ENTRY_NAME.fullmatch(name)
+    return (match.group(1), int(match.group(2))) if match else ("", -1)
+
+
+def entry_names(root: Path) -> list[str]:
+    """The names of the trash's entries, newest first: real folders named as Tessera names them."""
+    base = _base(root)
+    if base is None:
+        return []
+    with os.scandir(base) as found:
+        names = [e.name for e in found if ENTRY_NAME.fullmatch(e.name) and e.is_dir(follow_symlinks=False)]
+    return sorted(names, key=_order, reverse=True)
+
+
+def read_entry(root: Path, name: str) -> TrashEntry:
+    """One entry, read from its `entry.json`. KeyError for a name that is no entry, or an unreadable one."""
+    base = _base(root)
+    if base is None or not ENTRY_NAME.fullmatch(name or "") or not (base / name).is_dir() or (base / name).is_symlink():
+        raise KeyError(name)
+    try:
+        data = json.loads((base / name / "entry.json").read_text(encoding="utf-8"))
+        return TrashEntry(name, str(data["image"]), data.get("caption"), str(data.get("deleted_at", "")))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise KeyError(name) from exc
+
+
 def list_trash(root: Path) -> list[TrashEntry]:
     """The trash entries of a dataset, newest first (unreadable entries are skipped)."""
-    base = Path(root) / TRASH
-    if not base.is_dir():
-        return []
     entries = []
-    for folder in sorted(base.iterdir(), reverse=True):
+    for name in entry_names(root):
         try:
-            data = json.loads((folder / "entry.json").read_text(encoding="utf-8"))
-            entries.append(TrashEntry(folder.name, data["image"], data.get("caption"), data.get("deleted_at", "")))
-        except (OSError, ValueError, KeyError, TypeError):
+            entries.append(read_entry(root, name))
+        except KeyError:
             continue
     return entries
+
+
+def folder_size(folder: Path) -> tuple[int, int]:
+    """(bytes, files) under `folder`, links counted as themselves and never followed."""
+    total = files = 0
+    pending = [os.fspath(folder)]
+    while pending:
+        try:
+            with os.scandir(pending.pop()) as found:
+                for item in found:
+                    if item.is_dir(follow_symlinks=False):
+                        pending.append(item.path)
+                    else:
+                        total += item.stat(follow_symlinks=False).st_size
+                        files += 1
+        except OSError:
+            continue
+    return total, files
+
+
+@dataclass(frozen=True)
+class TrashItem:
+    entry: TrashEntry | None  # None: an entry whose entry.json cannot be read (it can still be emptied)
+    name: str
+    size: int  # bytes
+
+
+@dataclass(frozen=True)
+class TrashPage:
+    items: list[TrashItem]
+    total: int  # entries in the whole trash
+    page: int  # 1-based
+    pages: int
+
+
+@dataclass(frozen=True)
+class TrashSummary:
+    count: int
+    size: int  # bytes
+    through: str | None  # the newest entry counted: emptying stops there
+
+
+def trash_page(root: Path, page: int = 1, per_page: int = PAGE) -> TrashPage:
+    """One page of the trash, newest first, with each entry's size; reads only that page's entries."""
+    names = entry_names(root)
+    pages = max(1, -(-len(names) // per_page))
+    page = min(max(page, 1), pages)
+    base = Path(root) / TRASH
+    items = []
+    for name in names[(page - 1) * per_page:page * per_page]:
+        try:
+            entry = read_entry(root, name)
+        except KeyError:
+            entry = None
+        items.append(TrashItem(entry, name, folder_size(base / name)[0]))
+    return TrashPage(items, len(names), page, pages)
+
+
+def trash_summary(root: Path, through: str | None = None) -> TrashSummary:
+    """How many entries, and how many bytes, the trash holds (up to and including `through`, if given)."""
+    names = _up_to(entry_names(root), through)
+    base = Path(root) / TRASH
+    return TrashSummary(len(names), sum(folder_size(base / name)[0] for name in names), names[0] if names else None)
+
+
+def _up_to(names: list[str], through: str | None) -> list[str]:
+    if through is None:
+        return names
+    if not ENTRY_NAME.fullmatch(through):
+        return []
+    return [name for name in names if _order(name) <= _order(through)]
+
+
+def empty_trash(root: Path, through: str | None, *,
+                on_progress: Callable[[int, int], None] | None = None) -> tuple[int, int, list[tuple[str, str]]]:
+    """Delete for good every entry up to and including `through` (None: all), oldest first.
+
+    Returns (entries deleted, bytes freed, [(entry name, why it could not be deleted)]).
+    `on_progress(done, total)` is called after each entry. Raises PathRefused when the trash
+    folder is a link or no folder.
+    """
+    names = list(reversed(_up_to(entry_names(root), through)))
+    base = _base(root)
+    done = freed = 0
+    failed: list[tuple[str, str]] = []
+    for n, name in enumerate(names, 1):
+        folder = base / name
+        size = folder_size(folder)[0]
+        try:
+            if folder.is_symlink() or not folder.is_dir():  # swapped for a link since it was listed
+                raise OSError("it is not a folder any more")
+            # rmtree never follows links inside (and on Linux works on open folders, so a folder
+            # swapped for a link mid-walk is not followed either).
+            shutil.rmtree(folder)
+        except FileNotFoundError:
+            pass  # restored or emptied meanwhile (another tab)
+        except OSError as exc:
+            failed.append((name, exc.strerror or str(exc)))
+            continue
+        else:
+            done += 1
+            freed += size
+        if on_progress is not None:
+            on_progress(n, len(names))
+    return done, freed, failed
 
 
 def restore(root: Path, name: str) -> TrashEntry:
@@ -92,19 +242,19 @@ def restore(root: Path, name: str) -> TrashEntry:
     dataset (nothing is overwritten), PathRefused for a tampered entry.
     """
     root = Path(root)
-    entry = next((e for e in list_trash(root) if e.name == name), None)
-    if entry is None or "/" in name or name.startswith("."):
-        raise KeyError(name)
+    entry = read_entry(root, name)
     folder = root / TRASH / name
     moves = [(folder / "files" / entry.image, resolve_within([root], entry.image))]
     if entry.caption:
         moves.append((folder / "files" / entry.caption, resolve_within([root], entry.caption)))
-    for _, target in moves:
-        if target.exists():
-            raise FileExistsError(f"{target.relative_to(root).as_posix()} exists already; rename it first")
     for source, target in moves:
         if not Path(os.path.realpath(source)).is_relative_to(os.path.realpath(folder)):
             raise PathRefused(f"Trash entry {name} points outside itself")
+        if Path(os.path.realpath(target)).is_relative_to(os.path.realpath(root / TRASH)):
+            raise PathRefused(f"Trash entry {name} would restore into the trash")
+    for _, target in moves:
+        if target.exists():
+            raise FileExistsError(f"{target.relative_to(root).as_posix()} exists already; rename it first")
     done = []
     try:
         for source, target in moves:
@@ -114,10 +264,5 @@ def restore(root: Path, name: str) -> TrashEntry:
         for source, target in done:
             os.rename(target, source)
         raise
-    for path in sorted(folder.rglob("*"), key=lambda p: len(p.parts), reverse=True):
-        if path.is_dir():
-            path.rmdir()
-        else:
-            path.unlink()
-    folder.rmdir()
+    shutil.rmtree(folder)
     return entry

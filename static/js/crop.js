@@ -1,6 +1,8 @@
 // The crop tool: drag the box (its shape is the chosen bucket's) over the part of the image to keep.
-// The box's position in the image's own pixels goes into the form's hidden fields; "Centre" puts
-// it back in the middle. Without JavaScript the form still crops the centre.
+// The box's position in the image's own pixels goes into the form's hidden fields. It starts where
+// the server's automatic crop puts it (data-auto-box: the face, else the subject); "Automatic" asks
+// the server again for the chosen bucket, "Centre" puts it in the middle. Without JavaScript the
+// form writes the automatic crop.
 
 const stage = document.getElementById("crop-stage");
 const image = stage && stage.querySelector("img");
@@ -48,6 +50,57 @@ function draw() {
 
 function centre() {
   fit(Number(stage.dataset.width) / 2, Number(stage.dataset.height) / 2);
+  note("Centred: what the trainer would keep.");
+}
+
+function note(text) {
+  const line = document.getElementById("crop-note");
+  if (line) line.textContent = text;
+}
+
+// Face outlines found by the automatic crop, placed over the shown image.
+function drawFaces() {
+  const scale = image.clientWidth / Number(stage.dataset.width);
+  for (const face of stage.querySelectorAll(".ds-crop-face")) {
+    const [l, t, r, b] = face.dataset.box.split(",").map(Number);
+    face.style.left = `${l * scale}px`;
+    face.style.top = `${t * scale}px`;
+    face.style.width = `${(r - l) * scale}px`;
+    face.style.height = `${(b - t) * scale}px`;
+  }
+}
+
+function placeBox(box) {
+  const [l, t, r, b] = box;
+  fit((l + r) / 2, (t + b) / 2);
+}
+
+// The automatic box for the chosen bucket, from the server (the same placement the bulk crop uses).
+async function automatic() {
+  const { w, h } = bucketSize();
+  const url = new URL(stage.dataset.autoUrl, window.location.href);
+  url.searchParams.set("bucket", `${w}x${h}`);
+  box.setAttribute("aria-busy", "true");
+  try {
+    const response = await fetch(url, { headers: { Accept: "application/json" } });
+    const answer = await response.json();
+    if (!response.ok) {
+      note(answer.error || "The automatic crop failed; drag the box instead.");
+      return;
+    }
+    placeBox(answer.box);
+    note(`Automatic: ${answer.note}`);
+  } catch (error) {
+    note("The automatic crop could not be reached; drag the box instead.");
+  } finally {
+    box.removeAttribute("aria-busy");
+  }
+}
+
+function start() {
+  drawFaces();
+  if (stage.dataset.autoBox) placeBox(stage.dataset.autoBox.split(",").map(Number));
+  else fit(Number(stage.dataset.width) / 2, Number(stage.dataset.height) / 2);
 }
 
 if (stage && image && box && form) {
@@ -73,11 +126,11 @@ if (stage && image && box && form) {
     event.preventDefault();
     fit(state.left + state.w / 2 + move[0], state.top + state.h / 2 + move[1]);
   });
-  form.querySelector("select[name=bucket]").addEventListener("change", () => {
-    fit(state.left + state.w / 2, state.top + state.h / 2);
-  });
+  // A new bucket is a new shape: the automatic crop places it again (the user adjusts from there).
+  form.querySelector("select[name=bucket]").addEventListener("change", automatic);
   document.getElementById("crop-centre").addEventListener("click", centre);
-  window.addEventListener("resize", () => state && draw());
-  if (image.complete) centre();
-  else image.addEventListener("load", centre);
+  document.getElementById("crop-auto").addEventListener("click", automatic);
+  window.addEventListener("resize", () => { if (state) { draw(); drawFaces(); } });
+  if (image.complete) start();
+  else image.addEventListener("load", start);
 }

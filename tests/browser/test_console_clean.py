@@ -111,7 +111,7 @@ def test_every_page_is_clean_after_login(logged_in, live_server, app_env, fake_r
     page.locator(".ds-cell a.ds-thumb").first.click()
     page.wait_for_url("**/images/*")
     watch.settle()
-    for sub in ("health", "history", "autocaption", "export"):
+    for sub in ("health", "history", "autocaption", "export", "trash", "trash?confirm=1", "crop-buckets"):
         watch.visit(f"{dataset_path}/{sub}")
 
     # Whatever else the main navigation offers (LoRAs, when that area exists).
