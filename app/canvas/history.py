@@ -7,7 +7,7 @@ is always the top of the stack. A canvas step names the tile store revision it m
 move the tile store's head. Undone steps are the redo branch: any new step (a stroke, an accept, an
 import) deletes them, and the tile store's redo branch with them — as in every painting program.
 
-Every change of the history bumps ``CanvasHistory.version``. A tab passes the version it last saw;
+Every change of the history but a new canvas step bumps ``CanvasHistory.version``. A tab passes the version it last saw;
 when another tab changed the history since, the change is refused with ``StaleHistory`` (nothing
 done) and the tab reloads what is there. Server-made steps (accept, import) pass no version: they
 are checked by the tile store's own stale-write rule instead.
@@ -61,23 +61,24 @@ def summary(store: TileStore, canvas_id: int, user_id: int) -> dict:
             "undo": top.label if top else None, "redo": following.label if following else None}
 
 
-def claim(canvas_id: int, user_id: int, seen: int | None) -> int:
+def claim(canvas_id: int, user_id: int, seen: int | None, *, bump: bool = True) -> int:
     """Take the history for a change: bump its version (the row lock on PostgreSQL, the write lock on
     SQLite, held until the caller commits). Raises StaleHistory when ``seen`` (None: no check) is not
-    the current version. Returns the new version."""
+    the current version. Returns the new version. ``bump=False`` takes the lock only."""
     table = CanvasHistory.__table__
     condition = [table.c.canvas_id == canvas_id, table.c.user_id == user_id]
     if seen is not None:
         condition.append(table.c.version == seen)
-    done = db.session.execute(db.update(table).where(*condition).values(version=table.c.version + 1)
+    done = db.session.execute(db.update(table).where(*condition)
+                              .values(version=table.c.version + (1 if bump else 0))
                               .execution_options(synchronize_session=False)).rowcount
     if done == 1:
         db.session.expire_all()
         return version(canvas_id, user_id)
     if db.session.get(CanvasHistory, (canvas_id, user_id)) is None and seen in (None, 0):
-        db.session.add(CanvasHistory(canvas_id=canvas_id, user_id=user_id, version=1))
+        db.session.add(CanvasHistory(canvas_id=canvas_id, user_id=user_id, version=1 if bump else 0))
         db.session.flush()
-        return 1
+        return 1 if bump else 0
     db.session.rollback()
     raise StaleHistory()
 
@@ -109,7 +110,10 @@ def record_canvas(store: TileStore, canvas_id: int, user_id: int, rev: int, labe
                                                                CanvasStep.rev == rev))
     if known is not None or rev == 0:
         return known
-    claim(canvas_id, user_id, None)
+    # No version bump: a canvas change goes on top of the history whichever tab made it (the tile
+    # store checked it against what that tab saw), and a tab's own pushes queued before its answer
+    # came must not read as another tab's change.
+    claim(canvas_id, user_id, None, bump=False)
     _drop_redo(store, canvas_id, user_id)
     step = CanvasStep(canvas_id=canvas_id, user_id=user_id, seq=_next_seq(canvas_id, user_id),
                       kind=CanvasStep.CANVAS, label=label[:200], rev=rev)
