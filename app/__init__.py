@@ -106,11 +106,13 @@ def create_app(overrides: dict | None = None) -> Flask:
             items = [("generate.index", "Generate"), ("generate.gallery", "Gallery"), ("canvas.index", "Canvas"),
                      ("datasets.index", "Datasets"), ("loras.index_page", "LoRAs"), ("jobs.index", "Jobs")]
             items = [(endpoint, label) for endpoint, label in items if endpoint in app.view_functions]
-            # The page's own item, else the item it belongs under by name (an image's page,
-            # generate.gallery_detail, marks "Gallery"), else the first item of its area (a canvas
-            # page marks "Canvas").
+            # The item the view names (`view.nav_item`: a page shown inside another area, as the Train
+            # page is a dataset's page), else the page's own item, else the item it belongs under by
+            # name (an image's page, generate.gallery_detail, marks "Gallery"), else the first item
+            # of its area (a canvas page marks "Canvas").
             endpoint = request.endpoint or ""
-            current = next((e for e, _ in items if e == endpoint), None) or next(
+            named = getattr(app.view_functions.get(endpoint), "nav_item", None)
+            current = named or next((e for e, _ in items if e == endpoint), None) or next(
                 (e for e, _ in items if endpoint.startswith(e + "_")), None) or next(
                 (e for e, _ in items if e.split(".")[0] == request.blueprint), None)
             return [(endpoint, label, endpoint == current) for endpoint, label in items]

@@ -4,6 +4,8 @@ from __future__ import annotations
 import os
 import socket
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -29,10 +31,7 @@ def up(host: str, port: int, workers: int, web_workers: int) -> None:
     """Run the web server, the job workers and (unless REDIS_URL is set) a private Redis."""
     data_dir = data_dir_from_env()
     os.environ["TESSERA_DATA_DIR"] = str(data_dir)
-    supervisor = Supervisor(grace=STOP_GRACE_SECONDS, say=_say)
-    # From here on Ctrl+C (or SIGTERM) asks for an orderly stop, even while starting up.
-    supervisor.install_signal_handlers()
-    try:
+    with _supervised() as supervisor:
         if not os.environ.get("REDIS_URL"):
             from app.redis_server import PrivateRedis
 
@@ -51,8 +50,6 @@ def up(host: str, port: int, workers: int, web_workers: int) -> None:
                 supervisor.start(f"worker-{number}", [sys.executable, "-m", "app.cli", "worker"])
             click.echo(f"Tessera is running at http://{host}:{port}/ (data in {data_dir}). Press Ctrl+C to stop.")
             supervisor.run()
-    finally:
-        supervisor.stop()
     click.echo("Tessera stopped." if not supervisor.exit_code else "Tessera stopped after an error (see above).")
     sys.exit(supervisor.exit_code)
 
@@ -61,21 +58,29 @@ def _say(message: str) -> None:
     click.echo(f"[tessera] {message}", err=True)
 
 
+@contextmanager
+def _supervised() -> Iterator[Supervisor]:
+    """A Supervisor for `up` and `worker -n`: from the start Ctrl+C (or SIGTERM) asks for an orderly
+    stop, even while starting up; leaving the block stops every process it started."""
+    supervisor = Supervisor(grace=STOP_GRACE_SECONDS, say=_say)
+    supervisor.install_signal_handlers()
+    try:
+        yield supervisor
+    finally:
+        supervisor.stop()
+
+
 @main.command()
 @click.option("--count", "-n", default=1, show_default=True, type=click.IntRange(1, 64), help="Worker processes.")
 @click.option("--burst", is_flag=True, help="Exit when the queue is empty.")
 def worker(count: int, burst: bool) -> None:
     """Run job workers against REDIS_URL (the way to scale out to more machines)."""
     if count > 1:
-        supervisor = Supervisor(grace=STOP_GRACE_SECONDS, say=_say)
-        supervisor.install_signal_handlers()
-        try:
+        with _supervised() as supervisor:
             for number in range(1, count + 1):
                 args = [sys.executable, "-m", "app.cli", "worker"] + (["--burst"] if burst else [])
                 supervisor.start(f"worker-{number}", args, restart=not burst)
             supervisor.run(until_all_exit=burst)
-        finally:
-            supervisor.stop()
         sys.exit(supervisor.exit_code)
     from app import create_app
     from app.worker import TesseraWorker
@@ -116,20 +121,10 @@ def user() -> None:
 @click.argument("username")
 def user_create(username: str) -> None:
     """Create an account; the password is asked for, or read from standard input."""
-    from app import create_app
-    from app.auth.accounts import AccountError, create_user
+    from app.auth.accounts import create_user
 
-    if sys.stdin.isatty():
-        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
-    else:
-        password = sys.stdin.readline().rstrip("\n")
-    app = create_app()
-    with app.app_context():
-        _upgrade(app)
-        try:
-            create_user(username, password)
-        except AccountError as exc:
-            raise click.ClickException(str(exc)) from None
+    password = _read_password("Password")
+    _change_account(lambda: create_user(username, password))
     click.echo(f"Created user {username}.")
 
 
@@ -138,21 +133,32 @@ def user_create(username: str) -> None:
 def user_passwd(username: str) -> None:
     """Set a new password for an account (the way back in after a forgotten one); ends every session
     it has. The password is asked for twice, or read from standard input."""
-    from app import create_app
-    from app.auth.accounts import AccountError, set_password, user_named
+    from app.auth.accounts import set_password, user_named
 
+    password = _read_password("New password")
+    _change_account(lambda: set_password(user_named(username), password))
+    click.echo(f"Changed the password of {username.strip()}; its sessions have ended.")
+
+
+def _read_password(prompt: str) -> str:
+    """Asked for twice on a terminal; otherwise the first line of standard input."""
     if sys.stdin.isatty():
-        password = click.prompt("New password", hide_input=True, confirmation_prompt=True)
-    else:
-        password = sys.stdin.readline().rstrip("\n")
+        return click.prompt(prompt, hide_input=True, confirmation_prompt=True)
+    return sys.stdin.readline().rstrip("\n")
+
+
+def _change_account(change: Callable[[], object]) -> None:
+    """Run `change` in an app context on an up-to-date database; an AccountError is the command's error."""
+    from app import create_app
+    from app.auth.accounts import AccountError
+
     app = create_app()
     with app.app_context():
         _upgrade(app)
         try:
-            set_password(user_named(username), password)
+            change()
         except AccountError as exc:
             raise click.ClickException(str(exc)) from None
-    click.echo(f"Changed the password of {username.strip()}; its sessions have ended.")
 
 
 @main.group()

@@ -184,6 +184,19 @@ def test_one_htmx_vocabulary_and_one_message_partial():
     assert not partials & {"canvas/_notice.html", "datasets/_message.html", "errors/_message.html"}
 
 
+def test_no_htmx_request_is_aborted_on_purpose():
+    """htmx 2 reports every request it aborts (hx-sync "replace"/"abort", the htmx:abort event) as a
+    console error (htmx:sendAbort, htmx:afterRequest), and the console must stay clean: a newer request
+    waits for the one in flight instead ("queue last")."""
+    sources = [*(ROOT / "templates").rglob("*.html"), *(ROOT / "static" / "js").rglob("*.js")]
+    for path in sources:
+        text = path.read_text(encoding="utf-8")
+        for sync in re.findall(r"""hx-sync\s*=\s*["']([^"']*)["']""", text):
+            strategy = sync.partition(":")[2].strip() or "drop"
+            assert strategy.split()[0] in ("drop", "queue"), f"{path.relative_to(ROOT)}: hx-sync={sync!r}"
+        assert "htmx:abort" not in text, f"{path.relative_to(ROOT)} aborts an htmx request"
+
+
 def test_jobs_are_enqueued_by_function_not_by_dotted_string():
     for module, path in MODULES.items():
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):

@@ -186,3 +186,14 @@ def test_the_filtered_and_selected_scopes_reach_the_job(client, run_jobs, datase
     assert job.status == "succeeded" and job.result["changed"] == 2
     assert files(dataset)["d.txt"] == b"chosen" and files(dataset)["a.txt"].endswith(b", chosen")
     assert files(dataset)["b.txt"] == CAPTIONS["b.png"].encode()
+
+
+def test_no_undo_while_an_edit_of_the_dataset_is_still_running(client, run_jobs, dataset):
+    job = post_and_run(client, run_jobs, dataset, f"/datasets/{dataset.id}/bulk", {"action": "delete", "old": "hat"})
+    [batch] = db.session.scalars(db.select(CaptionBatch)).all()
+    after = files(dataset)
+    client.post(f"/datasets/{dataset.id}/bulk", data={"action": "add", "tags": "solo"})  # queued, not run yet
+    response = client.post(f"/datasets/{dataset.id}/history/{batch.id}/undo")
+    assert "still running" in client.get(response.headers["Location"]).get_data(as_text=True)
+    assert files(dataset) == after and job.status == "succeeded"
+    assert [j.kind for j in bulk_jobs()] == ["datasets.bulk", "datasets.bulk"]  # no undo job queued

@@ -253,3 +253,25 @@ def test_a_crop_of_an_image_whose_caption_encoding_is_uncertain_gets_its_bytes_n
     assert (folder / "ko-crop-1216x832.txt").read_bytes() == korean
     assert (folder / "ok-crop-1216x832.txt").read_bytes() == b"mychar, 1girl\n"
     assert (folder / "ko.txt").read_bytes() == korean
+
+
+def test_the_trash_page_shows_each_trashed_image_s_thumbnail(client, run_jobs, app):
+    folder = folder_of(app)
+    Image.new("RGB", (120, 80), (200, 30, 30)).save(folder / "red one.png")
+    Image.new("RGB", (8, 8)).save(folder / "keep.png")
+    dataset = open_dataset(client, run_jobs, folder)
+    image = image_named(dataset, "red one.png")
+    client.post(f"/datasets/{dataset.id}/images/{image.id}/trash")
+    page = client.get(f"/datasets/{dataset.id}/trash").get_data(as_text=True)
+    src = re.search(r'<img src="([^"]+/thumb\.webp\?h=[0-9a-f]{16})"', page).group(1)
+    # The cached grid thumbnail is gone too: it is made again from the file in the trash.
+    for cached in (Path(app.config["DATA_DIR"]) / "thumbs").rglob("*.webp"):
+        cached.unlink()
+    response = client.get(src.replace("&amp;", "&"))
+    assert response.status_code == 200 and response.mimetype == "image/webp"
+    from io import BytesIO
+    with Image.open(BytesIO(response.get_data())) as thumb:
+        assert thumb.convert("RGB").getpixel((thumb.width // 2, thumb.height // 2))[0] > 150
+    entry = re.search(r'name="entry" value="([^"]+)"', page).group(1)
+    assert client.get(f"/datasets/{dataset.id}/trash/..%2F..%2Fetc/thumb.webp").status_code == 404
+    assert client.get(f"/datasets/{dataset.id}/trash/{entry}x/thumb.webp").status_code == 404

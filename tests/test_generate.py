@@ -7,6 +7,9 @@ from PIL import Image
 from app.extensions import db
 from app.gallery import Generation
 from app.models import Job
+from app.replicate.catalog import model_label
+from app.replicate.client import ModelInfo
+from app.replicate.models import ModelEntry
 from tests.app_helpers import log_in, make_user
 
 FLUX_DEV = "black-forest-labs/flux-dev"
@@ -219,3 +222,27 @@ def test_the_navigation_marks_only_the_current_page(client):
     page = client.get("/gallery").get_data(as_text=True)
     assert page.count('aria-current="page"') == 1
     assert '<a href="/gallery" aria-current="page">Gallery</a>' in page
+
+
+def test_a_model_added_by_reference_is_named_as_replicate_names_it(client, fake_replicate):
+    schema = {"components": {"schemas": {"Input": {"type": "object", "required": ["prompt"], "properties": {
+        "prompt": {"type": "string", "title": "Prompt", "x-order": 0}}}}}}
+    version = fake_replicate.add_model("someone/tiler", schema, "ab12cd34" + "e" * 56, description="Tiles things")
+    pinned = f"someone/tiler:{version}"
+    assert client.post("/models", data={"ref": pinned, "kind": "text-to-image"}).status_code == 200
+    assert client.post("/models", data={"ref": "someone/tiler", "kind": "text-to-image"}).status_code == 200
+    picker = client.get("/").get_data(as_text=True).split('id="model"')[1].split("</select>")[0]
+    # A pinned version by its short id, not the 64 characters pasted; the latest by owner/name alone.
+    assert re.search(rf'value="{re.escape(pinned)}"[^>]*>someone/tiler · ab12cd34</option>', picker)
+    assert re.search(r'value="someone/tiler"[^>]*>someone/tiler</option>', picker)
+    entries = {e.ref: e.label for e in db.session.scalars(db.select(ModelEntry))}
+    assert entries[pinned] == "someone/tiler · ab12cd34"
+
+
+def test_the_label_is_replicates_spelling_of_the_model():
+    info = ModelInfo(ref="Someone/Tiler", owner="someone", name="tiler", description="", version_id="v" * 64,
+                     openapi_schema={})
+    assert model_label(info) == "someone/tiler"
+    pinned = ModelInfo(ref="someone/tiler:" + "v" * 64, owner="someone", name="tiler", description="",
+                       version_id="v" * 64, openapi_schema={})
+    assert model_label(pinned) == "someone/tiler · vvvvvvvv"

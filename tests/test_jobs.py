@@ -162,3 +162,22 @@ def test_a_status_poll_from_a_session_whose_account_is_gone_is_sent_to_log_in(cl
         session["_user_id"] = "999999"
     response = client.get(f"/jobs/{job.id}/status")
     assert response.status_code == 302 and "/login" in response.headers["Location"]
+
+
+def test_progress_is_clamped_and_commits_only_what_changes(app, user):
+    from sqlalchemy import event
+
+    job = _job(user)
+    with job_run(job.id) as run:
+        commits = []
+        event.listen(db.session(), "after_commit", lambda _session: commits.append(run.job.progress))
+        run.progress(130)  # more than done: 100
+        run.progress(100)
+        run.progress(250)  # still 100: nothing to write
+        run.progress(-5)  # less than nothing: 0
+        run.progress(-1)
+        run.progress(None, "Saving")
+        run.progress(None, "Saving")
+        during = list(commits)
+    assert during == [100, 0, 0]  # 130 → 100, -5 → 0, the new message; every repeat left alone
+    assert db.session.get(Job, job.id).status == Job.SUCCEEDED

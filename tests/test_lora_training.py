@@ -8,15 +8,16 @@ import zipfile
 import pytest
 from PIL import Image
 
+from app.datasets import ImageFacts
 from app.loras.training import (
-    PreflightImage, WeightsError, build_training_zip, check_safetensors, extract_weights, loss_chart_svg,
+    WeightsError, build_training_zip, check_safetensors, extract_weights, loss_chart_svg,
     parse_resolutions, preflight, training_facts, zip_captions,
 )
 from tests.fake_replicate import safetensors_bytes
 
 
 def image(id, caption="TOK, a cat", *, width=1024, height=1024, error=None, digest=None, fmt="PNG"):
-    return PreflightImage(id, f"img{id}.png", width, height, error, caption, digest or f"h{id}", fmt)
+    return ImageFacts(id, f"img{id}.png", width, height, error, caption, digest or f"h{id}", fmt)
 
 
 def test_a_clean_dataset_passes():
@@ -143,3 +144,11 @@ def test_training_facts():
     facts = dict(training_facts({"steps": 1000, "lora_rank": 16, "batch_size": 2, "resolution": "512,1024"}, 20))
     assert facts == {"Images": "20", "Steps": "1,000", "LoRA rank": "16", "Batch size": "2",
                      "Resolution": "512,1024", "Epochs": "≈ 100.0 (each image seen this often)"}
+
+
+def test_preflight_reads_the_datasets_image_facts_even_without_hash_or_format():
+    """The check takes the datasets area's own ImageFacts (no copy of it); an image whose hash or format
+    is not known yet is neither a duplicate nor converted."""
+    images = [ImageFacts(n, f"img{n}.png", 1024, 1024, None, "TOK, a cat") for n in range(10)]
+    report = preflight(images, trigger="TOK")
+    assert report.ok and report.warnings == [] and (report.image_count, report.convert_count) == (10, 0)

@@ -346,3 +346,40 @@ def test_sample_grid_at_four_scales(client, run_jobs, fake_replicate, user):
     assert {c.json["input"]["prompt"] for c in creates} == {"INK, a ship"}
     job = db.session.scalars(db.select(Job).where(Job.kind == "loras.samples")).one()
     assert len(job.result["generations"]) == 4
+
+
+BADGE = re.compile(r'<span id="lora-status-badge" class="lora-status (\w+)"( hx-swap-oob="true")?>(\w+)</span>')
+
+
+def test_the_name_badge_follows_the_training_and_its_jobs_link_to_the_lora(client, run_jobs, dataset, app):
+    start_training(client, dataset)
+    lora = only_lora()
+    page = client.get(f"/loras/{lora.id}").get_data(as_text=True)
+    assert [m.group(1, 2, 3) for m in BADGE.finditer(page)] == [("preparing", None, "preparing")]
+    assert "<p>Queued</p>" in page  # the progress line of a job no worker has taken yet
+    # Each progress poll sends the badge again, out of band, with the state it is in now.
+    lora.status = Lora.TRAINING
+    db.session.commit()
+    progress = client.get(f"/loras/{lora.id}/progress", headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert [m.group(1, 2, 3) for m in BADGE.finditer(progress)] == [("training", ' hx-swap-oob="true"', "training")]
+    assert 'id="lora-progress"' in progress and "Training <span" in progress
+    lora.status = Lora.PREPARING
+    db.session.commit()
+    run_jobs()
+    lora = only_lora()
+    page = client.get(f"/loras/{lora.id}").get_data(as_text=True)
+    assert [m.group(1, 3) for m in BADGE.finditer(page)] == [("ready", "ready")]
+    # The jobs page links the training and the sample grid to their LoRA.
+    assert client.post(f"/loras/{lora.id}/samples", data={"prompt": "tok, a cat", "seed": "3"}).status_code == 200
+    jobs = client.get("/jobs/").get_data(as_text=True)
+    assert jobs.count(f'<a href="/loras/{lora.id}">Its LoRA</a>') == 2
+
+
+def test_the_train_page_marks_datasets_in_the_main_navigation(client, dataset):
+    current = re.compile(r'<a href="([^"]+)" aria-current="page">')
+    nav = lambda html: html.split('<nav aria-label="Main">')[1].split("</nav>")[0]  # noqa: E731
+    train = client.get(f"/loras/train/{dataset.id}").get_data(as_text=True)
+    assert current.findall(nav(train)) == ["/datasets/"]  # as its dataset sub-navigation says
+    assert f'href="/loras/train/{dataset.id}" aria-current="page">Train a LoRA' in train
+    assert current.findall(nav(client.get("/loras/").get_data(as_text=True))) == ["/loras/"]
+    assert current.findall(nav(client.get(f"/datasets/{dataset.id}").get_data(as_text=True))) == ["/datasets/"]

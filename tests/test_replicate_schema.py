@@ -200,3 +200,15 @@ def test_the_new_presets_take_a_lora_several_images_or_one_image_to_edit():
     for ref in ("google/nano-banana", "black-forest-labs/flux-kontext-pro"):
         output = preset_for(ref).openapi_schema["components"]["schemas"]["Output"]
         assert output == {"title": "Output", "type": "string", "format": "uri"}  # one URL, not a list
+
+
+def test_flux_dev_lora_takes_flux_dev_inputs_and_its_lora_after_them():
+    """One list of FLUX.1 [dev] inputs serves both presets: flux-dev-lora is flux-dev plus the LoRA."""
+    def inputs(ref):
+        return preset_for(ref).openapi_schema["components"]["schemas"]["Input"]["properties"]
+
+    dev, lora = inputs("black-forest-labs/flux-dev"), inputs("black-forest-labs/flux-dev-lora")
+    assert list(lora) == [*dev, "lora_weights", "lora_scale"]
+    assert all(lora[name] == dev[name] for name in dev)
+    assert [lora[name]["x-order"] for name in ("lora_weights", "lora_scale")] == [len(dev), len(dev) + 1]
+    assert dev["num_inference_steps"]["default"] == 28 and dev["guidance"]["maximum"] == 10

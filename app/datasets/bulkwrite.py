@@ -140,19 +140,22 @@ def write_captions(writes: Sequence[CaptionWrite]) -> BatchOutcome:
     staged: list[_Staged] = []
     devices: dict[str, int] = {}  # backup folder -> st_dev
     batch = uuid.uuid4().hex[:12]  # temp names: one random part per batch, then a counter
+    folders_checked: set[str] = set()  # folders found writable: checked once per batch, not per file
     for index, write in enumerate(writes):
         target = os.fspath(write.path)
-        version, data = current_version(target)
-        if version != write.expected_version:  # checked again under the lock; this saves staging
-            outcome.conflicts[index] = _conflict(target, version, data)
-            continue
-        if write.text is None and version is None:
-            outcome.written[index] = None  # already absent
-            continue
         tmp = backup_copy = new_version = None
         try:
+            version, data = current_version(target, resolved=True)
+            if version != write.expected_version:  # checked again under the lock; this saves staging
+                outcome.conflicts[index] = _conflict(target, version, data)
+                continue
+            if write.text is None and version is None:
+                outcome.written[index] = None  # already absent
+                continue
             current = _stat(target)
-            check_writable(Path(target), current)
+            parent = os.path.dirname(target)
+            check_writable(target, current, folder_checked=parent in folders_checked)
+            folders_checked.add(parent)
             backup = _backup_path(write) if current is not None else None
             if backup is not None:
                 folder = os.path.dirname(backup)
@@ -198,7 +201,12 @@ def write_captions(writes: Sequence[CaptionWrite]) -> BatchOutcome:
 
 def _replace(item: _Staged, expected_version: str | None, outcome: BatchOutcome, folders: set[str]) -> bool:
     """Check the version and put one staged caption in place (the folder lock is held)."""
-    version, data = current_version(item.target)
+    try:
+        version, data = current_version(item.target, resolved=True)
+    except OSError as exc:  # e.g. the file was replaced by a symlink since it was resolved
+        outcome.errors[item.index] = f"Could not save {os.path.basename(item.target)}: {exc.strerror or exc}"
+        _discard(item.tmp, item.backup_copy)
+        return False
     if version != expected_version:
         outcome.conflicts[item.index] = _conflict(item.target, version, data)
         _discard(item.tmp, item.backup_copy)
@@ -222,7 +230,11 @@ def _replace(item: _Staged, expected_version: str | None, outcome: BatchOutcome,
         return False
     finally:
         _discard(item.backup_copy)
-    outcome.written[item.index] = None if item.tmp is None else Written(item.version, os.stat(item.target).st_mtime_ns)
+    if item.tmp is None:
+        outcome.written[item.index] = None
+    else:
+        after = os.stat(item.target)
+        outcome.written[item.index] = Written(item.version, after.st_mtime_ns, after.st_size)
     return True
 
 

@@ -76,14 +76,17 @@ class CaptionOutside(OSError):
     """The caption file is a symlink (or inside a symlinked folder) leading out of the root."""
 
 
-def read_caption_bytes(path: Path, max_bytes: int = MAX_CAPTION_BYTES, *, within: Path | None = None) -> bytes:
+def read_caption_bytes(path: Path, max_bytes: int = MAX_CAPTION_BYTES, *, within: Path | None = None,
+                       resolved: bool = False) -> bytes:
     """The file's bytes, refusing (`CaptionTooLarge`) anything over `max_bytes` without reading it.
 
     With `within` (a real, symlink-free folder), a file whose real path lies outside it raises
     `CaptionOutside` and is never opened. Only regular files are read: a FIFO or device named
-    like a caption raises OSError instead of blocking the reader.
+    like a caption raises OSError instead of blocking the reader. `resolved=True` says `path` is
+    already real (as `paths.resolve_within` gives it): it is opened as it is, and a symlink put in
+    its place since is refused (OSError) rather than followed.
     """
-    real = os.path.realpath(path)
+    real = path if resolved else os.path.realpath(path)
     if within is not None and not Path(real).is_relative_to(within):
         raise CaptionOutside(f"{Path(path).name} is a link to a file outside the dataset folder; it is not read")
     fd = os.open(real, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))

@@ -48,10 +48,11 @@ def folder_lock(folder: Path) -> Iterator[None]:
             os.close(fd)  # closing releases the lock
 
 
-def current_version(path: Path) -> tuple[str | None, bytes | None]:
-    """(version, bytes) of the caption at `path` now; (None, None) if there is no file."""
+def current_version(path: Path, *, resolved: bool = False) -> tuple[str | None, bytes | None]:
+    """(version, bytes) of the caption at `path` now; (None, None) if there is no file.
+    `resolved`: `path` is already real (see `captions.read_caption_bytes`)."""
     try:
-        data = read_caption_bytes(path)
+        data = read_caption_bytes(path, resolved=resolved)
     except FileNotFoundError:
         return None, None
     except CaptionTooLarge as exc:
@@ -60,17 +61,22 @@ def current_version(path: Path) -> tuple[str | None, bytes | None]:
     return caption_version(data), data
 
 
-def check_writable(target: Path, current: os.stat_result | None) -> None:
+def check_writable(target: Path, current: os.stat_result | None, *, folder_checked: bool = False) -> None:
+    """Raise `CaptionWriteError` when the caption file (`current`: its stat, None if absent) or,
+    unless `folder_checked`, its folder cannot be written."""
     # Mode bits are checked as well as access(): a server running as root would otherwise ignore
     # a file or folder the user deliberately made read-only.
     if current is not None and (not current.st_mode & 0o222 or not os.access(target, os.W_OK)):
-        raise CaptionWriteError(f"Caption file is read-only: {target.name}")
+        raise CaptionWriteError(f"Caption file is read-only: {os.path.basename(target)}")
+    if folder_checked:
+        return
+    parent = os.path.dirname(target)
     try:
-        folder = os.stat(target.parent)
+        folder = os.stat(parent)
     except FileNotFoundError:
-        raise CaptionWriteError(f"The folder of {target.name} does not exist") from None
-    if not folder.st_mode & 0o222 or not os.access(target.parent, os.W_OK | os.X_OK):
-        raise CaptionWriteError(f"The folder of {target.name} is read-only, cannot save captions in it")
+        raise CaptionWriteError(f"The folder of {os.path.basename(target)} does not exist") from None
+    if not folder.st_mode & 0o222 or not os.access(parent, os.W_OK | os.X_OK):
+        raise CaptionWriteError(f"The folder of {os.path.basename(target)} is read-only, cannot save captions in it")
 
 
 UNCHECKED = object()  # write_caption without a version check
@@ -80,6 +86,7 @@ UNCHECKED = object()  # write_caption without a version check
 class Written:
     version: str  # caption_version of the bytes written
     mtime_ns: int
+    size: int | None = None  # bytes on disk after the write (what the index stores to notice later edits)
 
 
 def encode_caption(text: str) -> bytes:
@@ -150,7 +157,8 @@ def _replace(target: Path, data: bytes, expected_version: str | None | object) -
         full = storage_error_message(exc)
         raise CaptionWriteError(full or f"Could not save {target.name}: {exc.strerror or exc}",
                                 disk_full=bool(full)) from exc
-    return Written(caption_version(data), os.stat(target).st_mtime_ns)
+    after = os.stat(target)
+    return Written(caption_version(data), after.st_mtime_ns, after.st_size)
 
 
 def backup_original(path: Path, backup_root: Path, relpath: str | None = None) -> Path | None:

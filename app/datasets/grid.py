@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import and_, func, not_, or_, select, true
 
-from app.datasets.index import IMAGES, TAGS, chunks
+from app.datasets.index import IMAGES, TAGS
 from app.datasets.models import CaptionBatch, Dataset, DatasetImage, DatasetProgress
 from app.datasets.tagexpr import And, Expr, MatchAll, Not, Or, Tag, TagExprError, Wildcard, normalise_tag, parse
 from app.extensions import db
@@ -135,20 +135,23 @@ def neighbours(dataset_id: int, grid_filter: GridFilter, image_id: int) -> tuple
 
 
 # Per-process cache of each dataset's tag counts: counting 1.6 million tag rows (100,000 images)
-# takes seconds, and the editor and the combobox ask on every keystroke and image. The key changes
-# whenever the tags can: a scan, any caption edit (each is a batch, and a batch's updated_at moves
-# with every editor save) or an image leaving the index.
-_TAG_COUNTS: dict[int, tuple[tuple, dict[str, tuple[str, int]], list[tuple[str, int]]]] = {}
+# takes seconds, and the dataset page, the editor and the combobox ask on every page, image and
+# keystroke. The key changes whenever the tags can: a scan or the editor finding captions changed
+# on disk (Dataset.tags_changed_at), any caption edit (each is a batch, and a batch's updated_at
+# moves with every editor save and every chunk of a bulk edit) or an image leaving the index.
+_TAG_COUNTS: dict[int, tuple[tuple, dict[str, int], list[tuple[str, str, int]]]] = {}
 
 
 def _tag_state(dataset_id: int) -> tuple:
-    dataset = db.session.execute(select(Dataset.scanned_at, Dataset.image_count).where(Dataset.id == dataset_id)).first()
+    dataset = db.session.execute(select(Dataset.tags_changed_at, Dataset.image_count)
+                                 .where(Dataset.id == dataset_id)).first()
     last_edit = db.session.scalar(select(func.max(CaptionBatch.updated_at)).where(CaptionBatch.dataset_id == dataset_id))
     return (tuple(dataset) if dataset else None, last_edit)
 
 
-def _counts(dataset_id: int) -> tuple[dict[str, int], list[tuple[str, int]]]:
-    """(count of each tag as written, tags grouped by normalised key) from the cache or the database."""
+def _counts(dataset_id: int) -> tuple[dict[str, int], list[tuple[str, str, int]]]:
+    """(count of each tag as written, [(key, tag, count)] grouped by normalised key, most used
+    first) from the cache or the database."""
     state = _tag_state(dataset_id)
     cached = _TAG_COUNTS.get(dataset_id)
     if cached is not None and cached[0] == state:
@@ -158,14 +161,13 @@ def _counts(dataset_id: int) -> tuple[dict[str, int], list[tuple[str, int]]]:
     count = func.count().label("n")
     by_tag = dict(db.session.execute(select(TAGS.c.tag, count).where(TAGS.c.dataset_id == dataset_id)
                                      .group_by(TAGS.c.tag)).all())
-    rows = [(normalise_tag(tag), tag, n) for tag, n in by_tag.items()]
     by_key: dict[str, list] = {}
-    for key, tag, n in rows:
-        entry = by_key.setdefault(key, [tag, 0, 0])
+    for tag, n in by_tag.items():
+        entry = by_key.setdefault(normalise_tag(tag), [tag, 0, 0])
         if n > entry[2] or (n == entry[2] and tag < entry[0]):
             entry[0], entry[2] = tag, n
         entry[1] += n
-    grouped = sorted(((tag, total) for tag, total, _ in by_key.values()), key=lambda tc: (-tc[1], tc[0]))
+    grouped = sorted(((key, tag, total) for key, (tag, total, _) in by_key.items()), key=lambda ktc: (-ktc[2], ktc[0]))
     if len(_TAG_COUNTS) > 32:
         _TAG_COUNTS.clear()
     _TAG_COUNTS[dataset_id] = (state, by_tag, grouped)
@@ -179,34 +181,21 @@ def tag_counts(dataset_id: int) -> list[tuple[str, int]]:
     are one tag here, as in the filter: shown in their most used spelling, their counts added
     (Health offers to merge them on disk).
     """
-    return list(_counts(dataset_id)[1])
+    return [(tag, n) for _, tag, n in _counts(dataset_id)[1]]
 
 
 def tag_page(dataset_id: int, *, offset: int = 0, limit: int = TAG_PAGE, find: str = "") -> tuple[list[tuple[str, int]], int]:
     """One page of `tag_counts` (most used first), and how many tags there are in all — of those
     containing `find` when given, compared as `normalise_tag` compares. Spellings that normalise
-    alike are one tag, shown in their most used spelling, as in `tag_counts`; a page costs one
-    grouped query however many tags the dataset has.
+    alike are one tag, shown in their most used spelling, as in `tag_counts`. Answered from the
+    per-process count cache, so a page costs a slice however many tags the dataset has.
     """
-    count = func.count().label("n")
-    where = [TAGS.c.dataset_id == dataset_id]
+    grouped = _counts(dataset_id)[1]
     needle = normalise_tag(find)[:MAX_SEARCH_CHARS]
     if needle:
-        where.append(TAGS.c.key.like(f"%{_like_escape(needle)}%", escape="\\"))
-    keys = db.session.execute(select(TAGS.c.key, count).where(*where).group_by(TAGS.c.key)
-                              .order_by(count.desc(), TAGS.c.key).offset(max(offset, 0)).limit(limit)).all()
-    total = db.session.scalar(select(func.count(func.distinct(TAGS.c.key))).where(*where))
-    spelling: dict[str, tuple[str, int]] = {}
-    for chunk in chunks([key for key, _ in keys]):
-        for key, tag, n in db.session.execute(select(TAGS.c.key, TAGS.c.tag, func.count())
-                                              .where(TAGS.c.dataset_id == dataset_id, TAGS.c.key.in_(chunk))
-                                              .group_by(TAGS.c.key, TAGS.c.tag)):
-            best = spelling.get(key)
-            if best is None or n > best[1] or (n == best[1] and tag < best[0]):
-                spelling[key] = (tag, n)
-    return [(spelling[key][0], n) for key, n in keys], total
-
-
+        grouped = [entry for entry in grouped if needle in entry[0]]
+    offset = max(offset, 0)
+    return [(tag, n) for _, tag, n in grouped[offset:offset + limit]], len(grouped)
 
 
 def tag_counts_matching(dataset_id: int, text: str, limit: int = 200) -> dict[str, int]:

@@ -53,8 +53,9 @@ def refresh_caption(dataset: Dataset, image: DatasetImage, root: Path):
                                  "it is not read, and saving it is refused")
         db.session.commit()
         return None
-    warning = None
+    warning, info = None, None
     try:
+        info = os.stat(path)  # before the read: a write in between makes the next check read it again
         caption, version = read_caption_versioned(path, (dataset.settings or {}).get("caption_encoding"))
     except FileNotFoundError:
         caption, version, relpath = None, None, None
@@ -62,10 +63,14 @@ def refresh_caption(dataset: Dataset, image: DatasetImage, root: Path):
         caption, version, warning = None, current_version(path)[0], exc.message
     text = caption.text if caption else None
     if (text, version) != (image.caption, image.caption_version):
+        # Changed outside Tessera (an editor, a tagging script): the index follows the file.
         new_tags = caption_tags(text)
         sync_tags(dataset.id, {image.id: new_tags})
         image.caption, image.caption_version, image.caption_relpath = text, version, relpath
         image.tag_count = len(new_tags)
+        dataset.tags_changed_at = utcnow()
+    image.caption_size = info.st_size if caption is not None else None
+    image.caption_mtime_ns = info.st_mtime_ns if caption is not None else None
     if caption is not None or warning is not None:
         image.caption_warning = caption.warning if caption is not None else warning
     if caption is not None:
@@ -100,6 +105,7 @@ def save_caption(dataset: Dataset, image: DatasetImage, text: str, version: str 
         new_tags = caption_tags(text)
         sync_tags(dataset.id, {image.id: new_tags})
         image.caption, image.caption_version, image.caption_relpath = text, written.version, relpath
+        image.caption_size, image.caption_mtime_ns = written.size, written.mtime_ns
         image.caption_warning, image.tag_count = None, len(new_tags)
         image.caption_problems = ",".join(caption_problems(text))
         db.session.commit()
@@ -242,7 +248,7 @@ def apply_plan(dataset: Dataset, plan: list[tuple[object, str | None]], *, root:
     """
     outcome = EditOutcome(batch=batch)
     writes, kept = [], []
-    resolve = _CaptionResolver(root)
+    resolve, backups = _CaptionResolver(root), backup_root(data_dir, dataset.id)
     for row, new in plan:
         relpath = caption_relpath_for(dataset, row.relpath, row.caption_relpath)
         if "encoding_uncertain" in (row.caption_problems or ""):
@@ -255,14 +261,14 @@ def apply_plan(dataset: Dataset, plan: list[tuple[object, str | None]], *, root:
             continue
         # Each user caption's original bytes are kept before Tessera first overwrites it.
         writes.append(CaptionWrite(path, new, row.caption_version if row.caption is not None else None,
-                                   backup_root(data_dir, dataset.id), relpath))
+                                   backups, relpath))
         kept.append((row, relpath, new))
     if not writes:
         return outcome
     result = write_captions(writes)
     outcome.conflicts = [kept[i][0].relpath for i in sorted(result.conflicts)]
     outcome.errors += [result.errors[i] for i in sorted(result.errors)]
-    done = [(*kept[i], written.version if written else None) for i, written in sorted(result.written.items())]
+    done = [(*kept[i], written) for i, written in sorted(result.written.items())]
     if not done:
         return outcome
 
@@ -277,10 +283,11 @@ def apply_plan(dataset: Dataset, plan: list[tuple[object, str | None]], *, root:
                                        for row, _, new, _ in done])
     new_tags = {row.id: caption_tags(new) for row, _, new, _ in done}
     db.session.execute(update(IMAGES).where(IMAGES.c.id == bindparam("b_id")), [
-        {"b_id": row.id, "caption": new, "caption_version": version,
+        {"b_id": row.id, "caption": new, "caption_version": written.version if written else None,
          "caption_relpath": relpath if new is not None else None, "caption_warning": None,
-         "tag_count": len(new_tags[row.id]), "caption_problems": ",".join(caption_problems(new or ""))}
-        for row, relpath, new, version in done
+         "tag_count": len(new_tags[row.id]), "caption_problems": ",".join(caption_problems(new or "")),
+         "caption_size": written.size if written else None, "caption_mtime_ns": written.mtime_ns if written else None}
+        for row, relpath, new, written in done
     ])
     sync_tags(dataset.id, new_tags)
     db.session.commit()

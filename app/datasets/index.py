@@ -109,13 +109,19 @@ def sync_tags(dataset_id: int, new_tags: Mapping[int, Sequence[str]]) -> None:
 # --- scanning ---------------------------------------------------------------------------------
 
 
-def known_state(dataset_id: int) -> dict[str, tuple[int, int, str | None]]:
-    """relpath -> (size, mtime_ns, caption_version) of every indexed image, for `scan_folder`."""
+def known_state(dataset_id: int) -> dict[str, tuple]:
+    """relpath -> (size, mtime_ns, caption_version, caption_relpath, caption size, caption mtime_ns)
+    of every indexed image, for `scan_folder`."""
     rows = db.session.execute(
-        select(IMAGES.c.relpath, IMAGES.c.size, IMAGES.c.mtime_ns, IMAGES.c.caption_version)
+        select(IMAGES.c.relpath, IMAGES.c.size, IMAGES.c.mtime_ns, IMAGES.c.caption_version, IMAGES.c.caption_relpath,
+               IMAGES.c.caption_size, IMAGES.c.caption_mtime_ns)
         .where(IMAGES.c.dataset_id == dataset_id)
     )
-    return {relpath: (size, mtime, version) for relpath, size, mtime, version in rows}
+    return {row[0]: tuple(row[1:]) for row in rows}
+
+
+def _stat_values(stat: tuple[int, int] | None) -> dict:
+    return {"caption_size": stat[0] if stat else None, "caption_mtime_ns": stat[1] if stat else None}
 
 
 def _image_values(record) -> dict:
@@ -126,7 +132,7 @@ def _image_values(record) -> dict:
         "caption_version": record.caption_version, "caption_warning": record.caption_warning,
         "tag_count": len(caption_tags(record.caption_text)), "orientation": record.orientation,
         "alpha": record.alpha, "caption_problems": ",".join(record.caption_problems),
-        "pairing_note": record.pairing_note,
+        "pairing_note": record.pairing_note, **_stat_values(record.caption_stat),
     }
 
 
@@ -161,9 +167,15 @@ def apply_scan(dataset: Dataset, result: ScanResult) -> dict[str, int]:
             {"b_id": ids[c.image_relpath], "caption_relpath": c.caption_relpath, "caption": c.caption_text,
              "caption_version": c.caption_version, "caption_warning": c.caption_warning,
              "tag_count": len(caption_tags(c.caption_text)),
-             "caption_problems": ",".join(c.caption_problems), "pairing_note": c.pairing_note}
+             "caption_problems": ",".join(c.caption_problems), "pairing_note": c.pairing_note,
+             **_stat_values(c.caption_stat)}
             for c in result.captions_changed])
+    if result.caption_stats:
+        db.session.execute(update(IMAGES).where(IMAGES.c.id == bindparam("b_id")), [
+            {"b_id": ids[relpath], **_stat_values(stat)} for relpath, stat in result.caption_stats.items()])
     repaired = repair_tags(dataset.id)
+    if result.added or result.changed or result.removed or result.captions_changed or repaired:
+        dataset.tags_changed_at = utcnow()  # the tag count caches' key (a scan that found nothing keeps them)
 
     if dataset.scanned_at is None:
         dataset.caption_ext = _prevailing_caption_ext(result) or dataset.caption_ext

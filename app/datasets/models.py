@@ -22,6 +22,9 @@ class Dataset(db.Model):
     settings: Mapped[dict] = mapped_column(JSON, default=dict)
     image_count: Mapped[int] = mapped_column(default=0)
     scanned_at: Mapped[datetime | None]
+    # When the index's captions or tags last changed other than by a history step (a scan that
+    # found changes, the editor reading a caption edited elsewhere): the tag count caches' key.
+    tags_changed_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -30,6 +33,7 @@ class DatasetImage(db.Model):
         UniqueConstraint("dataset_id", "relpath"),
         Index("ix_dataset_image_dataset_hash", "dataset_id", "content_hash"),
         Index("ix_dataset_image_dataset_tags", "dataset_id", "tag_count"),
+        Index("ix_dataset_image_dataset_reviewed", "dataset_id", "reviewed"),  # the grid's reviewed count
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -49,6 +53,10 @@ class DatasetImage(db.Model):
     # an editor saves against. A hash, not an mtime: two writes in one clock tick still differ.
     caption_version: Mapped[str | None] = mapped_column(String(64))
     caption_warning: Mapped[str | None] = mapped_column(Text)
+    # The caption file's size and mtime when its content was last read or written: a rescan
+    # re-reads only captions whose stat differs (None: read it next time).
+    caption_size: Mapped[int | None] = mapped_column(BigInteger)
+    caption_mtime_ns: Mapped[int | None] = mapped_column(BigInteger)
     tag_count: Mapped[int] = mapped_column(default=0)
     reviewed: Mapped[bool] = mapped_column(default=False)
     thumb_ready: Mapped[bool] = mapped_column(default=False)

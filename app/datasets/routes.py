@@ -2,6 +2,7 @@
 import mimetypes
 import os
 import shutil
+from functools import lru_cache
 from datetime import timedelta
 from urllib.parse import urlsplit
 from pathlib import Path
@@ -15,6 +16,7 @@ from app.auth.access import child_or_404, owned_or_404
 from app.datasets import bp, buckets, index
 from app.datasets.bulkedit import BulkEdit, apply, enqueue_bulk_edit, prepare
 from app.datasets.captions import CaptionConflict, CaptionWriteError
+from app.datasets.freshness import check_for_changes
 from app.datasets.captionwrite import write_caption
 from app.datasets.grid import (SORTS, TAG_PAGE, GridFilter, count_filtered, grid_page, progress_for, remember,
                                reviewed_count, tag_page)
@@ -111,9 +113,9 @@ def start_bulk_edit(dataset: Dataset, bulk: BulkEdit, back):
         outcome = apply(dataset, prepared, root=root_of(dataset), data_dir=data_dir(), user_id=current_user.id)
     except ValueError as exc:  # e.g. a replacement that names a group the pattern does not have
         flash(str(exc), "error")
-        return back
-    flash(f"{prepared.description}: {outcome.summary}.",
-          "error" if outcome.conflicts or outcome.errors or outcome.uncertain else "info")
+    else:
+        flash(f"{prepared.description}: {outcome.summary}.", "error" if outcome.conflicts or outcome.errors
+              or outcome.uncertain else "info")
     return back
 
 
@@ -131,7 +133,13 @@ def bucket_label(image: DatasetImage) -> str:
     """The kohya SDXL bucket an image lands in ("1216×832"), or "" for an unreadable image."""
     if not image.width or not image.height:
         return ""
-    return buckets.bucket_for(image.width, image.height).label
+    return _bucket_label(image.width, image.height)
+
+
+@lru_cache(maxsize=4096)
+def _bucket_label(width: int, height: int) -> str:
+    # A grid page asks for 60 images, mostly of a few sizes: each size's bucket is worked out once.
+    return buckets.bucket_for(width, height).label
 
 
 @bp.app_template_global()
@@ -258,6 +266,7 @@ def forget_filter(dataset: Dataset) -> None:
 @bp.get("/<int:dataset_id>")
 def show(dataset_id):
     dataset = owned_or_404(Dataset, dataset_id)
+    check_for_changes(dataset)  # first: its commit would expire the rows loaded below
     grid_filter, resumed = current_filter(dataset)
     filter_error, status = grid_filter.problem, 200
     if filter_error and resumed:

@@ -73,6 +73,10 @@ def undo(dataset_id, batch_id):
     dataset = owned_or_404(Dataset, dataset_id)
     batch = child_or_404(CaptionBatch, batch_id, dataset_id=dataset.id)
     back = redirect(safe_redirect_target(request.form.get("next"), url_for("datasets.show", dataset_id=dataset.id)), 303)
+    if any(job.kind in ("datasets.bulk", "datasets.undo") and not job.ended for job in dataset_jobs(dataset)):
+        # The step may still be growing (a bulk edit writes it chunk by chunk): undo it once it is whole.
+        flash("A caption edit of this dataset is still running; undo once it has ended.", "error")
+        return back
     if batch.image_count > current_app.config["DATASET_BULK_INLINE_LIMIT"]:
         try:
             enqueue_undo(dataset, batch, user_id=current_user.id)

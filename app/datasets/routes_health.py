@@ -60,7 +60,8 @@ def trash_image(dataset_id, image_id):
         DatasetImage.dataset_id == dataset.id, DatasetImage.caption_relpath == image.caption_relpath,
         DatasetImage.id != image.id))
     try:
-        move_to_trash(root_of(dataset), image.relpath, None if shared else image.caption_relpath)
+        move_to_trash(root_of(dataset), image.relpath, None if shared else image.caption_relpath,
+                      content_hash=image.content_hash)
     except (OSError, PathRefused) as exc:
         flash(f"Could not move {image.relpath} to the trash: {getattr(exc, 'message', None) or exc}", "error")
         return _back(dataset)

@@ -1,9 +1,10 @@
 """The dataset's trash: what is in it (paged), restoring an entry, and emptying it for good."""
 from __future__ import annotations
 
-from flask import flash, redirect, render_template, request, url_for
+from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from jinja2.filters import do_filesizeformat as format_size
+from PIL import Image
 
 from app.auth.access import owned_or_404
 from app.datasets import bp
@@ -11,7 +12,9 @@ from app.datasets.filetasks import run_empty_trash
 from app.datasets.models import Dataset
 from app.datasets.paths import PathRefused
 from app.datasets.routes import dataset_jobs, root_of, start_scan
-from app.datasets.trash import empty_trash, restore, trash_page, trash_summary
+from app.datasets.thumbnails import make_thumbnail, thumb_relpath
+from app.datasets.trash import empty_trash, read_entry, restore, trash_page, trash_summary, trashed_image
+from app.files import data_path, send_data_file
 from app.jobs.runner import QueueUnavailable, enqueue_job
 from app.redirects import safe_redirect_target
 
@@ -32,6 +35,27 @@ def trash(dataset_id):
     jobs = [job for job in dataset_jobs(dataset) if job.kind == "datasets.empty_trash"]
     return render_template("datasets/trash.html", dataset=dataset, page=page, summary=summary, jobs=jobs,
                            confirm=request.args.get("confirm") == "1" and summary.count > 0)
+
+
+@bp.get("/<int:dataset_id>/trash/<entry>/thumb.webp")
+def trash_thumb(dataset_id, entry):
+    """The trashed image's grid thumbnail (kept by content hash), made again from the trashed file if
+    the cache lost it; 404 for an entry trashed without a hash or an unreadable image."""
+    dataset = owned_or_404(Dataset, dataset_id)
+    root = root_of(dataset)
+    try:
+        found = read_entry(root, entry)
+    except KeyError:
+        abort(404)
+    if not found.content_hash:
+        abort(404)
+    relpath = thumb_relpath(found.content_hash)
+    if not data_path(relpath).is_file():
+        try:
+            make_thumbnail(trashed_image(root, found), data_path(relpath))
+        except (OSError, SyntaxError, PathRefused, Image.DecompressionBombError):
+            abort(404)
+    return send_data_file(relpath, mimetype="image/webp", immutable=True)
 
 
 @bp.post("/<int:dataset_id>/trash/restore")

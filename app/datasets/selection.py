@@ -20,15 +20,16 @@ SCOPES = ("all", "filtered", "selected")
 
 @dataclass(frozen=True)
 class ImageFacts:
-    """One image as a pre-flight check sees it (a row of the dataset index)."""
+    """One image as a pre-flight check sees it (a row of the dataset index); what the LoRAs area's
+    `preflight` checks. Unknown hash or format: no duplicate or format check for that image."""
     id: int
     relpath: str
     width: int | None
     height: int | None
     error: str | None
     caption: str | None  # None: no caption file
-    content_hash: str | None
-    format: str | None
+    content_hash: str | None = None
+    format: str | None = None
 
 
 def scope_images(dataset: Dataset, scope: str, args: Mapping[str, str], ids: Sequence[int]) -> tuple[list[ImageFacts], str]:

@@ -27,6 +27,7 @@ from app.datasets.paths import PathRefused, resolve_within
 TRASH = ".tessera-trash"
 ENTRY_NAME = re.compile(r"(\d{8}-\d{6})-(\d{1,9})")
 PAGE = 50
+_HASH = re.compile(r"[0-9a-f]{16,128}")
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class TrashEntry:
     image: str  # dataset-relative path the image came from
     caption: str | None  # its caption's relative path, if that went to the trash too
     deleted_at: str  # ISO 8601, UTC
+    content_hash: str | None = None  # the image's index hash when trashed: its grid thumbnail's key
 
 
 def _move(source: Path, target: Path) -> None:
@@ -44,10 +46,12 @@ def _move(source: Path, target: Path) -> None:
     os.rename(source, target)
 
 
-def move_to_trash(root: Path, image_relpath: str, caption_relpath: str | None) -> TrashEntry:
+def move_to_trash(root: Path, image_relpath: str, caption_relpath: str | None, *,
+                  content_hash: str | None = None) -> TrashEntry:
     """Move an image (and `caption_relpath`, if given) into a new trash entry.
 
-    Pass no caption when other images share it. Raises PathRefused for a path outside the
+    Pass no caption when other images share it; `content_hash` (the index's) lets the trash page
+    show the image's thumbnail. Raises PathRefused for a path outside the
     dataset, FileNotFoundError if the image is gone, OSError for other file errors; on an error
     nothing stays half-moved.
     """
@@ -68,7 +72,7 @@ def move_to_trash(root: Path, image_relpath: str, caption_relpath: str | None) -
         except FileExistsError:
             n += 1
     entry = TrashEntry(folder.name, image_relpath, caption_relpath if caption and caption.is_file() else None,
-                       stamp.isoformat(timespec="seconds"))
+                       stamp.isoformat(timespec="seconds"), content_hash)
     (folder / "entry.json").write_text(json.dumps(entry.__dict__), encoding="utf-8")
     _move(image, folder / "files" / image_relpath)
     if entry.caption:
@@ -114,7 +118,9 @@ def read_entry(root: Path, name: str) -> TrashEntry:
         raise KeyError(name)
     try:
         data = json.loads((base / name / "entry.json").read_text(encoding="utf-8"))
-        return TrashEntry(name, str(data["image"]), data.get("caption"), str(data.get("deleted_at", "")))
+        digest = data.get("content_hash")
+        digest = digest if isinstance(digest, str) and _HASH.fullmatch(digest) else None
+        return TrashEntry(name, str(data["image"]), data.get("caption"), str(data.get("deleted_at", "")), digest)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise KeyError(name) from exc
 
@@ -128,6 +134,15 @@ def list_trash(root: Path) -> list[TrashEntry]:
         except KeyError:
             continue
     return entries
+
+
+def trashed_image(root: Path, entry: TrashEntry) -> Path:
+    """The trashed image's file inside its entry. Raises PathRefused if it leads out of the entry."""
+    folder = Path(root) / TRASH / entry.name
+    path = resolve_within([folder / "files"], entry.image)
+    if not path.is_relative_to(os.path.realpath(folder)):
+        raise PathRefused(f"Trash entry {entry.name} points outside itself")
+    return path
 
 
 def folder_size(folder: Path) -> tuple[int, int]:

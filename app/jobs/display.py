@@ -18,6 +18,9 @@ KIND_NAMES = {
     "datasets.caption": "Auto-caption",
     "datasets.export": "Dataset export",
     "datasets.import": "Zip import",
+    "datasets.check": "Check for changes on disk",
+    "datasets.bulk": "Caption edit",
+    "datasets.undo": "Undo of a caption edit",
     "lora.train": "LoRA training",
     "loras.train": "LoRA training",
 }

@@ -30,7 +30,8 @@ How to add a job (the contract every job keeps)
    Keys in use: ``generations`` (list of Generation ids) — generate.image, canvas.generate;
    ``canvas_id``, ``request_id``, ``variations`` — canvas.generate; ``dataset_id`` — every
    datasets job; ``download`` (path under DATA_DIR) and ``filename`` — datasets.export;
-   ``skipped`` (list of [name, reason]) — datasets.scan, datasets.export; ``captioned`` (ids) and
+   ``skipped`` (list of [name, reason]) — datasets.scan/check/export; ``changed``, ``batch_id``, ``conflicts``
+   (also ``errors``, ``uncertain``, each with ``*_total``) — datasets.bulk/undo; ``captioned`` (ids) and
    ``failures`` ({name: reason}) — datasets.caption; ``lora_id``, ``training_id``, ``upload_url``,
    ``create_sent`` — loras.train; ``lora_id``, ``generations``, ``scales``, ``by_scale`` — loras.samples.
 6. A job that waits on slow work elsewhere ends each run with ``run.defer(seconds)`` instead of
@@ -288,11 +289,11 @@ class JobRun:
 
     def progress(self, percent: int | None = None, message: str | None = None) -> None:
         """Show how far the job is: `percent` of the whole job (0–100, clamped; None keeps it) and a
-        short `message` for the user (None keeps it). Commits when either changed, and otherwise at
-        most every HEARTBEAT_EVERY (5 s) as the worker's heartbeat, so call it as often as you like."""
+        short `message` for the user (None keeps it). Commits when either changed (130 on a job at 100
+        does not), and otherwise at most every HEARTBEAT_EVERY (5 s) as the worker's heartbeat."""
         changed = False
-        if percent is not None and int(percent) != self.job.progress:
-            self.job.progress = max(0, min(100, int(percent)))
+        if percent is not None and (percent := max(0, min(100, int(percent)))) != self.job.progress:
+            self.job.progress = percent
             changed = True
         if message is not None and message != self.job.message:
             self.job.message = message

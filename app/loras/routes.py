@@ -113,7 +113,7 @@ def progress(lora_id):
         # Done: load the whole page again, which now offers the weights, the sample grid and "use it".
         return redirect_page(make_response("", 204), url_for("loras.show", lora_id=lora.id))
     job = db.session.get(Job, lora.job_id) if lora.job_id else None
-    return render_template("loras/_progress.html", lora=lora, job=job)
+    return render_template("loras/_progress.html", lora=lora, job=job, oob=True)
 
 
 @bp.app_template_global()
@@ -139,7 +139,7 @@ def cancel(lora_id):
             except ReplicateError as exc:
                 flash(f"Replicate did not confirm the cancel: {exc.message} The job will try again.", "error")
             wake_deferred(lora.training_id)  # record the end now rather than at the next look
-    return render_template("loras/_progress.html", lora=lora, job=job)
+    return render_template("loras/_progress.html", lora=lora, job=job, oob=True)
 
 
 @bp.post("/<int:lora_id>/run")
@@ -179,7 +179,7 @@ def retry(lora_id):
     except QueueUnavailable as exc:
         lora.status, lora.error = Lora.FAILED, str(exc)
         db.session.commit()
-    return render_template("loras/_progress.html", lora=lora, job=job)
+    return render_template("loras/_progress.html", lora=lora, job=job, oob=True)
 
 
 @bp.post("/<int:lora_id>/delete")
@@ -323,6 +323,11 @@ def train(dataset_id):
     """The Train page. GET with ?scope=all|filtered (+ the filter) or POST with scope=selected and ids."""
     dataset = owned_or_404(Dataset, dataset_id)
     return render_template("loras/train.html", **_train_context(dataset, request.values))
+
+
+# The Train page is one of its dataset's pages (it carries the dataset's sub-navigation, "Train a LoRA"
+# marked there): the main navigation marks Datasets, where the user came from, as the sub-nav does.
+train.nav_item = "datasets.index"
 
 
 @bp.post("/train/<int:dataset_id>/check")

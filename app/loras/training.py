@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from app.atomic import write_atomic
-from app.datasets import write_training_zip
+from app.datasets import ImageFacts, write_training_zip
 
 MIN_IMAGES = 10  # the trainer's own advice: "We recommend a minimum of 10 images"
 # The trainer opens these with Pillow; anything else is converted to PNG in the zip.
@@ -31,19 +31,6 @@ TRAINER_FORMATS = frozenset({"PNG", "JPEG", "WEBP"})
 FAR_BELOW = 0.5
 MAX_WEIGHTS_BYTES = 2 * 1024 ** 3  # a rank-128 FLUX LoRA is ~1.2 GB; anything bigger is not a LoRA
 _SAFETENSORS_HEADER_MAX = 100 * 1024 * 1024
-
-
-@dataclass(frozen=True)
-class PreflightImage:
-    """What the check needs of one dataset image (a row of the dataset index)."""
-    id: int
-    relpath: str
-    width: int | None
-    height: int | None
-    error: str | None
-    caption: str | None  # None: no caption file
-    content_hash: str | None = None
-    format: str | None = None
 
 
 @dataclass(frozen=True)
@@ -81,7 +68,7 @@ def _mentions(caption: str, trigger: str) -> bool:
     return trigger.casefold() in caption.casefold() or "[trigger]" in caption
 
 
-def preflight(images: Iterable[PreflightImage], *, trigger: str, resolutions: Sequence[int] = (512,),
+def preflight(images: Iterable[ImageFacts], *, trigger: str, resolutions: Sequence[int] = (512,),
               autocaption: bool = False, add_trigger: bool = True, min_images: int = MIN_IMAGES,
               max_listed: int = 200) -> PreflightReport:
     """Check what would be sent before anything is paid for.
@@ -95,10 +82,10 @@ def preflight(images: Iterable[PreflightImage], *, trigger: str, resolutions: Se
     report = PreflightReport()
     trigger = (trigger or "").strip()
     smallest = min(resolutions) if resolutions else None
-    seen_hashes: dict[str, PreflightImage] = {}
+    seen_hashes: dict[str, ImageFacts] = {}
     lacking_trigger, extra = 0, {"error": 0, "warning": 0}
 
-    def add(level: str, message: str, image: PreflightImage | None = None) -> None:
+    def add(level: str, message: str, image: ImageFacts | None = None) -> None:
         target = report.errors if level == "error" else report.warnings
         if len(target) >= max_listed:
             extra[level] += 1

@@ -14,7 +14,7 @@ from flask import current_app
 
 from app.extensions import db
 from app.models import utcnow
-from app.replicate.client import ReplicateClient, ReplicateError, parse_model_ref
+from app.replicate.client import ModelInfo, ReplicateClient, ReplicateError, parse_model_ref
 from app.replicate.models import ModelEntry
 from app.replicate.presets import PRESETS, preset_for
 
@@ -112,6 +112,15 @@ def mask_polarity(user_id: int, ref: str) -> str:
     return (preset.mask_polarity if preset else None) or "white-repaints"
 
 
+def model_label(info: ModelInfo) -> str:
+    """How the picker names a model added by reference: owner/name as Replicate answers it, and a pinned
+    version by its first 8 characters as replicate.com shows versions ("stability-ai/sdxl · 7762fd07"),
+    not the 64-character id the user pasted."""
+    name = f"{info.owner}/{info.name}"
+    pinned = ":" in info.ref and info.version_id
+    return (f"{name} · {info.version_id[:8]}" if pinned else name)[:200]  # ModelEntry.label's length
+
+
 def _entry(user_id: int, ref: str) -> ModelEntry | None:
     return db.session.scalar(
         db.select(ModelEntry).where(ModelEntry.ref == ref, (ModelEntry.user_id == user_id) | ModelEntry.user_id.is_(None))
@@ -128,7 +137,7 @@ def _refresh(user_id: int, ref: str, entry: ModelEntry | None) -> dict:
                            kind=preset.kind if preset else "text-to-image")
         db.session.add(entry)
     entry.openapi_schema, entry.schema_fetched_at = info.openapi_schema, utcnow()
-    if info.description and entry.label == ref:
-        entry.label = f"{ref}"
+    if entry.label == ref:  # never named (presets and the user's own names stay)
+        entry.label = model_label(info)
     db.session.commit()
     return info.openapi_schema

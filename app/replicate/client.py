@@ -625,7 +625,10 @@ class ReplicateClient:
         if version is None:
             data = self._json(self._call("GET", f"models/{owner}/{name}", repeatable=True, not_found=not_found))
             latest = data.get("latest_version") if isinstance(data.get("latest_version"), dict) else {}
-            info = ModelInfo(ref=f"{owner}/{name}", owner=owner, name=name,
+            # The owner and name as Replicate spells them (its answer, not the ref as typed).
+            owner = data["owner"][:100] if isinstance(data.get("owner"), str) and data["owner"] else owner
+            name = data["name"][:100] if isinstance(data.get("name"), str) and data["name"] else name
+            info = ModelInfo(ref=f"{key[0]}/{key[1]}", owner=owner, name=name,
                              description=str(data.get("description") or "")[:2000],
                              version_id=latest.get("id") if isinstance(latest.get("id"), str) else None,
                              openapi_schema=_schema_object(latest.get("openapi_schema")))

@@ -138,23 +138,29 @@ FLUX_SCHNELL = _openapi([
     _megapixels(["1", "0.25"]),
 ], required=["prompt"], output=IMAGE_LIST)
 
-FLUX_DEV = _openapi([
-    _flux_prompt(),
-    _flux_aspect_ratio(),
-    ("image", {"type": "string", "format": "uri",
-               "description": "Input image for image to image mode. The aspect ratio of your output will match "
-                              "this image"}),
-    ("prompt_strength", {"type": "number", "default": 0.8, "minimum": 0, "maximum": 1,
-                         "description": "Prompt strength when using img2img. 1.0 corresponds to full destruction "
-                                        "of information in image"}),
-    _num_outputs(),
-    _flux_steps(28, 50, "Recommended range is 28-50"),
-    _flux_guidance(3, 10),
-    _seed(),
-    *_flux_output_options(),
-    _go_fast(),
-    _megapixels(["1", "0.25"]),
-], required=["prompt"], output=IMAGE_LIST)
+
+def _flux_dev_inputs() -> list[tuple[str, dict]]:
+    """FLUX.1 [dev]'s inputs; flux-dev-lora has the same ones and its LoRA options after them."""
+    return [
+        _flux_prompt(),
+        _flux_aspect_ratio(),
+        ("image", {"type": "string", "format": "uri",
+                   "description": "Input image for image to image mode. The aspect ratio of your output will match "
+                                  "this image"}),
+        ("prompt_strength", {"type": "number", "default": 0.8, "minimum": 0, "maximum": 1,
+                             "description": "Prompt strength when using img2img. 1.0 corresponds to full destruction "
+                                            "of information in image"}),
+        _num_outputs(),
+        _flux_steps(28, 50, "Recommended range is 28-50"),
+        _flux_guidance(3, 10),
+        _seed(),
+        *_flux_output_options(),
+        _go_fast(),
+        _megapixels(["1", "0.25"]),
+    ]
+
+
+FLUX_DEV = _openapi(_flux_dev_inputs(), required=["prompt"], output=IMAGE_LIST)
 
 FLUX_FILL_DEV = _openapi([
     _flux_prompt(),
@@ -268,24 +274,7 @@ SD_INPAINTING = _openapi([
     ("seed", {"type": "integer", "description": "Random seed. Leave blank to randomize the seed"}),
 ], required=["image", "mask"], output=IMAGE_LIST)
 
-FLUX_DEV_LORA = _openapi([
-    _flux_prompt(),
-    _flux_aspect_ratio(),
-    ("image", {"type": "string", "format": "uri",
-               "description": "Input image for image to image mode. The aspect ratio of your output will match "
-                              "this image"}),
-    ("prompt_strength", {"type": "number", "default": 0.8, "minimum": 0, "maximum": 1,
-                         "description": "Prompt strength when using img2img. 1.0 corresponds to full destruction "
-                                        "of information in image"}),
-    _num_outputs(),
-    _flux_steps(28, 50, "Recommended range is 28-50"),
-    _flux_guidance(3, 10),
-    _seed(),
-    *_flux_output_options(),
-    _go_fast(),
-    _megapixels(["1", "0.25"]),
-    *_lora_options(),
-], required=["prompt"], output=IMAGE_LIST)
+FLUX_DEV_LORA = _openapi([*_flux_dev_inputs(), *_lora_options()], required=["prompt"], output=IMAGE_LIST)
 
 # google/nano-banana (Gemini 2.5 Flash Image): several reference images in one array input, one URL out.
 NANO_BANANA = _openapi([

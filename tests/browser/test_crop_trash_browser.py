@@ -10,11 +10,11 @@ from app.datasets.trash import move_to_trash
 from tests.datasets_helpers import drawn_face
 
 
-def test_the_crop_tool_proposes_the_face_and_the_user_adjusts_it(logged_in, live_server, app_env):
+def test_the_crop_tool_proposes_the_face_and_the_user_adjusts_it(logged_in, live_server, live_user):
     page = logged_in
     faults = []
     page.on("console", lambda m: m.type == "error" and faults.append(m.text))
-    folder = Path(app_env["TESSERA_DATA_DIR"]) / "datasets" / "ada" / "people"
+    folder = live_user.dataset_root / "people"
     folder.mkdir(parents=True)
     noise = np.random.default_rng(5).integers(60, 120, (800, 1200, 3)).astype(np.uint8)
     photo = Image.fromarray(noise).filter(ImageFilter.GaussianBlur(3))
@@ -63,11 +63,11 @@ def test_the_crop_tool_proposes_the_face_and_the_user_adjusts_it(logged_in, live
     assert faults == []
 
 
-def test_the_trash_page_restores_and_empties(logged_in, live_server, app_env):
+def test_the_trash_page_restores_and_empties(logged_in, live_server, live_user, tmp_path):
     page = logged_in
     faults = []
     page.on("console", lambda m: m.type == "error" and faults.append(m.text))
-    folder = Path(app_env["TESSERA_DATA_DIR"]) / "datasets" / "ada" / "junk"
+    folder = live_user.dataset_root / "junk"
     folder.mkdir(parents=True)
     names = ["keep.png", "blurry #1.png", "dup (copy).png", "ünïcode ☃.png"]
     for n, name in enumerate(names):
@@ -88,7 +88,7 @@ def test_the_trash_page_restores_and_empties(logged_in, live_server, app_env):
     page.get_by_role("link", name="Empty trash…").click()
     confirm = page.get_by_role("button", name="Delete 2 items for good")
     expect(page.locator("#h-confirm")).to_have_text(re.compile(r"Delete 2 items \([\d.]+ (Bytes|kB)\) for good\?"))
-    page.screenshot(path=str(Path(app_env["TESSERA_DATA_DIR"]) / "trash-confirm.png"))
+    page.screenshot(path=str(tmp_path / "trash-confirm.png"))
     confirm.click()
     expect(page.get_by_text("The trash is empty.")).to_be_visible()
     assert not any((folder / ".tessera-trash").iterdir())

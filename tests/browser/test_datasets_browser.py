@@ -7,9 +7,9 @@ from PIL import Image
 from playwright.sync_api import expect
 
 
-def make_dataset(app_env, captions: dict[str, str] | None = None, name: str = "faces") -> Path:
-    # The live server's dataset root is the default one: ada's own folder inside its data folder.
-    folder = Path(app_env["TESSERA_DATA_DIR"]) / "datasets" / "ada" / name
+def make_dataset(user, captions: dict[str, str] | None = None, name: str = "faces") -> Path:
+    # The live server's dataset root is the default one: the user's own folder inside its data folder.
+    folder = user.dataset_root / name
     folder.mkdir(parents=True)
     captions = captions or {"a.png": "tok, long hair, smile", "b.png": "tok, long hair, hat", "c.png": "tok, short hair"}
     for colour, (name, caption) in zip(("red", "blue", "green"), captions.items()):
@@ -18,9 +18,9 @@ def make_dataset(app_env, captions: dict[str, str] | None = None, name: str = "f
     return folder
 
 
-def test_tag_rename_undo_and_export(logged_in, live_server, app_env):
+def test_tag_rename_undo_and_export(logged_in, live_server, live_user):
     page = logged_in
-    folder = make_dataset(app_env)
+    folder = make_dataset(live_user)
     page.goto(f"{live_server}/datasets/")
     page.get_by_label("Folder", exact=True).fill(str(folder))
     page.get_by_role("button", name="Open folder").click()
@@ -83,10 +83,10 @@ def test_tag_rename_undo_and_export(logged_in, live_server, app_env):
         assert archive.read("b.png") == (folder / "b.png").read_bytes()
 
 
-def test_tag_panel_pages_and_finds_among_many_tags(logged_in, live_server, app_env):
+def test_tag_panel_pages_and_finds_among_many_tags(logged_in, live_server, live_user):
     page = logged_in
     tags = [f"tag {n:04d}" for n in range(450)]
-    folder = make_dataset(app_env, {"a.png": ", ".join(tags[:300]), "b.png": ", ".join(tags[150:]), "c.png": "tok"}, "many")
+    folder = make_dataset(live_user, {"a.png": ", ".join(tags[:300]), "b.png": ", ".join(tags[150:]), "c.png": "tok"}, "many")
     page.goto(f"{live_server}/datasets/")
     page.get_by_label("Folder", exact=True).fill(str(folder))
     page.get_by_role("button", name="Open folder").click()
@@ -105,13 +105,13 @@ def test_tag_panel_pages_and_finds_among_many_tags(logged_in, live_server, app_e
     assert rows.first.get_attribute("data-tag").startswith("tag 042")
 
 
-def test_combobox_keyboard_and_the_grid_filling_itself(logged_in, live_server, app_env):
+def test_combobox_keyboard_and_the_grid_filling_itself(logged_in, live_server, live_user):
     page = logged_in
     errors = []
     page.on("console", lambda message: errors.append(f"{message.text} {message.location}") if message.type == "error" else None)
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.on("response", lambda response: errors.append(f"{response.status} {response.url}") if response.status >= 400 else None)
-    folder = Path(app_env["TESSERA_DATA_DIR"]) / "datasets" / "ada" / "kb"
+    folder = live_user.dataset_root / "kb"
     folder.mkdir(parents=True)
     captions = {"a.png": "tok, 1girl, long hair", "b.png": "tok, hat", "c.png": "tok, 1girl, smile"}
     for colour, (name, caption) in zip(("red", "blue", "green"), captions.items()):

@@ -2,8 +2,6 @@
 ratio, a detail view per image with its settings and actions, search, model filter and ←/→."""
 from __future__ import annotations
 
-from pathlib import Path
-
 from tests.gallery_helpers import generate_through_the_form
 
 VIEWPORT = {"width": 1280, "height": 800}
@@ -29,8 +27,10 @@ def assert_thumbnails_keep_aspect(page, selector: str, *, max_side: float) -> li
     return boxes
 
 
-def test_dense_grids_and_the_detail_view(logged_in, live_server, app_env):
+def test_dense_grids_and_the_detail_view(logged_in, live_server, live_data_dir):
     page = logged_in
+    outputs = live_data_dir / "outputs"  # shared with the other tests on this server: count what is new
+    earlier = set(outputs.rglob("*.png"))
     # 20 images in five proportions, made through the form (the last one with Ctrl+Enter).
     for ratio in ("1:1", "16:9", "2:3", "21:9"):
         generate_through_the_form(page, f"a lighthouse, {ratio}", outputs=4, aspect_ratio=ratio)
@@ -96,13 +96,14 @@ def test_dense_grids_and_the_detail_view(logged_in, live_server, app_env):
     page.go_back()
     page.wait_for_url(first)
     generation_id = int(first.split("/gallery/")[1].split("?")[0])
-    files = list((Path(app_env["TESSERA_DATA_DIR"]) / "outputs").rglob("*.png"))
+    files = set(outputs.rglob("*.png")) - earlier
     assert len(files) == 20
     page.get_by_text("Delete…").click()
     page.get_by_role("button", name="Delete the image for good").click()
     page.wait_for_url("**/gallery/*")
     assert page.url != first
-    assert len(list((Path(app_env["TESSERA_DATA_DIR"]) / "outputs").rglob("*.png"))) == 19
+    left = set(outputs.rglob("*.png")) - earlier
+    assert len(left) == 19 and left < files
     assert page.request.get(f"{live_server}/gallery/{generation_id}").status == 404
 
 

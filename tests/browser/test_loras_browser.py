@@ -16,9 +16,8 @@ SCREENSHOTS = os.environ.get("TESSERA_SCREENSHOTS")
 
 
 @pytest.fixture
-def quick_polls(app_env, fake_replicate):
-    """The training job looks again every second (not every 20 s), and the fake trains in a few looks."""
-    app_env["TESSERA_LORA_POLL_SECONDS"] = "1"
+def quick_polls(fake_replicate):
+    """The fake trains in a few looks (the shared live server looks again every second, not every 20 s)."""
     fake_replicate.training_polls = 4
     if preset_for(LORA_MODEL) is None:  # until the presets ship it: flux-dev-lora's inputs on the fake
         schemas = {k: v for k, v in FLUX_LORA_TRAINER_SCHEMA["components"]["schemas"].items()
@@ -29,8 +28,8 @@ def quick_polls(app_env, fake_replicate):
         fake_replicate.add_model(LORA_MODEL, {**FLUX_LORA_TRAINER_SCHEMA, "components": {"schemas": schemas}})
 
 
-def make_dataset(app_env) -> Path:
-    folder = Path(app_env["TESSERA_DATA_DIR"]) / "datasets" / "ada" / "ink"  # ada's own dataset folder
+def make_dataset(user) -> Path:
+    folder = user.dataset_root / "ink"  # the user's own dataset folder
     folder.mkdir(parents=True)
     for number in range(10):
         Image.new("RGB", (512, 512), (20 * number, 40, 90)).save(folder / f"ink{number}.png")
@@ -38,19 +37,13 @@ def make_dataset(app_env) -> Path:
     return folder
 
 
-def test_train_watch_and_generate(quick_polls, logged_in, live_server, app_env, fake_replicate):
+def test_train_watch_and_generate(quick_polls, logged_in, live_server, live_user, fake_replicate):
     page = logged_in
     errors: list[str] = []
-    # The browser asks for /favicon.ico by itself (Tessera has none): not a fault of these pages.
-    # A navigation aborts any status poll still in flight, and htmx reports that abort on the console
-    # (htmx:sendAbort, then htmx:afterRequest); a poll that really fails shows as a 4xx/5xx below.
-    aborted = ("htmx:sendAbort", "htmx:afterRequest")
-    page.on("console", lambda message: errors.append(message.text) if message.type == "error"
-            and not message.location.get("url", "").endswith("/favicon.ico")
-            and not message.text.startswith(aborted) else None)
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
     page.on("response", lambda response: errors.append(f"{response.status} {response.url}")
-            if response.status >= 400 and not response.url.endswith("/favicon.ico") else None)
-    folder = make_dataset(app_env)
+            if response.status >= 400 else None)
+    folder = make_dataset(live_user)
     page.goto(f"{live_server}/datasets/")
     page.get_by_label("Folder", exact=True).fill(str(folder))
     page.get_by_role("button", name="Open folder").click()
@@ -60,9 +53,6 @@ def test_train_watch_and_generate(quick_polls, logged_in, live_server, app_env, 
     # The Train page: the trainer's form, the trigger word from the dataset, a clean pre-flight check.
     page.get_by_role("link", name="Train a LoRA").click()
     page.get_by_role("heading", name="Train a LoRA from all images").wait_for()
-    # Leaving the dataset page aborts its job-status poll, which htmx reports on the console: only what
-    # the LoRA pages themselves log counts from here on.
-    errors.clear()
     page.get_by_label("Trigger Word", exact=True).fill("inkstyle")
     page.get_by_label("Steps", exact=True).fill("200")
     page.get_by_label("Steps", exact=True).press("Tab")  # a change re-runs the check
@@ -79,6 +69,7 @@ def test_train_watch_and_generate(quick_polls, logged_in, live_server, app_env, 
     # Its page shows the training move: steps, loss and the chart, then ready with its weights.
     page.wait_for_url("**/loras/*")
     page.locator("#lora-progress dd", has_text="of 200").wait_for(timeout=60_000)
+    assert page.locator("#lora-status-badge").text_content() == "training"  # the name's badge keeps up
     page.locator("#lora-progress .lora-status", has_text="ready").wait_for(timeout=60_000)
     assert page.locator("svg.loss-chart").count() == 1
     page.get_by_role("link", name="ink-boats.safetensors").wait_for()
@@ -89,7 +80,7 @@ def test_train_watch_and_generate(quick_polls, logged_in, live_server, app_env, 
         page.screenshot(path=str(Path(SCREENSHOTS) / "lora-list.png"))
     page.get_by_role("link", name="ink-boats").first.click()
 
-    assert errors == [], errors  # the Train and LoRA pages kept the console clean
+    assert errors == [], errors  # the dataset, Train and LoRA pages kept the console clean
     # Generate with it: the picker is filled in; the trigger word is added to the prompt.
     page.get_by_role("link", name="Generate with it").first.click()
     if preset_for(LORA_MODEL) is None:
