@@ -1,7 +1,7 @@
 """canvas undo history per user
 
 Revision ID: b0e8c300d6dd
-Revises: c02fa0c15960
+Revises: d4e1a7c3b9f2
 Create Date: 2026-11-30 13:43:13.874629
 
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = 'b0e8c300d6dd'
-down_revision = 'c02fa0c15960'
+down_revision = 'd4e1a7c3b9f2'
 branch_labels = None
 depends_on = None
 
