@@ -71,9 +71,10 @@ def p95_ms(samples: list[float]) -> float:
     return sorted(samples)[max(0, int(len(samples) * 0.95) - 1)] * 1000
 
 
-def print_table(title: str, rows: list[tuple]) -> None:
+def print_table(title: str, rows: list[tuple],
+                header: tuple[str, ...] = ("what", "value", "unit", "compared with", "target")) -> None:
     print(f"\n### {title}\n")
-    print("| what | value | unit | compared with | target |")
-    print("| --- | --- | --- | --- | --- |")
+    print("| " + " | ".join(header) + " |")
+    print("|" + " --- |" * len(header))
     for row in rows:
         print("| " + " | ".join(str(cell) for cell in row) + " |")

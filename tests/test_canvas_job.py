@@ -90,7 +90,9 @@ def test_inpaint_stages_every_variation_and_accept_changes_only_masked_pixels(cl
     accepted = client.post(variations[1]["accept"])
     assert accepted.status_code == 200
     state = accepted.get_json()
-    assert state["variations"] == [] and state["can_undo"]
+    # Nothing is staged any more; both stay shown, kept until discarded: the accepted one and the other.
+    assert [(v["index"], v["state"]) for v in state["variations"]] == [(0, "set aside"), (1, "accepted")]
+    assert state["can_undo"]
     after = read(canvas, -256, -256, 1024, 1024)
 
     weight = np.zeros((1024, 1024), np.uint8)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from app.canvas.compose import outpaint_mask
 from app.canvas.models import Canvas
 from app.canvas.staging import tile_store
 from app.canvas.tiles import COUNT_BITS
@@ -191,6 +192,29 @@ def test_unknown_overlay_marks_the_never_painted_part_of_a_frame(client, user):
     assert too_big.status_code == 422 and "64 to 4096 pixels" in too_big.get_json()["error"]
 
 
+
+def test_unknown_overlay_is_what_an_outpaint_repaints_half_transparent_pixels_included(client, user):
+    """A cut-out with soft edges: its half-transparent pixels are repainted by an outpaint
+    (compose.outpaint_mask), so the overlay stripes them too, pixel for pixel."""
+    canvas = make_canvas(user)
+    picture = noise(128, 128, alpha=255)
+    ramp = np.tile(np.arange(128, dtype=np.uint8) * 2, (128, 1))  # alpha 0, 2, …, 254 across
+    ramp[:, 100:] = 255
+    picture[..., 3] = ramp
+    paint(canvas, 0, 0, picture)
+    response = client.get(f"/canvas/{canvas.id}/unknown.png", query_string={"x": 0, "y": 0, "w": 192, "h": 128})
+    assert response.headers["X-Canvas-Known"] == "some"
+    overlay = np.array(decode(response.data).getchannel("A"))
+    region = tile_store().read_region(canvas.id, 0, 0, 192, 128)
+    repainted = np.array(outpaint_mask(Image.new("L", (192, 128)), region.getchannel("A")))
+    assert np.array_equal(overlay, repainted)
+    assert (overlay[:, 1:100] == 255).all()  # half-transparent: alpha 2..198
+    assert (overlay[:, 100:128] == 0).all() and (overlay[:, 128:] == 255).all()
+    # Only half-transparent pixels: some content (not text mode), all of it repainted.
+    soft = client.get(f"/canvas/{canvas.id}/unknown.png", query_string={"x": 0, "y": 0, "w": 64, "h": 64})
+    assert soft.headers["X-Canvas-Known"] == "some"
+    assert (np.array(decode(soft.data).getchannel("A")) == 255).all()
+
 # ---- import, undo and redo --------------------------------------------------------------------
 
 
@@ -362,8 +386,8 @@ def test_the_mask_is_kept_with_the_canvas_for_its_user(client, user):
     assert image.shape == (100, 120) and (image == 255).all()
     # An empty mask deletes it; a mask of the wrong size is refused.
     form = {"x": 64, "y": -128, "w": 512, "h": 512, "mask": (io.BytesIO(png(Image.new("L", (512, 512)))), "m.png")}
-    assert client.post(f"/canvas/{canvas.id}/mask", data=form, content_type="multipart/form-data").get_json() == {
-        "saved": False, "version": None}
+    emptied = client.post(f"/canvas/{canvas.id}/mask", data=form, content_type="multipart/form-data").get_json()
+    assert (emptied["saved"], emptied["version"]) == (False, None)
     assert client.get(f"/canvas/{canvas.id}/mask").get_json() == {"mask": None}
     form = {"x": 0, "y": 0, "w": 256, "h": 256, "mask": (io.BytesIO(png(painted)), "m.png")}
     refused = client.post(f"/canvas/{canvas.id}/mask", data=form, content_type="multipart/form-data")

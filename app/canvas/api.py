@@ -12,13 +12,13 @@ from flask import Response, abort, current_app, jsonify, request, url_for
 from flask_login import current_user
 
 from app.auth.access import child_or_404, owned_or_404
-from app.canvas import bp, staging
+from app.canvas import bp, history, staging
 from app.canvas.models import Canvas, CanvasVariation
 from app.canvas.params import BadInput, int_arg, parse_frame
-from app.canvas import imports, masks
+from app.canvas import imports
 from app.canvas.pipeline import known_overlay, png_bytes
 from app.canvas.pngstream import export_png
-from app.canvas.staging import AlreadyAccepted
+from app.canvas.staging import AlreadyAccepted, NotNewest
 from app.canvas.tiles import TILE_LIMIT, NotFound, OutOfRange, StaleWrite, TileStore
 from app.files import send_data_file
 from app.uploads import UploadRejected, read_image_upload
@@ -103,30 +103,51 @@ def preview(canvas_id, variation_id):
 
 @bp.post("/<int:canvas_id>/variations/<int:variation_id>/accept")
 def accept(canvas_id, variation_id):
+    """Paste a staged variation onto the canvas, one undo step. A set-aside one (another of its
+    generation is accepted) is accepted *instead* when ``instead`` names the accepted one: that
+    accept is undone and replaced, if it is still the newest canvas change."""
     canvas = owned_or_404(Canvas, canvas_id)
-    variation = _staged_variation(canvas, variation_id)
+    variation = child_or_404(CanvasVariation, variation_id, canvas_id=canvas.id)
+    if variation.status != CanvasVariation.STAGED:
+        raise BadInput(f"This variation was already {variation.status}.", 409)
     store = staging.tile_store()
+    force = request.form.get("force") == "1"
+    replaced = variation.request.accepted_variation_id
+    instead = replaced is not None and request.form.get("instead", type=int) == replaced
     try:
-        staging.accept(store, variation, force=request.form.get("force") == "1")
+        if instead:
+            undone_rev, head = staging.accept_instead(store, variation, force=force)
+            history.forget_canvas_step(canvas.id, current_user.id, undone_rev)
+        else:
+            head = staging.accept(store, variation, force=force)
     except StaleWrite:
         return jsonify(error=STALE_ACCEPT, stale=True), 409
     except AlreadyAccepted as exc:
         return jsonify(error=str(exc), already_accepted=True, variations=_staged_json(canvas)), 409
+    except NotNewest as exc:
+        raise BadInput(str(exc), 409) from None
+    history.record_canvas(store, canvas.id, current_user.id, head, staging.accept_description(variation))
+    what = f"variation {variation.output_index + 1}"
     return jsonify(**_state(store, canvas), variations=_staged_json(canvas),
-                   accepted=f"Accepted variation {variation.output_index + 1}.")
+                   accepted=f"Accepted {what} instead." if instead else f"Accepted {what}.")
 
 
 @bp.post("/<int:canvas_id>/variations/<int:variation_id>/discard")
 def discard(canvas_id, variation_id):
+    """Discard a variation, staged, set aside or accepted (an accepted one stays on the canvas)."""
     canvas = owned_or_404(Canvas, canvas_id)
-    staging.discard([_staged_variation(canvas, variation_id)])
+    variation = child_or_404(CanvasVariation, variation_id, canvas_id=canvas.id)
+    if variation.status == CanvasVariation.DISCARDED:
+        raise BadInput("This variation was already discarded.", 409)
+    staging.discard([variation])
     return jsonify(variations=_staged_json(canvas))
 
 
 @bp.post("/<int:canvas_id>/staging/discard")
 def discard_all(canvas_id):
+    """Discard every variation shown (staged, set aside and accepted)."""
     canvas = owned_or_404(Canvas, canvas_id)
-    staging.discard(staging.staged(canvas.id))
+    staging.discard([variation for variation, _ in staging.kept(canvas.id)])
     return jsonify(variations=[])
 
 
@@ -140,9 +161,11 @@ def save(canvas_id, variation_id):
 
 
 def _staged_json(canvas: Canvas) -> list[dict]:
+    """The variations to show: staged, and those kept after an accept (accepted, set aside) until
+    discarded, each with its ``state``; ``accepted_id`` names its generation's accepted variation."""
     return [{
         "id": v.id, "request": v.request_id, "index": v.output_index, "outputs": staging.output_count(v.request),
-        "label": staging.variation_label(v),
+        "label": staging.variation_label(v), "state": state, "accepted_id": v.request.accepted_variation_id,
         "x": v.request.x, "y": v.request.y, "width": v.request.width, "height": v.request.height,
         "base_revision": v.request.base_revision, "model": v.request.model_used,
         "prompt": v.request.model_input.get("prompt", ""), "seed": v.request.model_input.get("seed"),
@@ -152,41 +175,10 @@ def _staged_json(canvas: Canvas) -> list[dict]:
         "save": url_for("canvas.save", canvas_id=canvas.id, variation_id=v.id),
         "more": url_for("canvas.generate_more", canvas_id=canvas.id, request_id=v.request_id),
         "again": url_for("canvas.make_again", canvas_id=canvas.id, variation_id=v.id),
-    } for v in staging.staged(canvas.id)]
-
-
-def _staged_variation(canvas: Canvas, variation_id: int) -> CanvasVariation:
-    variation = child_or_404(CanvasVariation, variation_id, canvas_id=canvas.id)
-    if variation.status != CanvasVariation.STAGED:
-        raise BadInput(f"This variation was already {variation.status}.", 409)
-    return variation
+    } for v, state in staging.kept(canvas.id)]
 
 
 # ---- history, import, export --------------------------------------------------------------------
-
-
-@bp.post("/<int:canvas_id>/undo")
-def undo(canvas_id):
-    """Undo the newest canvas change; answers what was undone (``undone``) and the staged variations,
-    which an undone accept brings back."""
-    canvas = owned_or_404(Canvas, canvas_id)
-    store = staging.tile_store()
-    step = store.undo_step(canvas.id)
-    if step is not None:
-        staging.after_history_step(store, canvas.id, undone=step[0].rev, redone=None)
-    return jsonify(**_state(store, canvas), changed=step is not None,
-                   undone=step[0].description if step else None, variations=_staged_json(canvas))
-
-
-@bp.post("/<int:canvas_id>/redo")
-def redo(canvas_id):
-    canvas = owned_or_404(Canvas, canvas_id)
-    store = staging.tile_store()
-    step = store.redo_step(canvas.id)
-    if step is not None:
-        staging.after_history_step(store, canvas.id, undone=None, redone=step[0].rev)
-    return jsonify(**_state(store, canvas), changed=step is not None,
-                   redone=step[0].description if step else None, variations=_staged_json(canvas))
 
 
 @bp.get("/<int:canvas_id>/bounds")
@@ -231,56 +223,17 @@ def import_image(canvas_id):
     base = request.form.get("base_revision", type=int)
     store = staging.tile_store()
     source_box = (source.dx, source.dy, source.width, source.height)
+    description = f"import of {storage.filename}"[:200]
     try:
-        store.write_bands(canvas.id, x + source.dx, y + source.dy, source.width, source.height, source.bands,
-                          base_revision=base, mode="over", description=f"import of {storage.filename}"[:200])
+        rev = store.write_bands(canvas.id, x + source.dx, y + source.dy, source.width, source.height, source.bands,
+                                base_revision=base, mode="over", description=description)
     except StaleWrite as exc:
         return jsonify(error=str(exc), stale=True), 409
     finally:
         del source
         imports.release_memory()
+    history.record_canvas(store, canvas.id, current_user.id, rev, description)
     return jsonify(**_state(store, canvas), placed=[x + source_box[0], y + source_box[1], source_box[2], source_box[3]])
-
-
-# ---- the mask, kept with the canvas for its user ------------------------------------------------------
-
-
-@bp.get("/<int:canvas_id>/mask")
-def mask_state(canvas_id):
-    """Where the saved mask lies ({x, y, width, height, url}), or ``mask`` null when none is saved."""
-    canvas = owned_or_404(Canvas, canvas_id)
-    saved = masks.load(staging.data_dir(), canvas.id, current_user.id)
-    if saved is None:
-        return jsonify(mask=None)
-    return jsonify(mask={**saved, "url": url_for("canvas.mask_image", canvas_id=canvas.id, v=saved["version"])})
-
-
-@bp.get("/<int:canvas_id>/mask.png")
-def mask_image(canvas_id):
-    canvas = owned_or_404(Canvas, canvas_id)
-    relpath = masks.image_path(canvas.id, current_user.id)
-    if not (staging.data_dir() / relpath).is_file():
-        abort(404)
-    return send_data_file(relpath, mimetype="image/png")
-
-
-@bp.post("/<int:canvas_id>/mask")
-def save_mask(canvas_id):
-    """Keep the painted mask (a PNG, white = painted, as sent to generate) at x, y; an empty mask deletes it."""
-    canvas = owned_or_404(Canvas, canvas_id)
-    x, y, width, height = _frame(request.form)
-    storage = request.files.get("mask")
-    if storage is None or not storage.filename:
-        raise BadInput("Send the mask as a PNG file.", 422)
-    limit = current_app.config["MAX_IMAGE_UPLOAD_BYTES"]
-    data = storage.read(limit + 1)
-    if len(data) > limit:
-        raise BadInput(f"The mask is larger than {limit // (1024 * 1024)} MB.", 413)
-    try:
-        version = masks.save(staging.data_dir(), canvas.id, current_user.id, (x, y, width, height), data)
-    except ValueError as exc:
-        raise BadInput(f"{exc}.", 422) from None
-    return jsonify(saved=version is not None, version=version)
 
 
 @bp.get("/<int:canvas_id>/export.png")
@@ -316,8 +269,10 @@ def _frame(source, **limits) -> tuple[int, int, int, int]:
 
 
 def _state(store: TileStore, canvas: Canvas) -> dict:
-    return {"head": store.head(canvas.id), "can_undo": store.can_undo(canvas.id),
-            "can_redo": store.can_redo(canvas.id)}
+    """The canvas head and the user's history: ``history`` {version, can_undo, can_redo, undo, redo}."""
+    summary = history.summary(store, canvas.id, current_user.id)
+    return {"head": store.head(canvas.id), "can_undo": summary["can_undo"], "can_redo": summary["can_redo"],
+            "history": summary}
 
 
 def _download_name(canvas: Canvas, what: str, region: tuple[int, int, int, int], head: int) -> str:

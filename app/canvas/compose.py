@@ -92,8 +92,14 @@ def outpaint_mask(painted: Image.Image, alpha: Image.Image) -> Image.Image:
     half-transparent.
     """
     _check_same_size(painted, alpha, "painted mask", "alpha")
-    not_opaque = np.where(np.asarray(alpha.convert("L")) < 255, 255, 0).astype(np.uint8)
-    return Image.fromarray(np.maximum(np.asarray(painted.convert("L")), not_opaque))
+    return Image.fromarray(np.maximum(np.asarray(painted.convert("L")), unknown_area(alpha)))
+
+
+def unknown_area(alpha: Image.Image) -> np.ndarray:
+    """What an outpaint treats as unknown: 255 (uint8, alpha's shape) at every pixel that is not fully
+    opaque — never painted (alpha 0) or half-transparent — else 0. ``outpaint_mask`` repaints it, and
+    the page stripes the same pixels (``pipeline.known_overlay``), so what it shows is what is sent."""
+    return np.where(np.asarray(alpha.convert("L")) < 255, 255, 0).astype(np.uint8)
 
 
 def paste_mask(repaint: Image.Image, mask_blur: int) -> Image.Image:

@@ -8,7 +8,7 @@ from flask import abort, current_app, flash, redirect, request, url_for
 from flask_login import current_user
 
 from app.auth.access import owned_or_404
-from app.canvas import bp, imports, staging
+from app.canvas import bp, history, imports, staging
 from app.canvas.models import Canvas
 from app.canvas.params import MAX_FRAME_SIDE, MIN_FRAME_SIDE
 from app.extensions import db
@@ -58,10 +58,12 @@ def open_image():
     store = staging.tile_store()
     x, y = place_beside(store.bounds(canvas.id))
     try:
-        store.write_bands(canvas.id, x, y, source.width, source.height, source.bands, base_revision=None,
-                          mode="over", description=f"import of gallery image {generation.id}")
+        description = f"import of gallery image {generation.id}"
+        rev = store.write_bands(canvas.id, x, y, source.width, source.height, source.bands, base_revision=None,
+                                mode="over", description=description)
     finally:
         imports.release_memory()
+    history.record_canvas(store, canvas.id, current_user.id, rev, description)
     width = max(MIN_FRAME_SIDE, min(source.width, MAX_FRAME_SIDE))
     height = max(MIN_FRAME_SIDE, min(source.height, MAX_FRAME_SIDE))
     canvas.settings = {**(canvas.settings or {}), "frame": [x, y, width, height]}

@@ -51,6 +51,31 @@ def save(data_dir: Path, canvas_id: int, user_id: int, rect: tuple[int, int, int
     return version
 
 
+def apply_patch(data_dir: Path, canvas_id: int, user_id: int, box: tuple[int, int, int, int],
+                alpha: bytes) -> int | None:
+    """Set the mask's pixels in ``box`` (x, y, width, height on the canvas) to ``alpha`` (one byte a
+    pixel, row by row: an undo step's before or after) and keep it; returns the new version, or None
+    when nothing is painted any more. Raises ValueError when ``alpha`` is not width × height bytes."""
+    x, y, width, height = box
+    if len(alpha) != width * height:
+        raise ValueError(f"The mask patch holds {len(alpha)} bytes, not {width} × {height}")
+    patch = Image.frombytes("L", (width, height), alpha)
+    saved = load(data_dir, canvas_id, user_id)
+    if saved is None:
+        left, top, right, bottom = x, y, x + width, y + height
+    else:
+        left, top = min(x, saved["x"]), min(y, saved["y"])
+        right, bottom = max(x + width, saved["x"] + saved["width"]), max(y + height, saved["y"] + saved["height"])
+    canvas = Image.new("L", (right - left, bottom - top))
+    if saved is not None:
+        with Image.open(data_dir / image_path(canvas_id, user_id)) as old:
+            canvas.paste(old.convert("L"), (saved["x"] - left, saved["y"] - top))
+    canvas.paste(patch, (x - left, y - top))
+    buffer = io.BytesIO()
+    canvas.save(buffer, "PNG", compress_level=1)
+    return save(data_dir, canvas_id, user_id, (left, top, canvas.width, canvas.height), buffer.getvalue())
+
+
 def load(data_dir: Path, canvas_id: int, user_id: int) -> dict | None:
     """{x, y, width, height, version} of the user's saved mask of the canvas, or None."""
     meta = data_dir / _meta_path(canvas_id, user_id)

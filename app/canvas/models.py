@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, ForeignKey, String
+from sqlalchemy import JSON, ForeignKey, LargeBinary, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
@@ -98,3 +98,40 @@ class CanvasVariation(db.Model):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     request: Mapped[CanvasRequest] = relationship(back_populates="variations")
+
+
+class CanvasHistory(db.Model):
+    """A user's undo history of a canvas: its version, bumped by every change of the history (a new
+    step, an undo, a redo, a mask saved), so a tab acting on an older version is refused, not obeyed."""
+
+    canvas_id: Mapped[int] = mapped_column(ForeignKey("canvas.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user.id", ondelete="CASCADE"), primary_key=True)
+    version: Mapped[int] = mapped_column(default=0)
+
+
+class CanvasStep(db.Model):
+    """One step of a user's undo history of a canvas, newest = highest ``seq``: a mask edit (the
+    alpha of the box it changed, before and after) or a canvas change (the tile store revision it
+    made). Steps with ``undone`` set are the redo branch; a new step deletes them."""
+
+    MASK, CANVAS = "mask", "canvas"
+    __table_args__ = (UniqueConstraint("canvas_id", "user_id", "seq"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    canvas_id: Mapped[int] = mapped_column(ForeignKey("canvas.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user.id", ondelete="CASCADE"))
+    seq: Mapped[int]
+    kind: Mapped[str] = mapped_column(String(8))
+    label: Mapped[str] = mapped_column(String(200))
+    undone: Mapped[bool] = mapped_column(default=False)
+    # A canvas step: the revision it made.
+    rev: Mapped[int | None]
+    # A mask step: the box it changed on the canvas (pixels) and zlib(alpha before ‖ alpha after),
+    # one byte a pixel, row by row; ``size`` is len(data), for the history's byte bound.
+    x: Mapped[int | None]
+    y: Mapped[int | None]
+    width: Mapped[int | None]
+    height: Mapped[int | None]
+    data: Mapped[bytes | None] = mapped_column(LargeBinary)
+    size: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

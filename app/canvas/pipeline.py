@@ -32,6 +32,7 @@ from app.canvas.compose import (
     paste_back,
     paste_mask,
     scale_back,
+    unknown_area,
 )
 from app.canvas.tiles import TILE_LIMIT, TileStore
 
@@ -192,13 +193,14 @@ def render_thumbnail(store: TileStore, canvas_id: int, max_side: int = 320) -> I
 
 
 def known_overlay(region: Image.Image) -> tuple[Image.Image, str]:
-    """The unknown part of a region as an "LA" image (opaque where unknown) and "none", "some" or "all"
-    to say how much of it is known."""
-    alpha = np.asarray(region.getchannel("A"))
-    known = alpha > 0
-    unknown = np.where(known, 0, 255).astype(np.uint8)
+    """What a generation would treat as unknown in a region, as an "LA" image (opaque where unknown:
+    every pixel not fully opaque, exactly ``compose.unknown_area``, which ``outpaint_mask`` repaints),
+    and "none", "some" or "all" to say how much of the region is known: "none" when no pixel has any
+    content (the frame is drawn from text), "all" when every pixel is opaque (nothing is outpainted)."""
+    alpha = region.getchannel("A")
+    unknown = unknown_area(alpha)
     overlay = Image.merge("LA", (Image.new("L", region.size, 255), Image.fromarray(unknown)))
-    amount = "all" if known.all() else "some" if known.any() else "none"
+    amount = "all" if not unknown.any() else "some" if np.asarray(alpha).any() else "none"
     return overlay, amount
 
 

@@ -10,7 +10,7 @@ from flask import abort, current_app, flash, redirect, render_template, request,
 from flask_login import current_user
 
 from app.auth.access import child_or_404, owned_or_404
-from app.canvas import bp, staging
+from app.canvas import bp, history, staging
 from app.canvas.compose import available_infill_methods
 from app.canvas.modelchoice import DEFAULT_MODEL, CanvasModel, canvas_model, carry_input, form_fields, picker_models
 from app.canvas.models import Canvas, CanvasRequest, CanvasVariation
@@ -100,8 +100,9 @@ def page(canvas_id):
         db.select(Job).join(CanvasRequest, CanvasRequest.job_id == Job.id)
         .where(CanvasRequest.canvas_id == canvas.id, Job.status.in_([Job.QUEUED, Job.RUNNING]))
         .order_by(Job.created_at.desc())).all()
-    return render_template("canvas/page.html", store=store, head=store.head(canvas.id),
-                           can_undo=store.can_undo(canvas.id), can_redo=store.can_redo(canvas.id),
+    steps = history.summary(store, canvas.id, current_user.id)
+    return render_template("canvas/page.html", store=store, head=store.head(canvas.id), history=steps,
+                           can_undo=steps["can_undo"], can_redo=steps["can_redo"],
                            unfinished_jobs=unfinished, **context)
 
 

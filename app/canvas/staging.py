@@ -8,7 +8,7 @@ from pathlib import Path
 from flask import current_app
 from PIL import Image
 
-from app.canvas import masks
+from app.canvas import history, masks
 from app.canvas.models import Canvas, CanvasRequest, CanvasVariation
 from app.canvas.pipeline import render_thumbnail, save_png
 from app.canvas.tiles import TileStore
@@ -83,6 +83,27 @@ class AlreadyAccepted(Exception):
     """Another variation of the same request was accepted first; ``str(error)`` tells the user."""
 
 
+def kept(canvas_id: int) -> list[tuple[CanvasVariation, str]]:
+    """Every variation not discarded, with its state: "staged" (its generation has no accept yet),
+    "accepted" (on the canvas) or "set aside" (another of its generation was accepted). Staged ones
+    first, oldest generation first; then the others, newest generation first."""
+    variations = db.session.scalars(
+        db.select(CanvasVariation).where(CanvasVariation.canvas_id == canvas_id,
+                                         CanvasVariation.status != CanvasVariation.DISCARDED)
+        .order_by(CanvasVariation.request_id, CanvasVariation.output_index)).all()
+    states = [(v, variation_state(v)) for v in variations]
+    staged_first = [item for item in states if item[1] == "staged"]
+    others = [item for item in states if item[1] != "staged"]
+    others.sort(key=lambda item: -item[0].request_id)  # stable: output order within a generation
+    return staged_first + others
+
+
+def variation_state(variation: CanvasVariation) -> str:
+    if variation.status == CanvasVariation.ACCEPTED:
+        return "accepted"
+    return "set aside" if variation.request.accepted_variation_id is not None else "staged"
+
+
 def staged(canvas_id: int) -> list[CanvasVariation]:
     """The variations on show: staged, of requests with no accept on the canvas."""
     return db.session.scalars(
@@ -136,6 +157,35 @@ def accept(store: TileStore, variation: CanvasVariation, *, force: bool) -> int:
     return head
 
 
+class NotNewest(Exception):
+    """"Accept instead" of a set-aside variation when the accept it would replace is no longer the
+    newest canvas change; ``str(error)`` tells the user."""
+
+
+def accept_instead(store: TileStore, variation: CanvasVariation, *, force: bool) -> tuple[int, int]:
+    """Swap the accepted variation of ``variation``'s generation for this set-aside one: the accept
+    on the canvas is undone and this one accepted over the same pixels, the replaced one set aside.
+    Returns (the revision undone, the new head). Raises NotNewest when another change followed the
+    accept on the canvas (undo back to it first), StaleWrite as ``accept`` (the old accept restored)."""
+    request = variation.request
+    accepted = db.session.get(CanvasVariation, request.accepted_variation_id)
+    if accepted is None or accepted.accepted_rev is None or store.head(request.canvas_id) != accepted.accepted_rev:
+        which = f"variation {accepted.output_index + 1}" if accepted is not None else "the accepted variation"
+        raise NotNewest(f"The canvas changed after {which} was accepted, so it cannot simply be swapped: undo "
+                        "back to that accept to choose another, or save this one to the gallery.")
+    undone = store.undo_step(request.canvas_id)
+    after_history_step(store, request.canvas_id, undone=undone[0].rev, redone=None)
+    db.session.refresh(variation)
+    try:
+        head = accept(store, variation, force=force)
+    except BaseException:
+        redone = store.redo_step(request.canvas_id)
+        if redone is not None:
+            after_history_step(store, request.canvas_id, undone=None, redone=redone[0].rev)
+        raise
+    return undone[0].rev, head
+
+
 def accept_description(variation: CanvasVariation) -> str:
     """The revision's description, which the status line shows after "Undid: "."""
     request = variation.request
@@ -152,11 +202,13 @@ def after_history_step(store: TileStore, canvas_id: int, undone: int | None, red
     """
     if undone is not None:
         for variation in _accepted_by(canvas_id, undone):
-            variation.status = CanvasVariation.STAGED
+            if variation.status != CanvasVariation.DISCARDED:
+                variation.status = CanvasVariation.STAGED
             variation.request.accepted_variation_id = None
     if redone is not None:
         for variation in _accepted_by(canvas_id, redone):
-            variation.status = CanvasVariation.ACCEPTED
+            if variation.status != CanvasVariation.DISCARDED:
+                variation.status = CanvasVariation.ACCEPTED
             variation.request.accepted_variation_id = variation.id
     db.session.commit()
 
@@ -180,16 +232,14 @@ def forget_unreachable_accepts(store: TileStore, canvas_id: int) -> None:
 
 
 def discard(variations: list[CanvasVariation]) -> None:
-    """Unstage variations (an accepted one keeps its status, but can no longer be staged again by an
-    undo) and delete the files no one needs any more:
-    their staged images, their outputs unless saved to the gallery, and the folders of requests that
-    have nothing staged left."""
+    """Discard variations, staged, set aside or accepted (an accepted one stays on the canvas: its
+    accept keeps its place in the history, and undoing it still stages the rest of its generation
+    again) and delete the files no one needs any more: their staged images, their outputs unless
+    saved to the gallery, and the folders of requests that have nothing left to show."""
     root = data_dir()
     requests = {}
     for variation in variations:
-        if variation.status == CanvasVariation.STAGED:
-            variation.status = CanvasVariation.DISCARDED
-        variation.accepted_rev = None
+        variation.status = CanvasVariation.DISCARDED
         for relpath in (variation.result_path, variation.preview_path):
             (root / relpath).unlink(missing_ok=True)
         generation = db.session.get(Generation, variation.generation_id) if variation.generation_id else None
@@ -199,7 +249,7 @@ def discard(variations: list[CanvasVariation]) -> None:
         requests[variation.request_id] = variation.request
     db.session.flush()
     for request in requests.values():
-        if all(v.status != CanvasVariation.STAGED for v in request.variations):
+        if all(v.status == CanvasVariation.DISCARDED for v in request.variations):
             shutil.rmtree(root / request_dir(request), ignore_errors=True)
     db.session.commit()
 
@@ -223,6 +273,7 @@ def delete_canvas(store: TileStore, canvas: Canvas) -> None:
     discard(list(variations))
     root = data_dir()
     canvas_id = canvas.id
+    history.delete_canvas(canvas_id)
     db.session.delete(canvas)
     db.session.commit()
     store.delete_canvas(canvas_id)

@@ -39,7 +39,6 @@ const frame = new Frame(byId("canvas-frame"), view, {
 });
 const staging = new Staging(byId("canvas-staging"), byId("staged-preview"), view, api, {
   onAccepted: (data, item) => {
-    record({ kind: "canvas", label: `accept of variation ${item.index + 1}` });
     return applyState(data);
   },
   onMessage: (text, isError) => say(text, isError),
@@ -61,8 +60,11 @@ function say(text, isError = false) {
 
 function showRevision() {
   byId("status-revision").textContent = `Revision ${state.head}`;
-  root.querySelector('[data-action="undo"]').disabled = !(history.done.length || state.canUndo);
-  root.querySelector('[data-action="redo"]').disabled = !(history.undone.length || (history.serverRedo && state.canRedo));
+  const undoButton = root.querySelector('[data-action="undo"]'), redoButton = root.querySelector('[data-action="redo"]');
+  undoButton.disabled = !state.canUndo;
+  redoButton.disabled = !state.canRedo;
+  undoButton.title = steps.undo ? `Undo: ${steps.undo} (Ctrl+Z)` : "Undo (Ctrl+Z)";
+  redoButton.title = steps.redo ? `Redo: ${steps.redo} (Ctrl+Shift+Z)` : "Redo (Ctrl+Shift+Z)";
 }
 
 // Canvas changes from the server (undo, accept, import, another tab): redraw what changed.
@@ -70,111 +72,166 @@ function applyState(data, refreshTiles = true) {
   state.head = data.head;
   state.canUndo = data.can_undo;
   state.canRedo = data.can_redo;
+  applyHistory(data.history);
   showRevision();
   const work = [mask.loadUnknown().then(showFrameSize), minimap.refresh()];
   if (refreshTiles) work.push(tiles.refresh());
   return Promise.all(work);
 }
 
-// ---- one history: mask edits (kept here) and canvas changes (kept by the server), newest first ----
+// ---- one history: mask edits and canvas changes, newest first, kept on the server per canvas and user ----
 
-const HISTORY_LIMIT = 100;
-// done/undone: steps this page made, {kind: "mask", label, …alpha boxes} or {kind: "canvas", label}.
-// Beyond them, undo reaches the canvas revisions from before the page loaded; redo reaches the
-// server's redo branch only while this page has made no new step.
-const history = { done: [], undone: [], serverRedo: true };
+// The server holds the order (so it survives a reload and is shared by every tab of this user): a mask
+// edit is pushed as its box's alpha before and after; undo and redo ask the server, which answers what
+// it took back. Painting never waits: pushes go one after another on a queue, which undo/redo join.
+// `version` is the history version this page last saw; a step sent with an older one (another tab
+// changed the history) is refused, and the page then shows the history as it is (nothing is lost:
+// a refused mask edit is applied again on top and pushed again).
+const steps = { version: Number(root.dataset.historyVersion) || 0, undo: null, redo: null };
+const stepCache = new Map(); // step id → {before, after, box}: this tab's own mask edits, undone locally
+const STEP_CACHE_LIMIT = 100;
+let queue = Promise.resolve();
 
-function record(step) {
-  history.done.push(step);
-  if (history.done.length > HISTORY_LIMIT) history.done.shift();
-  history.undone = [];
-  history.serverRedo = false;
+function enqueue(work) {
+  queue = queue.then(work).catch((error) => say(`The history could not be updated: ${error.message}`, true));
+  return queue;
+}
+
+function applyHistory(summary) {
+  if (!summary) return;
+  steps.version = summary.version;
+  steps.undo = summary.undo;
+  steps.redo = summary.redo;
+  state.canUndo = summary.can_undo;
+  state.canRedo = summary.can_redo;
   showRevision();
 }
 
 mask.onEdit = (step) => {
-  record(step);
-  saveMaskSoon();
+  state.canUndo = true; // at once, before the server has it: Ctrl+Z waits for the push in the queue
+  state.canRedo = false;
+  showRevision();
+  enqueue(() => pushStep(step));
 };
 
-async function undo() {
-  const step = history.done.at(-1);
-  if (step?.kind === "mask") {
-    history.done.pop();
-    mask.restore(step, "before");
-    history.undone.push(step);
-    say(`Undid: ${step.label}`);
-    saveMaskSoon();
-    showRevision();
+async function pushStep(step) {
+  const { ok, data } = await api.post("/history/mask", formData({
+    version: steps.version, label: step.label, x: step.x, y: step.y, w: step.width, h: step.height,
+    alpha: await deflate(step.before, step.after),
+  }));
+  if (data.stale_history) {
+    await reloadFromServer(data);
+    // Another tab changed the history: this edit goes on top of what is there now, not lost.
+    // (mask.reapply reports the merged edit to onEdit, which queues it as a new step.)
+    if (mask.reapply(step)) {
+      say(`Another tab changed this canvas's history: your ${step.label} was added on top of it.`);
+    }
     return;
   }
-  const { ok, data } = await api.post("/undo");
   if (!ok) {
-    say(data.error, true);
+    say(`The ${step.label} could not be kept in the history: ${data.error}`, true);
     return;
   }
-  if (!data.changed) {
-    say("Nothing to undo.");
-    return;
-  }
-  if (step) history.done.pop();
-  history.undone.push({ kind: "canvas", label: data.undone });
-  staging.show(data.variations);
-  await applyState(data);
-  say(`Undid: ${data.undone}`);
+  stepCache.set(data.step, step);
+  if (stepCache.size > STEP_CACHE_LIMIT) stepCache.delete(stepCache.keys().next().value);
+  applyHistory(data.history);
 }
 
-async function redo() {
-  const step = history.undone.at(-1);
-  if (step?.kind === "mask") {
-    history.undone.pop();
-    mask.restore(step, "after");
-    history.done.push(step);
-    say(`Redid: ${step.label}`);
-    saveMaskSoon();
-    showRevision();
+// before ‖ after, zlib-compressed by the browser off the main thread (CompressionStream).
+async function deflate(before, after) {
+  const stream = new Blob([before, after]).stream().pipeThrough(new CompressionStream("deflate"));
+  return new File([await new Response(stream).blob()], "alpha.zlib", { type: "application/octet-stream" });
+}
+
+function undo() { return enqueue(() => historyStep("undo")); }
+function redo() { return enqueue(() => historyStep("redo")); }
+
+async function historyStep(which) {
+  const { ok, data } = await api.post(`/${which}`, formData({ version: steps.version }));
+  if (data.stale_history) {
+    await reloadFromServer(data);
+    say(`${data.error} Press ${which === "undo" ? "Ctrl+Z" : "Ctrl+Shift+Z"} again to ${which} its newest step.`, true);
     return;
   }
-  if (!step && !history.serverRedo) {
-    say("Nothing to redo.");
-    return;
-  }
-  const { ok, data } = await api.post("/redo");
   if (!ok) {
     say(data.error, true);
     return;
   }
+  const label = which === "undo" ? data.undone : data.redone;
   if (!data.changed) {
-    say("Nothing to redo.");
+    applyHistory(data.history);
+    say(which === "undo" ? "Nothing to undo." : "Nothing to redo.");
     return;
   }
-  if (step) history.undone.pop();
-  history.done.push({ kind: "canvas", label: data.redone });
-  staging.show(data.variations);
-  await applyState(data);
-  say(`Redid: ${data.redone}`);
+  if (data.kind === "mask") {
+    const cached = stepCache.get(data.step.id);
+    if (cached) mask.restore(cached, which === "undo" ? "before" : "after");
+    else await reloadMask(); // a step of an earlier visit: the server applied it to the kept mask
+    applyHistory(data.history);
+  } else {
+    staging.show(data.variations);
+    // The tiles, the overlay and the minimap follow; the next step need not wait for them to load.
+    applyState(data);
+  }
+  say(`${which === "undo" ? "Undid" : "Redid"}: ${label}`);
 }
+
+// Another tab changed things: show the history, the mask, the canvas and staging as the server has them.
+async function reloadFromServer(data) {
+  applyHistory(data.history);
+  if ("mask" in data) await reloadMask(data.mask);
+  if (data.variations) staging.show(data.variations);
+  await applyState(data);
+}
+
+// A tab coming back to the front catches up with what another tab did meanwhile.
+// (On the queue, like every change of the mask: a reload never races a push.)
+document.addEventListener("visibilitychange", () => {
+  if (document.visibilityState !== "visible") return;
+  enqueue(async () => {
+    const { ok, data } = await api.get("/history");
+    if (ok && data.history.version !== steps.version) {
+      await reloadFromServer(data);
+      say("Updated with what another tab changed.");
+    }
+  });
+});
 
 // ---- the mask, kept on the server for this canvas and user ----------------------------------------
 
+// Mask edits reach the server as history steps; what a frame move drops is saved as the whole mask.
 let maskSaveTimer = null;
 function saveMaskSoon() {
   clearTimeout(maskSaveTimer);
-  maskSaveTimer = setTimeout(saveMask, 400);
+  maskSaveTimer = setTimeout(() => enqueue(saveMask), 400);
 }
 
 async function saveMask() {
   if (!mask.frame) return;
   const blob = await mask.toBlob();
   const { x, y, width, height } = mask.frame;
-  const { ok, data } = await api.post("/mask", formData({ mask: new File([blob], "mask.png", { type: "image/png" }),
-                                                         x, y, w: width, h: height }));
-  if (!ok) say(`The mask could not be kept: ${data.error}`, true);
+  const { ok, data } = await api.post("/mask", formData({
+    mask: new File([blob], "mask.png", { type: "image/png" }), x, y, w: width, h: height, history: steps.version,
+  }));
+  if (data.stale_history) {
+    await reloadFromServer(data);
+    say(data.error, true);
+  } else if (!ok) {
+    say(`The mask could not be kept: ${data.error}`, true);
+  } else {
+    applyHistory(data.history);
+  }
 }
 
-async function loadMask() {
-  const { ok, data } = await api.get("/mask");
-  if (ok && data.mask) await mask.load(data.mask.url, data.mask);
+// Show the kept mask (`saved`: {x, y, width, height, url}; fetched when not given) in place of the page's.
+async function reloadMask(saved) {
+  if (saved === undefined) {
+    const { ok, data } = await api.get("/mask");
+    if (!ok) return;
+    saved = data.mask;
+  }
+  mask.clearAll();
+  if (saved) await mask.load(saved.url, saved);
 }
 
 function toggleMask() {
@@ -245,8 +302,7 @@ function frameChanged(rect) {
 
 // After a move or resize ends: the mask follows, the unknown area is asked for again.
 function settleFrame() {
-  const moved = mask.frame !== null;
-  mask.placeAt(frame.rect);
+  const moved = mask.placeAt(frame.rect);
   mask.loadUnknown().then(showFrameSize);
   if (moved) saveMaskSoon(); // what fell outside the frame was dropped
   remember();
@@ -492,7 +548,8 @@ document.addEventListener("keydown", (event) => {
   } else if (key === "enter" && staging.active) {
     staging.accept(false);
   } else if (key === "escape" && staging.active) {
-    staging.discard();
+    if (staging.current.state === "staged") staging.discard();
+    else staging.review(false);
   } else if (key === " ") {
     state.spaceHeld = true;
     viewport.classList.add("is-space-held");
@@ -583,7 +640,6 @@ byId("canvas-import").addEventListener("change", async (event) => {
     say(data.error, true);
     return;
   }
-  record({ kind: "canvas", label: `import of ${file.name}` });
   await applyState(data);
   say(`Imported ${file.name}. Ctrl+Z undoes it.`);
 });
@@ -667,7 +723,7 @@ document.body.addEventListener("htmx:afterSwap", (event) => {
 document.body.addEventListener("htmx:load", (event) => {
   const element = event.detail.elt;
   if (element.matches?.("[data-canvas-staged]") || element.querySelector?.("[data-canvas-staged]")) staging.load();
-loadMask();
+enqueue(() => reloadMask());
 minimap.refresh();
 });
 
@@ -694,3 +750,5 @@ if (saved.view) {
   view.fit(frame.x, frame.y, frame.width, frame.height);
 }
 staging.load();
+enqueue(() => reloadMask());
+minimap.refresh();

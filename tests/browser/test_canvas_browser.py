@@ -76,8 +76,8 @@ def test_paint_a_mask_generate_accept_and_undo(logged_in, live_server, fake_repl
     page.keyboard.press("ArrowRight")
     strip.get_by_text("Variation 2 of 2").wait_for()
     page.keyboard.press("Enter")
-    page.get_by_text("Accepted. Ctrl+Z undoes it.").wait_for()
-    assert strip.is_hidden()
+    page.locator("#status-message", has_text="Accepted variation 2. Ctrl+Z undoes it.").wait_for()
+    strip.get_by_text("Kept variations: 1 accepted, 1 set aside.").wait_for()  # folded: painting goes on
 
     create = [r for r in fake_replicate.requests if r.method == "POST" and r.path.endswith("/predictions")]
     assert create[0].json["input"]["num_outputs"] == 2 and create[0].json["input"]["seed"] == SEED

@@ -125,8 +125,10 @@ def test_accept_then_undo_stages_every_variation_again(logged_in, live_server, f
     page.keyboard.press("ArrowRight")
     strip.get_by_text("Variation 2 of 3").wait_for()
     page.keyboard.press("Enter")
-    page.get_by_text("Accepted. Ctrl+Z undoes it.").wait_for()
-    assert strip.is_hidden()
+    page.locator("#status-message", has_text="Accepted variation 2. Ctrl+Z undoes it.").wait_for()
+    # The strip folds to one line (painting goes on); the three stay kept until discarded.
+    strip.get_by_text("Kept variations: 1 accepted, 2 set aside.").wait_for()
+    assert page.locator("#staged-preview").is_hidden()
 
     page.keyboard.press("Control+z")
     page.locator("#status-message", has_text="Undid: accept of variation 2").wait_for()

@@ -88,7 +88,30 @@ export class Mask {
     this.context.putImageData(image, local.x, local.y); // what lies outside the frame now is dropped
   }
 
+  // An edit refused by the server (another tab changed the history first), made again on the mask as
+  // it is now: the pixels the edit changed get its values, the rest stays; reported as a new edit.
+  reapply(step) {
+    if (!this.frame) return false;
+    const local = { x: step.x - this.frame.x, y: step.y - this.frame.y };
+    this.beginEdit(step.label);
+    const image = this.context.getImageData(local.x, local.y, step.width, step.height);
+    for (let i = 0; i < step.after.length; i++) {
+      if (step.after[i] !== step.before[i]) {
+        image.data.set(PAINT_RGB, i * 4);
+        image.data[i * 4 + 3] = step.after[i];
+      }
+    }
+    this.context.putImageData(image, local.x, local.y);
+    this.endEdit();
+    return true;
+  }
+
   // ---- showing, saving, loading ------------------------------------------------------------------
+
+  // Empty the mask (not an edit: the page is about to show the kept mask instead).
+  clearAll() {
+    this.context.clearRect(0, 0, this.canvas.width, this.canvas.height);
+  }
 
   // Hide the mask without losing it (InvokeAI's H); painting still works, unseen.
   setVisible(visible) {
@@ -140,10 +163,11 @@ export class Mask {
   }
 
   // Follow the frame; painted pixels stay where they are on the canvas, what falls outside is dropped.
+  // Returns whether an earlier frame moved (what fell outside it may have been dropped).
   placeAt(rect) {
     const previous = this.frame;
     if (previous && previous.x === rect.x && previous.y === rect.y && previous.width === rect.width
-        && previous.height === rect.height) return;
+        && previous.height === rect.height) return false;
     let copy = null;
     if (previous && this.canvas.width && this.canvas.height) {
       copy = document.createElement("canvas");
@@ -156,6 +180,7 @@ export class Mask {
     if (copy) this.context.drawImage(copy, previous.x - rect.x, previous.y - rect.y);
     this.frame = { ...rect };
     this.position();
+    return previous !== null;
   }
 
   local(cx, cy) { return [cx - this.frame.x, cy - this.frame.y]; }
