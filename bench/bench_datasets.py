@@ -93,6 +93,16 @@ def cpu_seconds(usage: resource.struct_rusage) -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def peak_rss_mb(pid: int | str = "self") -> float:
+    """The process's peak RSS (VmHWM) in MB. Not ru_maxrss: Linux carries that over fork and exec,
+    so a process started by this (large) bench would report the bench's own peak."""
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            return next(int(line.split()[1]) for line in fh if line.startswith("VmHWM")) / 1024
+    except (OSError, StopIteration):
+        return 0.0
+
+
 def filesystem_floor(folder: Path, count: int) -> float:
     """Seconds to replace `count` tiny files durably and atomically on this disk with nothing else:
     write them all as temp files, one sync, rename each over its file. No tool can do less."""
@@ -291,28 +301,42 @@ def web_process(env: dict, dataset_id: int, login: str, count: int, out) -> None
         cpu = cpu_seconds(resource.getrusage(resource.RUSAGE_SELF))
         first, job = post_and_wait(client, f"{base}/bulk", {"action": "rename", "old": "1girl", "new": "1woman"},
                                    "datasets.bulk")
-        second, _ = post_and_wait(client, f"{base}/bulk", {"action": "rename", "old": "1woman", "new": "1girl"},
-                                  "datasets.bulk")
+        second, again = post_and_wait(client, f"{base}/bulk", {"action": "rename", "old": "1woman", "new": "1girl"},
+                                      "datasets.bulk")
         web_cpu = cpu_seconds(resource.getrusage(resource.RUSAGE_SELF)) - cpu
-        job_run_s = [(j.finished_at - j.started_at).total_seconds() for j in [job] if j is not None]
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    out.put({"rows": rows, "first": first, "second": second, "peak_mb": peak_mb, "web_cpu": web_cpu,
-             "as_job": job is not None, "job_run_s": job_run_s[0] if job_run_s else None})
+        job_run_s = [(j.finished_at - j.started_at).total_seconds() for j in (job, again) if j is not None]
+    out.put({"rows": rows, "first": first, "second": second, "peak_mb": peak_rss_mb(), "web_cpu": web_cpu,
+             "as_job": job is not None, "job_run_s": job_run_s})
 
 
 class WorkerProcess:
-    """A real `tessera worker` (RQ worker + work-horse per job) whose peak RSS and CPU time are read at exit."""
+    """A real `tessera worker` (RQ worker + work-horse per job); a thread samples the peak RSS
+    (VmHWM) of it and of each work-horse every 50 ms; CPU time is read at exit (wait4)."""
 
     def __init__(self, env: dict) -> None:
         import subprocess
+        import threading
 
         self.process = subprocess.Popen([sys.executable, "-m", "app.cli", "worker"], env={**os.environ, **env},
                                         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.peak_mb = 0.0
+        self._stop = threading.Event()
+        self._sampler = threading.Thread(target=self._sample, daemon=True)
+        self._sampler.start()
+
+    def _sample(self) -> None:
+        from app.processes import descendants
+
+        while not self._stop.wait(0.05):
+            for pid in {self.process.pid, *descendants(self.process.pid)}:
+                self.peak_mb = max(self.peak_mb, peak_rss_mb(pid))
 
     def stop(self) -> resource.struct_rusage:
         """Stop it (warm shutdown) and return its resource usage, work-horses included (wait4)."""
         import signal
 
+        self._stop.set()
+        self._sampler.join()
         self.process.send_signal(signal.SIGTERM)
         _, _, usage = os.wait4(self.process.pid, 0)
         self.process.returncode = 0
@@ -392,10 +416,11 @@ def run(count: int, workdir: Path, ram_dir: Path | None, size: tuple[int, int] =
         rows.append(("Bare filesystem: that many temp files, one sync, renames", f"{floor:.2f}", f"{floor_cpu:.2f}", "s",
                      "the floor for durable atomic replaces on this disk", "—"))
         rows.append((f"Rename a tag in every caption, first time (also backs up originals; {how})", f"{first:.2f}", "",
-                     "s", f"{first / floor:.2f}× the floor" + (f"; the job itself ran {measured['job_run_s']:.2f} s"
+                     "s", f"{first / floor:.2f}× the floor" + (f"; the job itself ran {measured['job_run_s'][0]:.2f} s"
                                                               if measured["job_run_s"] else ""), "≤ 1.3× floor"))
         rows.append((f"Rename a tag in every caption, again ({how})", f"{second:.2f}", "", "s",
-                     f"{second / floor:.2f}× the floor", "≤ 1.3× floor"))
+                     f"{second / floor:.2f}× the floor" + (f"; the job itself ran {measured['job_run_s'][1]:.2f} s"
+                                                           if len(measured["job_run_s"]) > 1 else ""), "≤ 1.3× floor"))
         rows.append(("Web process: peak RSS (routes above, both renames)", f"{measured['peak_mb']:.0f}", "", "MB",
                      f"CPU {measured['web_cpu']:.2f} s for the two renames (POST + polling the job)", "< 400 MB"))
         client = app.test_client()
@@ -427,9 +452,8 @@ def run(count: int, workdir: Path, ram_dir: Path | None, size: tuple[int, int] =
             rows.append(("RAM disk: rename in every caption, again", f"{ram_again:.2f}", "", "s", f"{count:,} files",
                          "< 2 s"))
         usage = worker.stop()
-        rows.append(("Worker process: peak RSS (worker + the work-horse of every job above)",
-                     f"{usage.ru_maxrss / 1024:.0f}", "", "MB", f"CPU {cpu_seconds(usage):.2f} s for all its jobs",
-                     "< 400 MB"))
+        rows.append(("Worker process: peak RSS (the worker or the work-horse of any job above)",
+                     f"{worker.peak_mb:.0f}", "", "MB", f"CPU {cpu_seconds(usage):.2f} s for all its jobs", "< 400 MB"))
 
     print(f"\nDatasets bench: {count:,} JPEGs of {size[0]}×{size[1]} px, 16 tags per caption, SQLite, "
           f"{os.cpu_count()} CPUs (load average {os.getloadavg()[0]:.1f})\n")
