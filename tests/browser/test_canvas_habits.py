@@ -1,57 +1,13 @@
 """The canvas as painters use it: Ctrl+Z takes back the stroke, the mask survives a reload and can be
 hidden, an undone accept stages the variations again, Generate is always in reach, imports fit the frame."""
 import numpy as np
-from PIL import Image
 
-
-
-def next_frame(page):
-    """The view redraws once per animation frame: wait until what an input changed is on screen."""
-    page.evaluate("() => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))")
-
-
-def mask_alpha(page):
-    """The painted mask's alpha over the frame, as the page holds it."""
-    data = page.evaluate("""() => {
-        const canvas = document.getElementById("canvas-mask");
-        const rgba = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
-        return {width: canvas.width, height: canvas.height, alpha: Array.from(rgba.filter((_, i) => i % 4 === 3))};
-    }""")
-    return np.array(data["alpha"], np.uint8).reshape(data["height"], data["width"])
-
-
-def new_canvas(page, live_server, name="Habits"):
-    page.goto(f"{live_server}/canvas/")
-    page.get_by_label("Name of a new canvas", exact=True).fill(name)
-    page.get_by_role("button", name="New canvas").click()
-    page.wait_for_url(f"{live_server}/canvas/*")
-    page.get_by_label("Width", exact=True).fill("512")
-    page.get_by_label("Width", exact=True).dispatch_event("change")
-    page.get_by_label("Height", exact=True).fill("512")
-    page.get_by_label("Height", exact=True).dispatch_event("change")
-    page.get_by_role("button", name="Show frame").click()
-    next_frame(page)
-    return page.url.rstrip("/")
-
-
-def stroke(page, y, x0=100, x1=400):
-    box = page.locator("#canvas-frame").bounding_box()
-    page.mouse.move(box["x"] + x0, box["y"] + y)
-    page.mouse.down()
-    for step in range(1, 9):
-        page.mouse.move(box["x"] + x0 + (x1 - x0) * step / 8, box["y"] + y)
-    page.mouse.up()
-
-
-def import_picture(page, tmp_path, pixels, name="picture.png"):
-    path = tmp_path / name
-    Image.fromarray(pixels).save(path)
-    page.locator("#canvas-import").set_input_files(str(path))
+from tests.canvas_browser_helpers import import_picture, mask_alpha, new_canvas, stroke
 
 
 def test_ctrl_z_takes_back_one_stroke_and_the_mask_survives_a_reload(logged_in, live_server, tmp_path):
     page = logged_in
-    base = new_canvas(page, live_server)
+    base = new_canvas(page, live_server, "Habits")
     picture = np.full((512, 512, 3), (40, 90, 160), np.uint8)
     import_picture(page, tmp_path, picture)
     page.get_by_text("Imported picture.png").wait_for()

@@ -2,20 +2,8 @@
 after a reload, a new stroke ending the redo branch, two tabs on one canvas, variations kept after an
 accept (saved to the gallery, accepted instead), and the unknown overlay over a soft-edged cut-out."""
 import numpy as np
-from PIL import Image
 
-
-def next_frame(page):
-    page.evaluate("() => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))")
-
-
-def mask_alpha(page):
-    data = page.evaluate("""() => {
-        const canvas = document.getElementById("canvas-mask");
-        const rgba = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
-        return {width: canvas.width, height: canvas.height, alpha: Array.from(rgba.filter((_, i) => i % 4 === 3))};
-    }""")
-    return np.array(data["alpha"], np.uint8).reshape(data["height"], data["width"])
+from tests.canvas_browser_helpers import import_picture, mask_alpha, new_canvas, next_frame, stroke
 
 
 def open_canvas(page, url):
@@ -23,37 +11,6 @@ def open_canvas(page, url):
     page.wait_for_function("() => document.getElementById('canvas-mask').width === 512")
     page.get_by_role("button", name="Show frame").click()
     next_frame(page)
-
-
-def new_canvas(page, live_server, name):
-    page.goto(f"{live_server}/canvas/")
-    page.get_by_label("Name of a new canvas", exact=True).fill(name)
-    page.get_by_role("button", name="New canvas").click()
-    page.wait_for_url(f"{live_server}/canvas/*")
-    for label in ("Width", "Height"):
-        page.get_by_label(label, exact=True).fill("512")
-        page.get_by_label(label, exact=True).dispatch_event("change")
-    page.get_by_role("button", name="Show frame").click()
-    next_frame(page)
-    # The frame is remembered for the next visit (another tab too) once things settle.
-    page.wait_for_function("() => Object.keys(localStorage).some(key => localStorage[key].includes('\"width\":512'))")
-    return page.url.rstrip("/")
-
-
-def stroke(page, y, x0=100, x1=400):
-    box = page.locator("#canvas-frame").bounding_box()
-    page.mouse.move(box["x"] + x0, box["y"] + y)
-    page.mouse.down()
-    for step in range(1, 9):
-        page.mouse.move(box["x"] + x0 + (x1 - x0) * step / 8, box["y"] + y)
-    page.mouse.up()
-
-
-def import_picture(page, tmp_path, pixels, name="picture.png"):
-    path = tmp_path / name
-    Image.fromarray(pixels).save(path)
-    page.locator("#canvas-import").set_input_files(str(path))
-    page.get_by_text(f"Imported {name}").wait_for()
 
 
 def kept_mask_reaches(page, base, y):
@@ -77,6 +34,7 @@ def test_two_strokes_reload_then_ctrl_z_takes_back_exactly_the_second(logged_in,
     errors = console_errors(page)
     base = new_canvas(page, live_server, "Reloaded history")
     import_picture(page, tmp_path, np.full((512, 512, 3), (40, 90, 160), np.uint8))
+    page.get_by_text("Imported picture.png").wait_for()
     revision = page.locator("#status-revision").inner_text()
     stroke(page, 150)
     stroke(page, 350)
@@ -159,6 +117,7 @@ def test_variations_stay_after_an_accept_to_save_or_accept_instead(logged_in, li
     picture[:, :300, 3] = 255
     picture[:, 300:380, 3] = np.linspace(254, 1, 80).astype(np.uint8)
     import_picture(page, tmp_path, picture)
+    page.get_by_text("Imported picture.png").wait_for()
     # The striped overlay covers what an outpaint repaints: the half-transparent ramp too.
     page.wait_for_function("() => document.getElementById('canvas-unknown').width === 512")
     unknown = page.evaluate("""() => {
