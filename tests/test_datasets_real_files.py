@@ -320,6 +320,28 @@ def test_the_bulk_forms_export_and_crop_buttons_post_the_selection_never_a_url(c
     assert sorted(re.findall(r'name="ids" value="(\d+)"', crop_form)) == sorted([str(a.id), str(b.id)])
 
 
+def test_an_export_or_crop_of_a_filter_too_deep_to_use_says_so(client, run_jobs, app):
+    """A filter the filter limits refuse (nested past 20 levels) is a clear answer on the export and
+    crop-to-buckets forms and when starting either, never a server error."""
+    dataset = open_dataset(client, run_jobs, make_folder(app))
+    deep = {"scope": "filtered", "q": "(" * 60 + "long hair" + ")" * 60}
+    form = client.get(f"/datasets/{dataset.id}/export", query_string=deep)
+    assert form.status_code == 200 and "nests too deeply" in form.get_data(as_text=True)
+    chosen = client.post(f"/datasets/{dataset.id}/export/choose", data=deep)
+    assert chosen.status_code == 200 and "nests too deeply" in chosen.get_data(as_text=True)
+    started = client.post(f"/datasets/{dataset.id}/export", data={"format": "training", **deep})
+    assert started.status_code == 422 and "nests too deeply" in started.get_data(as_text=True)
+    assert db.session.scalar(db.select(db.func.count()).select_from(Job).where(Job.kind == "datasets.export")) == 0
+    # The crop-to-buckets form alike: the problem said, all images offered instead.
+    for crop_form in (client.get(f"/datasets/{dataset.id}/crop-buckets", query_string=deep),
+                      client.post(f"/datasets/{dataset.id}/crop-buckets/choose", data=deep)):
+        body = crop_form.get_data(as_text=True)
+        assert crop_form.status_code == 200 and "nests too deeply" in body
+        assert 'name="scope" value="all"' in body
+    started = client.post(f"/datasets/{dataset.id}/crop-buckets", data={"where": "beside", **deep})
+    assert started.status_code == 422 and "nests too deeply" in started.get_data(as_text=True)
+
+
 def test_crop_writes_a_new_image_with_the_caption_and_keeps_the_original(client, run_jobs, app):
     folder = empty_folder(app)
     pattern_image(folder / "wide.png", 3, (768, 512))

@@ -16,7 +16,6 @@ from app.datasets.suggestions import (accept_suggestions, clear_suggestions, pen
 from app.datasets.models import CaptionBatch, Dataset
 from app.datasets.routes import data_dir, dataset_jobs, root_of, shared_root, start_bulk_edit
 from app.datasets.routes_health import trash_entries
-from app.datasets.tagexpr import TagExprError
 from app.extensions import db
 from app.files import send_data_file
 from app.replicate.catalog import available_models
@@ -34,6 +33,7 @@ def _scope_ids(dataset, values=None) -> tuple[list[int] | None, str]:
     """The images a bulk action or an export applies to (None: all) and how to describe them.
 
     `values`: where the choice is (the form by default; the query string for the export page).
+    Raises ValueError (TagExprError among them) for a filter that cannot be used.
     """
     values = request.form if values is None else values
     scope = values.get("scope", "all")
@@ -194,7 +194,7 @@ def export_chosen(dataset_id):
 def _export_form(dataset, args):
     try:
         ids, scope_text = _scope_ids(dataset, args)
-    except TagExprError as exc:
+    except ValueError as exc:  # a malformed filter, or one the filter limits refuse
         flash(str(exc), "error")
         ids, scope_text = None, "all images"
     scope = args.get("scope", "all") if ids is not None else "all"
@@ -227,7 +227,7 @@ def start_export(dataset_id):
     params["background"] = background or None
     try:
         ids, scope_text = _scope_ids(dataset)
-    except TagExprError as exc:
+    except ValueError as exc:  # a malformed filter, or one the filter limits refuse
         return message(str(exc), 422)
     if ids == []:
         return message(f"Nothing to export: {scope_text}.", 422)

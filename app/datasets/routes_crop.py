@@ -7,6 +7,7 @@ from pathlib import PurePosixPath
 from flask import flash, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user
 from PIL import Image
+from werkzeug.datastructures import MultiDict
 
 from app.auth.access import child_or_404, owned_or_404
 from app.datasets import autocrop, bp, buckets, index
@@ -174,16 +175,16 @@ def crop_buckets_chosen(dataset_id):
 
 
 def _crop_buckets_form(dataset, args):
+    scope = args.get("scope", "all")
     try:
         images, scope_text = _scope(dataset, args)
-    except ValueError as exc:
+    except ValueError as exc:  # a filter that cannot be used: say so, offer all images
         flash(str(exc), "error")
-        images, scope_text = _scope(dataset, {})
+        scope, images, scope_text = "all", *_scope(dataset, MultiDict())
     trainer = _trainer()
     counts = buckets.histogram(((i.width, i.height) for i in images if i.width and i.height), trainer)
     return render_template("datasets/crop_buckets.html", dataset=dataset, images=images, scope_text=scope_text,
-                           scope=args.get("scope", "all"), scope_args=args, trainer=trainer,
-                           trainers=buckets.TRAINERS, counts=counts)
+                           scope=scope, scope_args=args, trainer=trainer, trainers=buckets.TRAINERS, counts=counts)
 
 
 @bp.post("/<int:dataset_id>/crop-buckets")
