@@ -722,9 +722,10 @@ document.body.addEventListener("htmx:afterSwap", (event) => {
 // A finished generation's result partial marks itself: show its variations over the frame.
 document.body.addEventListener("htmx:load", (event) => {
   const element = event.detail.elt;
-  if (element.matches?.("[data-canvas-staged]") || element.querySelector?.("[data-canvas-staged]")) staging.load();
-enqueue(() => reloadMask());
-minimap.refresh();
+  if (element.matches?.("[data-canvas-staged]") || element.querySelector?.("[data-canvas-staged]")) {
+    staging.load();
+    minimap.refresh();
+  }
 });
 
 // ---- start ------------------------------------------------------------------------------------

@@ -42,12 +42,18 @@ def test_ctrl_z_takes_back_one_stroke_and_the_mask_survives_a_reload(logged_in, 
     # The mask is kept with the canvas: a reload finds it where it was.
     page.wait_for_function("() => fetch(location.pathname + '/mask').then(r => r.json()).then(d => d.mask !== null)")
     page.wait_for_timeout(600)  # the last save is debounced
+    mask_reads = []
+    page.on("request", lambda request: mask_reads.append(request.url) if request.url.endswith("/mask") else None)
     page.reload()
     page.wait_for_function("() => document.getElementById('canvas-mask').width === 512")
     page.wait_for_function("""() => {
         const c = document.getElementById('canvas-mask');
         return c.getContext('2d').getImageData(250, 350, 1, 1).data[3] === 255;
     }""")
+    assert np.array_equal(mask_alpha(page) > 0, painted > 0)
+    # Read once: an htmx swap (the page's own load included) must not clear and redraw it again.
+    page.wait_for_timeout(1000)
+    assert len(mask_reads) == 1, mask_reads
     assert np.array_equal(mask_alpha(page) > 0, painted > 0)
 
     # Shift+C clears it, as one more undo step.
