@@ -84,7 +84,7 @@ def run_scan(job_id: str) -> None:
         except ScanError as exc:
             raise JobFailed(str(exc)) from exc
         run.progress(96, "Saving the index")
-        counts = index.apply_scan(dataset, result)
+        counts = index.apply_scan(dataset, result, full=bool(run.job.params.get("full")))
         run.job.result = {"dataset_id": dataset.id, **counts, "skipped": result.skipped[:50],
                           "skipped_total": len(result.skipped)}
         run.job.message = (f"{dataset.image_count:,} images: {counts['added']:,} new, {counts['changed']:,} changed, "
