@@ -197,3 +197,37 @@ def test_no_undo_while_an_edit_of_the_dataset_is_still_running(client, run_jobs,
     assert "still running" in client.get(response.headers["Location"]).get_data(as_text=True)
     assert files(dataset) == after and job.status == "succeeded"
     assert [j.kind for j in bulk_jobs()] == ["datasets.bulk", "datasets.bulk"]  # no undo job queued
+
+
+@pytest.mark.parametrize("stop", ["progress", "edit"])
+def test_an_edit_stopped_midway_records_every_caption_it_wrote(client, run_jobs, app, monkeypatch, stop):
+    # Files of one chunk are written while the chunk before is recorded: whatever stops the edit
+    # (a cancel between chunks, an edit failing on a caption), no file is left changed unrecorded.
+    monkeypatch.setattr(history, "BULK_CHUNK", 2)
+    names = {f"{n}.png": f"tok, tag {n}" for n in range(9)}
+    dataset = open_dataset(client, run_jobs, make_folder(app, captions=names))
+    before = files(dataset)
+
+    def edit(caption: str) -> str:
+        if stop == "edit" and caption == "tok, tag 6":
+            raise ValueError("stopped")
+        return caption + ", solo"
+
+    def on_progress(done: int) -> None:
+        if stop == "progress" and done >= 4:
+            raise RuntimeError("canceled")
+
+    with pytest.raises((ValueError, RuntimeError)):
+        history.edit_captions(dataset, None, edit, root=Path(dataset.root), data_dir=Path(app.config["DATA_DIR"]),
+                              user_id=dataset.user_id, description="add solo", on_progress=on_progress)
+    changed = {name for name, data in files(dataset).items() if data != before[name]}
+    assert len(changed) == (4 if stop == "progress" else 6)  # every chunk read before the stop, written
+    [batch] = db.session.scalars(db.select(CaptionBatch)).all()
+    assert batch.image_count == len(changed)
+    for name in before:
+        image = image_named(dataset, name.replace(".txt", ".png"))
+        on_disk = (Path(dataset.root) / name).read_text()
+        assert image.caption == on_disk and tag_rows(dataset)[image.relpath] == set(on_disk.split(", "))
+    history.undo_batch(dataset, batch, root=Path(dataset.root), data_dir=Path(app.config["DATA_DIR"]),
+                       user_id=dataset.user_id)
+    assert files(dataset) == before

@@ -133,3 +133,31 @@ def test_autocaption_needs_a_caption_model(client, dataset):
     response = client.post(f"/datasets/{dataset.id}/autocaption", data={"model": "black-forest-labs/flux-schnell"},
                            headers={"HX-Request": "true"})
     assert response.status_code == 422 and "captioning model" in response.get_data(as_text=True)
+
+
+def test_accepting_many_suggestions_streams_them_as_one_batch(client, run_jobs, app, monkeypatch):
+    from app.datasets import history
+    from app.datasets.models import CaptionEdit, DatasetImage
+
+    monkeypatch.setattr(history, "BULK_CHUNK", 2)  # five suggestions read and written in three chunks
+    names = {f"{n}.png": (f"old {n}" if n % 2 else None) for n in range(7)}
+    dataset = open_dataset(client, run_jobs, make_folder(app, captions=names))
+    root = Path(dataset.root)
+    (root / "3.txt").write_text("edited elsewhere", encoding="utf-8")  # its accept conflicts
+    for n in range(1, 6):
+        db.session.execute(db.update(DatasetImage).where(DatasetImage.dataset_id == dataset.id,
+                                                         DatasetImage.relpath == f"{n}.png")
+                           .values(suggestion=f"suggested {n}"))
+    db.session.commit()
+    client.post(f"/datasets/{dataset.id}/suggestions", data={"action": "accept"})
+    assert {n: (root / f"{n}.txt").read_text() for n in range(1, 6)} == {
+        1: "suggested 1", 2: "suggested 2", 3: "edited elsewhere", 4: "suggested 4", 5: "suggested 5"}
+    [batch] = db.session.scalars(db.select(CaptionBatch)).all()
+    assert batch.kind == "suggestion" and batch.image_count == 4 and batch.description == "Accept 5 auto-captions"
+    assert db.session.scalar(db.select(db.func.count()).select_from(CaptionEdit)) == 4
+    left = db.session.scalars(db.select(DatasetImage.relpath).where(DatasetImage.suggestion.is_not(None))).all()
+    assert left == ["3.png"]  # the conflicting one waits for the user
+    client.post(f"/datasets/{dataset.id}/suggestions", data={"action": "discard"})
+    assert image_named(dataset, "3.png").suggestion is None
+    history.undo_batch(dataset, batch, root=root, data_dir=Path(app.config["DATA_DIR"]), user_id=dataset.user_id)
+    assert not (root / "2.txt").exists() and (root / "1.txt").read_text() == "old 1"

@@ -5,6 +5,7 @@ never reach outside the configured dataset roots: not with `..`, not with an abs
 not through a symlink (on the file or on any folder above it) whose target lies elsewhere.
 """
 import os
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePath
@@ -101,3 +102,27 @@ def roots_for_user(configured: Sequence[str | Path], username: str) -> list[Data
             pass  # an unusable root shows as missing; resolve_within still confines to it
         roots.append(DatasetRoot(path, shared=False))
     return roots
+
+
+class FolderResolver:
+    """`resolve_within` for many files of one dataset (a bulk edit's captions): each folder is
+    resolved once, then a file that is not a symlink is its real folder plus its name (a
+    symlinked file still goes the full way). Raises `PathRefused` as `resolve_within` does."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.folders: dict[str, str] = {}
+
+    def __call__(self, relpath: str) -> str:
+        folder, _, name = relpath.rpartition("/")
+        if name in ("", ".", ".."):
+            raise PathRefused(f"Not a file name: {relpath}")
+        real_folder = self.folders.get(folder)
+        if real_folder is None:
+            real_folder = self.folders[folder] = str(resolve_within([self.root], folder or "."))
+        candidate = os.path.join(real_folder, name)
+        try:
+            is_link = stat.S_ISLNK(os.lstat(candidate).st_mode)
+        except FileNotFoundError:
+            is_link = False
+        return str(resolve_within([self.root], relpath)) if is_link else candidate

@@ -11,8 +11,8 @@ from app.datasets.grid import filtered_select, GridFilter
 from app.datasets.health import health_report, known_problems
 from app.datasets.bulkedit import FIXES, BulkEdit, enqueue_undo
 from app.datasets.history import changes_by_others, recent_batches, undo_batch
-from app.datasets.suggestions import (accept_suggestions, clear_suggestions, pending_count, pending_suggestions,
-                                     uncaptioned_ids)
+from app.datasets.suggestions import (accept_suggestions, clear_all_suggestions, clear_suggestions, pending_count,
+                                     pending_suggestions, uncaptioned_ids)
 from app.datasets.models import CaptionBatch, Dataset
 from app.datasets.routes import data_dir, dataset_jobs, root_of, shared_root, start_bulk_edit
 from app.datasets.routes_health import trash_entries
@@ -167,7 +167,7 @@ def suggestions(dataset_id):
     dataset = owned_or_404(Dataset, dataset_id)
     ids = [int(i) for i in request.form.getlist("ids") if i.isdigit()] or None
     if request.form.get("action") == "discard":
-        clear_suggestions(ids or [image.id for image in pending_suggestions(dataset.id)])
+        clear_suggestions(ids) if ids else clear_all_suggestions(dataset.id)
         flash("Suggestions discarded.", "info")
     else:
         outcome = accept_suggestions(dataset, ids, root=root_of(dataset), data_dir=data_dir(), user_id=current_user.id)
