@@ -194,7 +194,8 @@ def _enqueue(canvas_request: CanvasRequest, loras: list[dict] | None = None) -> 
     title = "Canvas: " + prompt_title(canvas_request.model_input.get("prompt", ""), canvas_request.model_ref)
     db.session.commit()  # the request must exist before a worker can pick the job up
     job = enqueue_job(run_canvas_generation, user_id=current_user.id, kind="canvas.generate", title=title,
-                      params={"request_id": canvas_request.id, "loras": loras or []})
+                      params={"request_id": canvas_request.id, "loras": loras or []},
+                      interactive=True)  # one prediction whose variations the canvas waits for
     canvas_request.job_id = job.id
     db.session.commit()
     return job
