@@ -149,9 +149,7 @@ def undo(store: TileStore, data_dir: Path, canvas_id: int, user_id: int, seen: i
         return Outcome(step, undone[0].rev)
     step.undone = True
     if step.kind == CanvasStep.MASK:
-        before, _ = split(step.data, step.width * step.height)
-        masks.apply_patch(data_dir, canvas_id, user_id, (step.x, step.y, step.width, step.height), before)
-        db.session.commit()
+        _apply_mask_step(data_dir, step, undone=True)
         return Outcome(step)
     db.session.commit()
     if store.head(canvas_id) != step.rev:
@@ -170,13 +168,19 @@ def redo(store: TileStore, data_dir: Path, canvas_id: int, user_id: int, seen: i
         return Outcome(None)
     step.undone = False
     if step.kind == CanvasStep.MASK:
-        _, after = split(step.data, step.width * step.height)
-        masks.apply_patch(data_dir, canvas_id, user_id, (step.x, step.y, step.width, step.height), after)
-        db.session.commit()
+        _apply_mask_step(data_dir, step, undone=False)
         return Outcome(step)
     db.session.commit()
     redone = store.redo_step(canvas_id)
     return Outcome(step, redone[0].rev if redone else None)
+
+
+def _apply_mask_step(data_dir: Path, step: CanvasStep, *, undone: bool) -> None:
+    """Write a mask step's alpha from before (`undone`) or after it into the kept mask's box, and commit."""
+    before, after = split(step.data, step.width * step.height)
+    masks.apply_patch(data_dir, step.canvas_id, step.user_id, (step.x, step.y, step.width, step.height),
+                      before if undone else after)
+    db.session.commit()
 
 
 def split(data: bytes, pixels: int) -> tuple[bytes, bytes]:
