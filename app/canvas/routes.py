@@ -14,7 +14,7 @@ from app.canvas import bp, history, staging
 from app.canvas.compose import available_infill_methods
 from app.canvas.modelchoice import DEFAULT_MODEL, CanvasModel, canvas_model, carry_input, form_fields, picker_models
 from app.canvas.models import Canvas, CanvasRequest, CanvasVariation
-from app.canvas.params import DEFAULT_INFILL, FRAME_LIMITS, GenerateParams
+from app.canvas.params import DEFAULT_INFILL, FRAME_LIMITS, PUSH_RETRY_MS, GenerateParams
 from app.canvas.tasks import run_canvas_generation
 from app.extensions import db
 from app.files import send_data_file
@@ -221,7 +221,7 @@ def _form_context(canvas: Canvas, ref: str, values: dict, *, submitted: bool = F
         "infill": blending.get("infill") or DEFAULT_INFILL,
         "mask_blur": blending.get("mask_blur", DEFAULT_MASK_BLUR),
         "colour_match": bool(blending.get("colour_match")),
-        "limits": FRAME_LIMITS,
+        "limits": FRAME_LIMITS, "push_retry_ms": " ".join(map(str, PUSH_RETRY_MS)),
         **picker_context(current_user.id, [field.name for field in fields], values),
     }
 
