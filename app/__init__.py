@@ -78,7 +78,8 @@ def create_app(overrides: dict | None = None) -> Flask:
     login_manager.login_message = "Please log in to continue."
 
     app.redis = Redis.from_url(app.config["REDIS_URL"])
-    app.task_queue = Queue(app.config["QUEUE_NAME"], connection=app.redis)
+    app.task_queue = Queue(app.config["QUEUE_NAME"], connection=app.redis)  # long jobs
+    app.interactive_queue = Queue(app.config["INTERACTIVE_QUEUE_NAME"], connection=app.redis)
 
     _register_tables()
     from app import errors

@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from app.config import data_dir_from_env
+from app.jobs.queues import INTERACTIVE, QUEUES
 from app.processes import Supervisor
 
 # Seconds a running job, the web server and Redis each get to stop before they are killed.
@@ -25,10 +26,23 @@ def main() -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address the web server listens on.")
 @click.option("--port", default=5000, show_default=True, type=int)
-@click.option("--workers", default=1, show_default=True, type=click.IntRange(0, 64), help="Job workers to run.")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(0, 64),
+              help="Job workers for every job (each takes interactive jobs first, then long ones).")
+@click.option("--interactive-workers", type=click.IntRange(0, 64),
+              help="Extra workers that run only interactive jobs, so those never wait behind a long one "
+                   "[default: 1, or 0 with --workers 0].")
 @click.option("--web-workers", default=2, show_default=True, type=click.IntRange(1, 64), help="Web server processes.")
-def up(host: str, port: int, workers: int, web_workers: int) -> None:
-    """Run the web server, the job workers and (unless REDIS_URL is set) a private Redis."""
+def up(host: str, port: int, workers: int, interactive_workers: int | None, web_workers: int) -> None:
+    """Run the web server, the job workers and (unless REDIS_URL is set) a private Redis.
+
+    Interactive jobs (short work a page waits on: checking a dataset for changes, small caption edits
+    and undos, a generation the page shows) have a queue of their own; long jobs (scans, thumbnails,
+    exports, crops, trainings) another. With the defaults one worker runs everything, interactive jobs
+    first, and one more runs only interactive jobs, so a dataset check starts at once even while an
+    export runs.
+    """
+    if interactive_workers is None:
+        interactive_workers = 1 if workers else 0
     data_dir = data_dir_from_env()
     os.environ["TESSERA_DATA_DIR"] = str(data_dir)
     with _supervised() as supervisor:
@@ -48,6 +62,9 @@ def up(host: str, port: int, workers: int, web_workers: int) -> None:
                                      "--log-level", "warning", "app.wsgi:app"], role="web", essential=True)
             for number in range(1, workers + 1):
                 supervisor.start(f"worker-{number}", [sys.executable, "-m", "app.cli", "worker"])
+            for number in range(1, interactive_workers + 1):
+                supervisor.start(f"interactive-worker-{number}",
+                                 [sys.executable, "-m", "app.cli", "worker", "--queue", INTERACTIVE])
             click.echo(f"Tessera is running at http://{host}:{port}/ (data in {data_dir}). Press Ctrl+C to stop.")
             supervisor.run()
     click.echo("Tessera stopped." if not supervisor.exit_code else "Tessera stopped after an error (see above).")
@@ -72,24 +89,35 @@ def _supervised() -> Iterator[Supervisor]:
 
 @main.command()
 @click.option("--count", "-n", default=1, show_default=True, type=click.IntRange(1, 64), help="Worker processes.")
+@click.option("--queue", "-q", "queues", multiple=True, type=click.Choice(QUEUES),
+              help="A queue to take jobs from; repeat for both [default: interactive and long]. "
+                   "Interactive jobs are always taken first.")
 @click.option("--burst", is_flag=True, help="Exit when the queue is empty.")
-def worker(count: int, burst: bool) -> None:
-    """Run job workers against REDIS_URL (the way to scale out to more machines)."""
+def worker(count: int, queues: tuple[str, ...], burst: bool) -> None:
+    """Run job workers against REDIS_URL (the way to scale out to more machines).
+
+    A worker takes interactive jobs (short work a page is waiting on) before long ones. `--queue
+    interactive` makes a worker that never starts a long job, so interactive jobs keep moving however
+    many long ones are queued; `--queue long` one that leaves interactive jobs to others.
+    """
+    queues = queues or QUEUES
     if count > 1:
         with _supervised() as supervisor:
             for number in range(1, count + 1):
-                args = [sys.executable, "-m", "app.cli", "worker"] + (["--burst"] if burst else [])
+                args = [sys.executable, "-m", "app.cli", "worker"] + [f"--queue={name}" for name in queues]
+                args += ["--burst"] if burst else []
                 supervisor.start(f"worker-{number}", args, restart=not burst)
             supervisor.run(until_all_exit=burst)
         sys.exit(supervisor.exit_code)
     from app import create_app
+    from app.jobs.queues import worker_queues
     from app.worker import TesseraWorker
 
     app = create_app()
     _preload_for_jobs()
     with app.app_context():
         name = f"tessera-{socket.gethostname()}-{os.getpid()}"
-        worker = TesseraWorker([app.task_queue], connection=app.redis, name=name)
+        worker = TesseraWorker(worker_queues(app, queues), connection=app.redis, name=name)
         worker.stop_grace = STOP_GRACE_SECONDS
         # The scheduler runs jobs that deferred themselves (a LoRA training looks again in a while).
         worker.work(burst=burst, logging_level="WARNING", with_scheduler=True)

@@ -55,7 +55,10 @@ class Config:
         elif self.SQLALCHEMY_DATABASE_URI.startswith("postgresql://"):
             self.SQLALCHEMY_DATABASE_URI = "postgresql+psycopg://" + self.SQLALCHEMY_DATABASE_URI[len("postgresql://"):]
         self.REDIS_URL = redis_url_from_env(data_dir)
+        # Long jobs keep the queue name of old (jobs queued before an upgrade still run from it); the
+        # quick jobs a user waits for in the page have a queue of their own (app.jobs.runner).
         self.QUEUE_NAME = os.environ.get("TESSERA_QUEUE", "tessera")
+        self.INTERACTIVE_QUEUE_NAME = f"{self.QUEUE_NAME}-interactive"
         self.REPLICATE_API_TOKEN = os.environ.get("REPLICATE_API_TOKEN", "")
         self.REPLICATE_API_BASE = os.environ.get("REPLICATE_API_BASE", "https://api.replicate.com/v1")
         # Output files are fetched only from these hosts, over HTTPS (see app.replicate.client).

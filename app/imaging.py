@@ -16,6 +16,7 @@ Shared layer: plain functions on PIL images, no Flask.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -150,3 +151,21 @@ def alpha_coverage(image: Image.Image) -> float:
     alpha = np.asarray(image.convert("RGBA").getchannel("A"))
     return float(np.count_nonzero(alpha < 255)) / max(alpha.size, 1)
 
+
+
+_BOMB_PIXELS = re.compile(r"\((\d+) pixels\)")
+
+
+def open_problem(exc: BaseException) -> str:
+    """What went wrong opening an image, for the user: Pillow's DecompressionBombError ("Image size
+    (400000000 pixels) exceeds limit of 100000000.0 pixels, could be decompression bomb DOS attack")
+    becomes "too large to open: 400 megapixels; Tessera opens up to 100 (TESSERA_MAX_IMAGE_PIXELS)";
+    anything else is its own message. (Pillow refuses above twice Image.MAX_IMAGE_PIXELS, which
+    create_app sets to half the configured limit.)"""
+    if not isinstance(exc, Image.DecompressionBombError):
+        return str(exc)
+    found = _BOMB_PIXELS.search(str(exc))
+    size = f"{int(found.group(1)) / 1e6:,.0f} megapixels" if found else "too many pixels"
+    limit = (Image.MAX_IMAGE_PIXELS or 0) * 2
+    return (f"too large to open: {size}; Tessera opens images up to {limit / 1e6:,.0f} megapixels "
+            "(TESSERA_MAX_IMAGE_PIXELS)")

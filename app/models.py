@@ -89,6 +89,8 @@ class Job(db.Model):
     message: Mapped[str] = mapped_column(Text, default="")
     error: Mapped[str | None] = mapped_column(Text)
     params: Mapped[dict] = mapped_column(JSON, default=dict)
+    # Which RQ queue carries it (app.jobs.runner.QUEUES): "interactive" or "long" (rows of old: long).
+    queue: Mapped[str] = mapped_column(String(16), default="long", server_default="long")
     # Links to what the job produced, e.g. {"generations": [ids]} or {"download": "exports/x.zip"}.
     result: Mapped[dict] = mapped_column(JSON, default=dict)
     # Stored the moment Replicate answers, so a retry polls the same prediction instead of paying twice.
@@ -96,6 +98,8 @@ class Job(db.Model):
     cancel_requested: Mapped[bool] = mapped_column(default=False)
     attempts: Mapped[int] = mapped_column(default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    # When it was last queued (created, or retried): the queue wait runs from here to started_at.
+    queued_at: Mapped[datetime | None]
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
     # Touched by the worker while it works; a stale heartbeat reveals a worker that died.

@@ -106,7 +106,8 @@ def run_jobs(app):
     """Run every queued job to the end in this process, like one worker with --burst."""
 
     def run() -> None:
-        SimpleWorker([app.task_queue], connection=app.redis).work(burst=True, logging_level="WARNING")
+        SimpleWorker([app.interactive_queue, app.task_queue], connection=app.redis).work(
+            burst=True, logging_level="WARNING")
         db.session.expire_all()
 
     return run

@@ -55,9 +55,12 @@ def test_up_runs_redis_web_and_worker_and_ctrl_c_stops_everything(tmp_path, app_
         commands = " ".join(Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ")
                             for pid in children if _alive(pid))
         # Counted among up's own children: a worker also forks RQ's scheduler (same command line).
-        workers = [pid for pid in _descendants(process.pid) - _grandchildren(process.pid)
-                   if _alive(pid) and "app.cli worker" in Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ")]
-        assert "redis-server" in commands and "gunicorn" in commands and len(workers) == 2
+        workers = [Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ")
+                   for pid in _descendants(process.pid) - _grandchildren(process.pid) if _alive(pid)]
+        workers = [command for command in workers if "app.cli worker" in command]
+        assert "redis-server" in commands and "gunicorn" in commands and len(workers) == 3
+        # Two workers for every job and, by default, one more for interactive jobs only.
+        assert sorted("--queue interactive" in command for command in workers) == [False, False, True]
     finally:
         process.send_signal(signal.SIGINT)
         output = process.communicate(timeout=40)[0]

@@ -37,7 +37,9 @@ class Live:
         self.base, self.data_dir, self.roots = base, data_dir, roots
 
     def client(self, username: str = "ada") -> httpx.Client:
-        client = httpx.Client(base_url=self.base, timeout=60)
+        # A fresh connection per request: gunicorn closes an idle keep-alive connection after 2 s,
+        # and a POST sent on one as it closes reads "Server disconnected" (a browser would resend it).
+        client = httpx.Client(base_url=self.base, timeout=60, limits=httpx.Limits(max_keepalive_connections=0))
         token = _csrf(client.get("/login").text)
         response = client.post("/login", data={"username": username, "password": PASSWORD, "csrf_token": token})
         assert response.status_code in (302, 303), response.text

@@ -130,7 +130,7 @@ def test_enqueue_without_redis_fails_clearly_and_keeps_the_row(app, user, monkey
 
     from app.jobs.runner import QueueUnavailable
 
-    app.task_queue = Queue("x", connection=Redis(unix_socket_path="/nonexistent/redis.sock"))
+    app.task_queue = app.interactive_queue = Queue("x", connection=Redis(unix_socket_path="/nonexistent/redis.sock"))
     try:
         _job(user)
     except QueueUnavailable as exc:

@@ -20,7 +20,7 @@ def redis_gone(app, tmp_path):
     socket.parent.mkdir()
     app.config["REDIS_URL"] = f"unix://{socket}"
     app.redis = Redis(unix_socket_path=str(socket), retry=Retry(NoBackoff(), 0))
-    app.task_queue = Queue("gone", connection=app.redis)
+    app.task_queue = app.interactive_queue = Queue("gone", connection=app.redis)
     return socket.parent
 
 

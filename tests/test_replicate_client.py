@@ -449,6 +449,36 @@ def test_download_of_an_expired_output_says_it_is_gone(replicate, fake_replicate
         replicate.download(f"{fake_replicate.origin}/files/out/expired.png")
 
 
+# Every status family, as the user reads it, from both download functions (one table serves both).
+DOWNLOAD_FAILURES = [
+    (302, OutputError, 1, "The file at {url} redirects elsewhere (302); Tessera does not follow redirects for downloads."),
+    (404, OutputError, 1, "The file at {url} is gone (404). Replicate deletes output files about an hour after the "
+                          "prediction ends."),
+    (410, OutputError, 1, "The file at {url} is gone (410)."),
+    (403, OutputError, 1, "Downloading {url} failed (403)."),
+    (429, ThrottledError, 5, "The file host is throttling downloads of {url}; try again shortly."),
+    (500, TransientError, 5, "The file host failed (500) while sending {url}, even after 5 tries; try again shortly."),
+    (503, TransientError, 5, "The file host failed (503) while sending {url}, even after 5 tries; try again shortly."),
+]
+
+
+@pytest.mark.parametrize("to_file", [False, True], ids=["download", "download_to_file"])
+@pytest.mark.parametrize("status,error,tries,sentence", DOWNLOAD_FAILURES, ids=[str(f[0]) for f in DOWNLOAD_FAILURES])
+def test_a_failed_download_reads_the_same_from_both_download_functions(replicate, fake_replicate, tmp_path,
+                                                                      to_file, status, error, tries, sentence):
+    url = fake_replicate.publish("out.bin", b"payload")
+    fake_replicate.fail_next(status, times=100, path_prefix="/files/out/")
+    with pytest.raises(error) as caught:
+        if to_file:
+            replicate.download_to_file(url, tmp_path / "out.bin", max_bytes=1000)
+        else:
+            replicate.download(url)
+    assert caught.value.message == sentence.format(url=url) or (
+        status == 410 and caught.value.message.startswith(sentence.format(url=url)))
+    assert caught.value.status == status and len(fake_replicate.requests) == tries
+    assert list(tmp_path.iterdir()) == []  # download_to_file leaves neither the file nor a part of it
+
+
 def test_download_is_retried_on_server_errors(replicate, fake_replicate, waits):
     url = fake_replicate.publish("out.bin", b"payload")
     fake_replicate.fail_next(503, times=2, path_prefix="/files/out/")

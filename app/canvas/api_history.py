@@ -3,6 +3,8 @@ canvas for its user: undo, redo, a mask step pushed, the history's state for a t
 the kept mask. The history itself is ``app.canvas.history``; errors answer as in ``api``."""
 from __future__ import annotations
 
+import re
+
 from flask import abort, current_app, jsonify, request, url_for
 from flask_login import current_user
 
@@ -15,6 +17,8 @@ from app.canvas.params import BadInput, int_arg
 from app.canvas.tiles import TILE_LIMIT, TileStore
 from app.extensions import db
 from app.files import send_data_file
+
+STEP_KEY = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 @bp.post("/<int:canvas_id>/undo")
@@ -61,7 +65,10 @@ def history_state(canvas_id):
 @bp.post("/<int:canvas_id>/history/mask")
 def push_mask_step(canvas_id):
     """Add a mask edit to the history: ``label``, its box (x, y, w, h) and ``alpha`` = zlib(alpha
-    before ‖ alpha after), one byte a pixel, row by row. The kept mask gets it; the redo branch goes."""
+    before ‖ alpha after), one byte a pixel, row by row. The kept mask gets it; the redo branch goes.
+    ``key`` (optional, 1-64 letters, digits, ``-`` or ``_``) names the step: a push sent again with
+    the key of a step already taken answers that step and changes nothing (canvas.js retries pushes
+    whose answer was lost)."""
     canvas = owned_or_404(Canvas, canvas_id)
     x, y = (int_arg(request.form, name, -TILE_LIMIT * 4096, TILE_LIMIT * 4096, name) for name in ("x", "y"))
     width, height = (int_arg(request.form, name, 1, 4096, name) for name in ("w", "h"))
@@ -73,11 +80,14 @@ def push_mask_step(canvas_id):
     if len(data) > limit:
         raise BadInput(f"The mask step is larger than {limit // (1024 * 1024)} MB.", 413)
     label = " ".join(request.form.get("label", "mask edit").split())[:200] or "mask edit"
+    key = request.form.get("key") or None
+    if key is not None and not STEP_KEY.fullmatch(key):
+        raise BadInput("A step's key is 1 to 64 letters, digits, - or _.", 422)
     store = staging.tile_store()
     try:
         step = history.push_mask(store, staging.data_dir(), canvas.id, current_user.id,
                                  request.form.get("version", type=int), label=label, box=(x, y, width, height),
-                                 data=data)
+                                 data=data, key=key)
     except StaleHistory:
         return _stale_history(store, canvas)
     except ValueError as exc:

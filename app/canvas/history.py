@@ -84,18 +84,31 @@ def claim(canvas_id: int, user_id: int, seen: int | None, *, bump: bool = True) 
 
 
 def push_mask(store: TileStore, data_dir: Path, canvas_id: int, user_id: int, seen: int | None, *, label: str,
-              box: tuple[int, int, int, int], data: bytes) -> CanvasStep:
+              box: tuple[int, int, int, int], data: bytes, key: str | None = None) -> CanvasStep:
     """Add a mask edit: ``box`` (x, y, width, height) and ``data`` = zlib(before ‖ after alpha). Applies
-    it to the kept mask, drops the redo branch. Raises ValueError for data that does not fit the box,
-    StaleHistory as ``claim``."""
+    it to the kept mask, drops the redo branch. ``key`` (the page's name for the step, at most 64
+    characters) makes the push idempotent: when a step of this key is in the history already (the
+    page sends a push again whose answer it never got), that step is returned and nothing changes.
+    Raises ValueError for data that does not fit the box, StaleHistory as ``claim``."""
     x, y, width, height = box
     if width < 1 or height < 1 or width * height > MAX_STEP_PIXELS:
         raise ValueError(f"A mask step covers 1 to {MAX_STEP_PIXELS} pixels, not {width} × {height}")
     _, after = split(data, width * height)
-    claim(canvas_id, user_id, seen)
+    taken = _step_of_key(canvas_id, user_id, key)
+    if taken is not None:
+        return taken
+    try:
+        claim(canvas_id, user_id, seen)
+    except StaleHistory:
+        # The first send of this very push may have won the race against this one (its answer lost).
+        taken = _step_of_key(canvas_id, user_id, key)
+        if taken is not None:
+            return taken
+        raise
     _drop_redo(store, canvas_id, user_id)
     step = CanvasStep(canvas_id=canvas_id, user_id=user_id, seq=_next_seq(canvas_id, user_id), kind=CanvasStep.MASK,
-                      label=label[:200], x=x, y=y, width=width, height=height, data=data, size=len(data))
+                      label=label[:200], x=x, y=y, width=width, height=height, data=data, size=len(data),
+                      client_key=key)
     db.session.add(step)
     masks.apply_patch(data_dir, canvas_id, user_id, box, after)
     _bound(canvas_id, user_id)
@@ -149,9 +162,7 @@ def undo(store: TileStore, data_dir: Path, canvas_id: int, user_id: int, seen: i
         return Outcome(step, undone[0].rev)
     step.undone = True
     if step.kind == CanvasStep.MASK:
-        before, _ = split(step.data, step.width * step.height)
-        masks.apply_patch(data_dir, canvas_id, user_id, (step.x, step.y, step.width, step.height), before)
-        db.session.commit()
+        _apply_mask_step(data_dir, step, undone=True)
         return Outcome(step)
     db.session.commit()
     if store.head(canvas_id) != step.rev:
@@ -170,13 +181,19 @@ def redo(store: TileStore, data_dir: Path, canvas_id: int, user_id: int, seen: i
         return Outcome(None)
     step.undone = False
     if step.kind == CanvasStep.MASK:
-        _, after = split(step.data, step.width * step.height)
-        masks.apply_patch(data_dir, canvas_id, user_id, (step.x, step.y, step.width, step.height), after)
-        db.session.commit()
+        _apply_mask_step(data_dir, step, undone=False)
         return Outcome(step)
     db.session.commit()
     redone = store.redo_step(canvas_id)
     return Outcome(step, redone[0].rev if redone else None)
+
+
+def _apply_mask_step(data_dir: Path, step: CanvasStep, *, undone: bool) -> None:
+    """Write a mask step's alpha from before (`undone`) or after it into the kept mask's box, and commit."""
+    before, after = split(step.data, step.width * step.height)
+    masks.apply_patch(data_dir, step.canvas_id, step.user_id, (step.x, step.y, step.width, step.height),
+                      before if undone else after)
+    db.session.commit()
 
 
 def split(data: bytes, pixels: int) -> tuple[bytes, bytes]:
@@ -201,6 +218,12 @@ def delete_canvas(canvas_id: int) -> None:
 
 def _steps(canvas_id: int, user_id: int):
     return db.select(CanvasStep).where(CanvasStep.canvas_id == canvas_id, CanvasStep.user_id == user_id)
+
+
+def _step_of_key(canvas_id: int, user_id: int, key: str | None) -> CanvasStep | None:
+    if key is None:
+        return None
+    return db.session.scalar(_steps(canvas_id, user_id).where(CanvasStep.client_key == key))
 
 
 def _top_done(canvas_id: int, user_id: int) -> CanvasStep | None:

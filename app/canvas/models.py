@@ -134,4 +134,7 @@ class CanvasStep(db.Model):
     height: Mapped[int | None]
     data: Mapped[bytes | None] = mapped_column(LargeBinary)
     size: Mapped[int] = mapped_column(default=0)
+    # The key the page gave a mask step, so a push it sends again (its answer was lost) is not a
+    # second step: the idempotency key of that push.
+    client_key: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -25,6 +25,10 @@ MIN_FRAME_SIDE, MAX_FRAME_SIDE = 64, 4096
 # in the inputs' min/max), so Python, the form and the script cannot disagree.
 FRAME_LIMITS = {"frame_min": MIN_FRAME_SIDE, "frame_max": MAX_FRAME_SIDE, "mask_blur_max": MASK_BLUR_MAX}
 DEFAULT_INFILL = "telea"
+# Milliseconds canvas.js waits before sending a mask step again that did not reach the server (no
+# connection, a 5xx); after the last it gives up and says so (about a minute in all). The page reads
+# them from data-push-retry-ms on #canvas-app.
+PUSH_RETRY_MS = (500, 1000, 2000, 4000, 8000, 15000, 30000)
 
 Frame = tuple[int, int, int, int]  # x, y, width, height in canvas pixels
 

@@ -14,7 +14,7 @@ from app.canvas import bp, history, staging
 from app.canvas.compose import available_infill_methods
 from app.canvas.modelchoice import DEFAULT_MODEL, CanvasModel, canvas_model, carry_input, form_fields, picker_models
 from app.canvas.models import Canvas, CanvasRequest, CanvasVariation
-from app.canvas.params import DEFAULT_INFILL, FRAME_LIMITS, GenerateParams
+from app.canvas.params import DEFAULT_INFILL, FRAME_LIMITS, PUSH_RETRY_MS, GenerateParams
 from app.canvas.tasks import run_canvas_generation
 from app.extensions import db
 from app.files import send_data_file
@@ -194,7 +194,8 @@ def _enqueue(canvas_request: CanvasRequest, loras: list[dict] | None = None) -> 
     title = "Canvas: " + prompt_title(canvas_request.model_input.get("prompt", ""), canvas_request.model_ref)
     db.session.commit()  # the request must exist before a worker can pick the job up
     job = enqueue_job(run_canvas_generation, user_id=current_user.id, kind="canvas.generate", title=title,
-                      params={"request_id": canvas_request.id, "loras": loras or []})
+                      params={"request_id": canvas_request.id, "loras": loras or []},
+                      interactive=True)  # one prediction whose variations the canvas waits for
     canvas_request.job_id = job.id
     db.session.commit()
     return job
@@ -220,7 +221,7 @@ def _form_context(canvas: Canvas, ref: str, values: dict, *, submitted: bool = F
         "infill": blending.get("infill") or DEFAULT_INFILL,
         "mask_blur": blending.get("mask_blur", DEFAULT_MASK_BLUR),
         "colour_match": bool(blending.get("colour_match")),
-        "limits": FRAME_LIMITS,
+        "limits": FRAME_LIMITS, "push_retry_ms": " ".join(map(str, PUSH_RETRY_MS)),
         **picker_context(current_user.id, [field.name for field in fields], values),
     }
 

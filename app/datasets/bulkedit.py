@@ -30,6 +30,7 @@ from app.datasets.outcome import EditOutcome
 from app.datasets.paths import PathRefused
 from app.datasets.tasks import owner_roots
 from app.extensions import db
+from app.jobs.queues import INTERACTIVE_CAPTIONS
 from app.jobs.runner import JobFailed, enqueue_job, job_run
 
 # Health's one-click fixes: problem key -> what the button says (and the history step is called).
@@ -222,13 +223,15 @@ def enqueue_bulk_edit(dataset: Dataset, bulk: BulkEdit, prepared: Prepared, *, u
     """Queue `bulk` as a ``datasets.bulk`` job (raises `QueueUnavailable`); returns the Job row."""
     return enqueue_job(run_bulk_edit, user_id=user_id, kind="datasets.bulk",
                        title=f"{prepared.description[:150]} in {dataset.name}",
-                       params={"dataset_id": dataset.id, "edit": bulk.params()})
+                       params={"dataset_id": dataset.id, "edit": bulk.params()},
+                       interactive=prepared.count <= INTERACTIVE_CAPTIONS)
 
 
 def enqueue_undo(dataset: Dataset, batch: CaptionBatch, *, user_id: int):
     """Queue the undo of `batch` as a ``datasets.undo`` job (raises `QueueUnavailable`)."""
     return enqueue_job(run_undo, user_id=user_id, kind="datasets.undo", title=f"Undo “{batch.description[:150]}”",
-                       params={"dataset_id": dataset.id, "batch_id": batch.id})
+                       params={"dataset_id": dataset.id, "batch_id": batch.id},
+                       interactive=batch.image_count <= INTERACTIVE_CAPTIONS)
 
 
 def _dataset_of(run) -> tuple[Dataset, Path]:

@@ -173,7 +173,7 @@ def _write_image(
     try:
         encoded, transparent = _encode_image(path, max_side, png_jpeg_only, background)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        result.skipped.append((str(path), f"Cannot export image: {exc}"))
+        result.skipped.append((str(path), f"Cannot export image: {imaging.open_problem(exc)}"))
         return False
     if encoded is None:
         ext = path.suffix.lower()

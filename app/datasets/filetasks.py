@@ -5,12 +5,13 @@ from pathlib import Path, PurePosixPath
 
 from PIL import Image
 
+from app import imaging
 from app.datasets import autocrop, buckets, index
 from app.datasets.captions import CaptionConflict, CaptionWriteError
 from app.datasets.captionwrite import write_caption
 from app.datasets.models import Dataset, DatasetImage
 from app.datasets.paths import PathRefused, resolve_within
-from app.datasets.tasks import _dataset, enqueue_scan
+from app.datasets.tasks import _dataset, follow_with_scan
 from app.datasets.trash import empty_trash
 from app.extensions import db
 from app.jobs.runner import JobFailed, job_run
@@ -77,7 +78,7 @@ def run_crop_buckets(job_id: str) -> None:
                            + (f", {len(skipped):,} skipped" if skipped else "")
                            + ("; the originals are excluded from training" if params.get("exclude_originals") and cropped_ids else ""))
         if written:
-            enqueue_scan(dataset)
+            follow_with_scan(run, dataset)
 
 
 def _crop_one(dataset: Dataset, root: Path, row, trainer: str, folder: str | None, upscale: bool) -> str | Path:
@@ -105,7 +106,7 @@ def _crop_one(dataset: Dataset, root: Path, row, trainer: str, folder: str | Non
     except PathRefused as exc:
         return exc.message
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        return f"could not be cropped: {getattr(exc, 'strerror', None) or exc}"
+        return f"could not be cropped: {getattr(exc, 'strerror', None) or imaging.open_problem(exc)}"
     try:
         copy_caption(dataset, root, row, new)
     except CaptionWriteError as exc:

@@ -34,6 +34,7 @@ def check_for_changes(dataset: Dataset) -> Job | None:
         return None
     try:
         return enqueue_job(run_scan, user_id=dataset.user_id, kind="datasets.check",
-                           title=f"Check {dataset.name} for changes on disk", params={"dataset_id": dataset.id})
+                           title=f"Check {dataset.name} for changes on disk", params={"dataset_id": dataset.id},
+                           interactive=True)  # the open page waits on it
     except QueueUnavailable:
         return None

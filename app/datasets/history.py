@@ -80,10 +80,15 @@ def refresh_caption(dataset: Dataset, image: DatasetImage, root: Path):
     return caption
 
 
+class ImageGone(Exception):
+    """The image of a caption being saved is not on disk any more (moved to the trash meanwhile)."""
+
+
 def save_caption(dataset: Dataset, image: DatasetImage, text: str, version: str | None, *, root: Path,
                  data_dir: Path, user_id: int) -> None:
     """Write one caption if the file still holds `version` (the `caption_version` the editor saw;
-    None: there was no file), and record it. Raises CaptionConflict, CaptionWriteError or PathRefused.
+    None: there was no file), and record it. Raises CaptionConflict, CaptionWriteError, PathRefused, or
+    ImageGone when the image file is not there any more (moved to the trash from another tab).
 
     The version check, the replace and the row update happen under the folder's caption lock, so
     of several saves holding one version exactly one wins, in whichever process or host, and the
@@ -95,6 +100,10 @@ def save_caption(dataset: Dataset, image: DatasetImage, text: str, version: str 
     encode_caption(text)  # refuses an oversized caption before anything is touched
     check_writable(path, _stat_or_none(path))
     with folder_lock(path.parent):
+        # Moving an image to the trash holds this lock too (trashing.trash_indexed_image): an editor
+        # left open in another tab never writes a caption beside an image that is gone.
+        if not resolve_within([root], image.relpath).exists():
+            raise ImageGone(image.relpath)
         on_disk, current = current_version(path)
         if on_disk != version:
             text_now = decode_caption(current).text if current is not None else None

@@ -21,6 +21,7 @@ from app.files import send_data_file
 from app.replicate.catalog import available_models
 from app.datasets.tasks import EXPORT_FORMATS, run_autocaption, run_export
 from app.htmx import is_htmx, message
+from app.jobs.queues import INTERACTIVE_IMAGES
 from app.jobs.runner import QueueUnavailable, enqueue_job
 from app.models import Job
 from app.redirects import safe_redirect_target
@@ -150,7 +151,8 @@ def start_autocaption(dataset_id):
             job = enqueue_job(run_autocaption, user_id=current_user.id, kind="datasets.caption",
                               title=f"Auto-caption {len(ids)} image{'s' if len(ids) != 1 else ''} in {dataset.name}",
                               params={"dataset_id": dataset.id, "image_ids": ids, "model": model, "prefix": prefix,
-                                      "suffix": request.form.get("suffix", "")})
+                                      "suffix": request.form.get("suffix", "")},
+                              interactive=len(ids) <= INTERACTIVE_IMAGES)
         except QueueUnavailable as exc:
             problem = str(exc)
     if from_grid:

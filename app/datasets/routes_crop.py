@@ -9,6 +9,7 @@ from flask_login import current_user
 from PIL import Image
 from werkzeug.datastructures import MultiDict
 
+from app import imaging
 from app.auth.access import child_or_404, owned_or_404
 from app.datasets import autocrop, bp, buckets, index
 from app.datasets.captions import CaptionWriteError
@@ -76,7 +77,7 @@ def crop_page(dataset_id, image_id):
         try:
             proposal = _proposal(dataset, image, (bucket.width, bucket.height))
         except (OSError, ValueError, Image.DecompressionBombError) as exc:
-            problem = f"No automatic box: {exc}. The box is centred; drag it to adjust."
+            problem = f"No automatic box: {imaging.open_problem(exc)}. The box is centred; drag it to adjust."
     return render_template("datasets/crop.html", dataset=dataset, image=image, trainer=trainer, bucket=bucket,
                            sizes=_bucket_sizes(trainer), trainers=buckets.TRAINERS, proposal=proposal, problem=problem)
 
@@ -93,7 +94,7 @@ def crop_auto(dataset_id, image_id):
     try:
         return jsonify(_proposal_json(_proposal(dataset, image, bucket)))
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        return jsonify(error=f"No automatic box: {exc}."), 422
+        return jsonify(error=f"No automatic box: {imaging.open_problem(exc)}."), 422
 
 
 @bp.post("/<int:dataset_id>/images/<int:image_id>/crop")
@@ -119,7 +120,7 @@ def crop(dataset_id, image_id):
                 box = list(buckets.focus_crop(image.width, image.height, size))
         new = buckets.crop_to_new_file(index.resolve_image(root_of(dataset), image.relpath), tuple(box), size=resize)
     except (ValueError, OSError, Image.DecompressionBombError) as exc:
-        flash(f"Could not crop: {exc}", "error")
+        flash(f"Could not crop: {imaging.open_problem(exc)}", "error")
         return back
     # The crop starts with the original's caption, written beside it as the dataset writes captions.
     try:
@@ -174,6 +175,10 @@ def crop_buckets_chosen(dataset_id):
     return _crop_buckets_form(owned_or_404(Dataset, dataset_id), request.form)
 
 
+def _histogram(images, trainer: str) -> list[tuple[str, int]]:
+    return buckets.histogram(((i.width, i.height) for i in images if i.width and i.height), trainer)
+
+
 def _crop_buckets_form(dataset, args):
     scope = args.get("scope", "all")
     try:
@@ -182,9 +187,23 @@ def _crop_buckets_form(dataset, args):
         flash(str(exc), "error")
         scope, images, scope_text = "all", *_scope(dataset, MultiDict())
     trainer = _trainer()
-    counts = buckets.histogram(((i.width, i.height) for i in images if i.width and i.height), trainer)
     return render_template("datasets/crop_buckets.html", dataset=dataset, images=images, scope_text=scope_text,
-                           scope=scope, scope_args=args, trainer=trainer, trainers=buckets.TRAINERS, counts=counts)
+                           scope=scope, scope_args=args, trainer=trainer, trainers=buckets.TRAINERS,
+                           counts=_histogram(images, trainer))
+
+
+@bp.post("/<int:dataset_id>/crop-buckets/histogram")
+def crop_buckets_histogram(dataset_id):
+    """The bucket histogram of the form's images for the trainer chosen (HTMX, on a change of
+    trainer). A POST: it carries the form as it is, a long selection included."""
+    dataset = owned_or_404(Dataset, dataset_id)
+    try:
+        images, _ = _scope(dataset, request.form)
+    except ValueError as exc:
+        return message(str(exc), 422)
+    trainer = _trainer()
+    return render_template("datasets/_bucket_histogram.html", trainer=trainer, trainers=buckets.TRAINERS,
+                           counts=_histogram(images, trainer))
 
 
 @bp.post("/<int:dataset_id>/crop-buckets")

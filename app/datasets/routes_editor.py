@@ -4,24 +4,28 @@ import re
 import threading
 from pathlib import Path
 
-from flask import current_app, jsonify, make_response, redirect, render_template, request, url_for
+from flask import abort, current_app, flash, jsonify, make_response, redirect, render_template, request, url_for
 from flask_login import current_user
+from sqlalchemy.orm.exc import StaleDataError
 
 from app.auth.access import child_or_404, owned_or_404
 from app.datasets import bp, buckets, index
 from app.datasets.captions import (CAPTION_PROBLEMS, DETECTABLE_ENCODINGS, CaptionConflict, CaptionWriteError,
                                    decode_as, encoding_name, read_caption_bytes)
 from app.datasets.grid import GridFilter, neighbours, progress_for, remember, tag_counts_matching, tag_page
-from app.datasets.history import confirm_encoding, refresh_caption, save_caption
+from app.datasets.history import ImageGone, confirm_encoding, refresh_caption, save_caption
 from app.datasets.suggestions import accept_suggestions, clear_suggestions
 from app.datasets.models import Dataset, DatasetImage
+from app.datasets.paths import PathRefused
 from app.datasets.routes import data_dir, root_of
+from app.datasets.trash import read_entry
+from app.datasets.trashing import trash_indexed_image
 from app.datasets.tagcomplete import DATASET_SOURCE, TagIndex, dataset_suggestions
 from app.datasets.taglists import TagListCache
 from app.datasets.tagexpr import normalise_tag
 from app.datasets.tags import add_tags, apply_trigger, move_to_front, remove_tag, split_tags
 from app.extensions import db
-from app.htmx import message, redirect_page, retarget
+from app.htmx import is_htmx, message, redirect_page, retarget
 
 log = logging.getLogger(__name__)
 SUGGESTIONS = 12
@@ -57,6 +61,60 @@ def _version(value: str | None) -> str | None:
     return value if _VERSION.fullmatch(value) else "unknown"
 
 
+GONE = ("This image is no longer in the dataset: it was moved to the trash (in another tab?) or deleted on disk. "
+        "Restore it from the dataset's trash, or go back to the grid.")
+
+
+def image_or_gone(dataset: Dataset, image_id: int) -> DatasetImage:
+    """The dataset's image, or a 404 that says the image is gone. An HTMX request (a save, a chip,
+    "reviewed" from an editor left open in another tab) gets it in the editor's status line, so
+    the text typed there stays on screen."""
+    image = db.session.get(DatasetImage, image_id)
+    if image is not None and image.dataset_id == dataset.id:
+        return image
+    if is_htmx():
+        abort(_gone())
+    abort(404, description=GONE)
+
+
+def _gone():
+    """The editor's status line saying the image is gone (404), in place of what was asked."""
+    return retarget(make_response(render_template("datasets/_save_status.html", error=GONE), 404), "#save-status")
+
+
+def _browse(dataset: Dataset, image: DatasetImage) -> dict:
+    """Where the image stands in the user's remembered filter and order: previous/next ids, its
+    position, the total, and whether it is outside the filter (then the arrows go through all images)."""
+    progress = progress_for(current_user.id, dataset.id)
+    grid_filter = GridFilter.from_args(progress.filters if progress else {})
+    if grid_filter.problem:  # a remembered filter that cannot be used is dropped: browse everything
+        grid_filter = GridFilter()
+        remember(current_user.id, dataset.id, grid_filter=grid_filter)
+    previous_id, next_id, position, total = neighbours(dataset.id, grid_filter, image.id)
+    outside_filter = grid_filter.active and position == 0
+    matching = None
+    if outside_filter:
+        # The image is not among the filtered ones (opened from a link, or edited out of the filter):
+        # say so and browse the whole dataset instead of stranding the user on "0 of N".
+        matching = total
+        previous_id, next_id, position, total = neighbours(dataset.id, GridFilter(sort=grid_filter.sort), image.id)
+    return {"previous_id": previous_id, "next_id": next_id, "position": position, "total": total,
+            "grid_filter": grid_filter, "outside_filter": outside_filter, "matching": matching}
+
+
+@bp.app_template_global()
+def just_trashed(dataset: Dataset):
+    """The trash entry named by `?trashed=` (the image the user just moved there), or None once it
+    is restored or emptied: `datasets/_trashed.html` offers to restore it (editor and grid)."""
+    name = request.args.get("trashed")
+    if not name:
+        return None
+    try:
+        return read_entry(root_of(dataset), name)
+    except (KeyError, OSError, PathRefused):
+        return None
+
+
 def editor_context(dataset, image, *, text: str | None = None, warning: str | None = None, note: str | None = None,
                    encoding: str | None = None):
     caption = image.caption if text is None else text
@@ -83,37 +141,51 @@ def editor_context(dataset, image, *, text: str | None = None, warning: str | No
 @bp.get("/<int:dataset_id>/images/<int:image_id>")
 def editor(dataset_id, image_id):
     dataset = owned_or_404(Dataset, dataset_id)
-    image = child_or_404(DatasetImage, image_id, dataset_id=dataset.id)
+    image = image_or_gone(dataset, image_id)
     if request.args.get("clear_filter"):
         remember(current_user.id, dataset.id, grid_filter=GridFilter())
         return redirect(url_for("datasets.editor", dataset_id=dataset.id, image_id=image.id), 303)
     caption = refresh_caption(dataset, image, root_of(dataset))
-    progress = progress_for(current_user.id, dataset.id)
-    grid_filter = GridFilter.from_args(progress.filters if progress else {})
-    if grid_filter.problem:  # a remembered filter that cannot be used is dropped: browse everything
-        grid_filter = GridFilter()
-        remember(current_user.id, dataset.id, grid_filter=grid_filter)
-    previous_id, next_id, position, total = neighbours(dataset.id, grid_filter, image.id)
-    outside_filter = grid_filter.active and position == 0
-    if outside_filter:
-        # The image is not among the filtered ones (opened from a link, or edited out of the filter):
-        # say so and browse the whole dataset instead of stranding the user on "0 of N".
-        matching = total
-        previous_id, next_id, position, total = neighbours(dataset.id, GridFilter(sort=grid_filter.sort), image.id)
+    browse = _browse(dataset, image)
     remember(current_user.id, dataset.id, image_id=image.id)
     bucket = buckets.bucket_for(image.width, image.height) if image.width and image.height else None
-    return render_template("datasets/editor.html", previous_id=previous_id, next_id=next_id, position=position,
-                           total=total, grid_filter=grid_filter, outside_filter=outside_filter,
-                           matching=matching if outside_filter else None, bucket=bucket,
+    return render_template("datasets/editor.html", bucket=bucket, **browse,
                            **editor_context(dataset, image, warning=caption.warning if caption else None,
                                             encoding=caption.encoding if caption else None))
+
+
+@bp.post("/<int:dataset_id>/images/<int:image_id>/editor-trash")
+def editor_trash(dataset_id, image_id):
+    """Move the image (and its own caption files) to the trash, then open the next image of the
+    user's filter and order (the grid after the last one), offering to restore it there."""
+    dataset = owned_or_404(Dataset, dataset_id)
+    image = db.session.get(DatasetImage, image_id)
+    grid = url_for("datasets.show", dataset_id=dataset.id)
+    if image is None or image.dataset_id != dataset.id:
+        flash("That image is already gone from the dataset (moved to the trash in another tab?); "
+              "the trash can restore it.", "info")
+        return redirect(grid, 303)
+    next_id = _browse(dataset, image)["next_id"]
+    here = url_for("datasets.editor", dataset_id=dataset.id, image_id=image.id)
+    try:
+        trashed = trash_indexed_image(dataset, image, root_of(dataset))
+    except FileNotFoundError:
+        flash(f"{image.relpath} is not on disk any more (deleted or moved outside Tessera); rescan the dataset.", "error")
+        return redirect(here, 303)
+    except (OSError, PathRefused) as exc:
+        flash(f"Could not move {image.relpath} to the trash: {getattr(exc, 'message', None) or exc}", "error")
+        return redirect(here, 303)
+    if next_id is not None:
+        return redirect(url_for("datasets.editor", dataset_id=dataset.id, image_id=next_id,
+                                trashed=trashed.entry.name), 303)
+    return redirect(url_for("datasets.show", dataset_id=dataset.id, trashed=trashed.entry.name), 303)
 
 
 @bp.post("/<int:dataset_id>/images/<int:image_id>/encoding")
 def confirm_reading(dataset_id, image_id):
     """The user chose how an uncertain caption reads: rewrite it as UTF-8 (one undoable edit)."""
     dataset = owned_or_404(Dataset, dataset_id)
-    image = child_or_404(DatasetImage, image_id, dataset_id=dataset.id)
+    image = image_or_gone(dataset, image_id)
     encoding = request.form.get("encoding", "")
     try:
         confirm_encoding(dataset, image, encoding, root=root_of(dataset), data_dir=data_dir(), user_id=current_user.id)
@@ -154,6 +226,9 @@ def _save(dataset, image, text: str, version: int | None):
         db.session.rollback()
         response = make_response(render_template("datasets/_conflict.html", dataset=dataset, image=image, mine=text,
                                                  theirs=exc.current_text, theirs_version=exc.current_version or ""), 409)
+    except ImageGone:
+        db.session.rollback()
+        return _gone()
     except CaptionWriteError as exc:
         db.session.rollback()
         # 507 for a full disk: nothing is wrong with the file, and the text stays in the editor.
@@ -168,7 +243,7 @@ def _save(dataset, image, text: str, version: int | None):
 @bp.post("/<int:dataset_id>/images/<int:image_id>/caption")
 def save_text(dataset_id, image_id):
     dataset = owned_or_404(Dataset, dataset_id)
-    image = child_or_404(DatasetImage, image_id, dataset_id=dataset.id)
+    image = image_or_gone(dataset, image_id)
     text = request.form.get("text", "").replace("\r\n", "\n")
     version = _version(request.form.get("version"))
     # A repeated save of the same text writes nothing, unless the file still needs converting to UTF-8.
@@ -189,7 +264,7 @@ def save_text(dataset_id, image_id):
 def edit_tags(dataset_id, image_id):
     """Chip actions work on the text the editor holds, so nothing typed and not yet saved is lost."""
     dataset = owned_or_404(Dataset, dataset_id)
-    image = child_or_404(DatasetImage, image_id, dataset_id=dataset.id)
+    image = image_or_gone(dataset, image_id)
     text = request.form.get("text", image.caption or "").replace("\r\n", "\n")
     tag = request.form.get("tag", "").strip()
     action = request.form.get("action")
@@ -217,9 +292,13 @@ def edit_tags(dataset_id, image_id):
 @bp.post("/<int:dataset_id>/images/<int:image_id>/reviewed")
 def toggle_reviewed(dataset_id, image_id):
     dataset = owned_or_404(Dataset, dataset_id)
-    image = child_or_404(DatasetImage, image_id, dataset_id=dataset.id)
+    image = image_or_gone(dataset, image_id)
     image.reviewed = request.form.get("reviewed", "1" if not image.reviewed else "0") == "1"
-    db.session.commit()
+    try:
+        db.session.commit()
+    except StaleDataError:  # the row went to the trash from another tab since it was read
+        db.session.rollback()
+        return _gone()
     response = make_response(render_template("datasets/_reviewed.html", dataset=dataset, image=image))
     if request.form.get("then") == "next" and request.form.get("next_id"):
         redirect_page(response, url_for("datasets.editor", dataset_id=dataset.id,
@@ -230,7 +309,7 @@ def toggle_reviewed(dataset_id, image_id):
 @bp.post("/<int:dataset_id>/images/<int:image_id>/suggestion")
 def suggestion(dataset_id, image_id):
     dataset = owned_or_404(Dataset, dataset_id)
-    image = child_or_404(DatasetImage, image_id, dataset_id=dataset.id)
+    image = image_or_gone(dataset, image_id)
     if request.form.get("action") == "accept":
         outcome = accept_suggestions(dataset, [image.id], root=root_of(dataset), data_dir=data_dir(),
                                            user_id=current_user.id)

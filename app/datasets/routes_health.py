@@ -10,8 +10,8 @@ from app.datasets.bulkedit import BulkEdit
 from app.datasets.models import Dataset, DatasetImage
 from app.datasets.paths import PathRefused
 from app.datasets.routes import root_of, start_bulk_edit
-from app.datasets.trash import TrashPage, move_to_trash, trash_page
-from app.extensions import db
+from app.datasets.trash import TrashPage, trash_page
+from app.datasets.trashing import trash_indexed_image
 from app.redirects import safe_redirect_target
 
 
@@ -56,19 +56,12 @@ def trash_image(dataset_id, image_id):
     """Move an image (and its own caption) to the dataset's trash folder, from where it can come back."""
     dataset = owned_or_404(Dataset, dataset_id)
     image = child_or_404(DatasetImage, image_id, dataset_id=dataset.id)
-    shared = image.caption_relpath and db.session.scalar(db.select(db.func.count()).where(
-        DatasetImage.dataset_id == dataset.id, DatasetImage.caption_relpath == image.caption_relpath,
-        DatasetImage.id != image.id))
     try:
-        move_to_trash(root_of(dataset), image.relpath, None if shared else image.caption_relpath,
-                      content_hash=image.content_hash)
+        trashed = trash_indexed_image(dataset, image, root_of(dataset))
     except (OSError, PathRefused) as exc:
         flash(f"Could not move {image.relpath} to the trash: {getattr(exc, 'message', None) or exc}", "error")
         return _back(dataset)
-    relpath = image.relpath
-    index.forget_images(dataset, [image.id])
-    flash(f"Moved {relpath} to the trash" + (" (its caption stays: another image uses it)" if shared else "")
-          + "; restore it from the trash.", "info")
+    flash(f"{trashed.summary}; restore it from the trash.", "info")
     return _back(dataset)
 
 

@@ -254,7 +254,7 @@ def _inspect(item: _Found, max_pixels: int, hint: str | None) -> tuple[ImageReco
                 alpha = imaging.alpha_coverage(image)
                 phash = perceptual_hash(image)
     except Image.DecompressionBombError as exc:
-        error = f"Image too large to process: {exc}"
+        error = f"Image {imaging.open_problem(exc)}"
     except Exception as exc:  # Pillow raises many types for corrupt files
         error = f"Cannot read image: {relative_message(str(exc), item.real_root)}"
     caption = _read_caption_of(item, hint)

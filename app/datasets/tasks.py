@@ -58,6 +58,14 @@ def enqueue_scan(dataset: Dataset, *, full: bool = False):
                        params={"dataset_id": dataset.id, "full": full})
 
 
+def follow_with_scan(run, dataset: Dataset) -> None:
+    """Scan the dataset after a job that wrote files into it (unpack, crops), and name the scan in
+    the job's result (`scan_job`): the page showing the job follows the scan in its place
+    (datasets/_job_result.html), so the grid fills when the scan ends, not at a reload."""
+    scan = enqueue_scan(dataset)
+    run.job.result = {**(run.job.result or {}), "scan_job": scan.id}
+
+
 def run_scan(job_id: str) -> None:
     """The ``datasets.scan`` job: read the dataset's folder and bring the index in line with it.
 
@@ -153,7 +161,7 @@ def run_import_zip(job_id: str) -> None:
         run.job.message = f"Unpacked {len(result.images):,} images and {len(result.captions):,} captions"
         if result.skipped:
             run.job.message += f"; {len(result.skipped):,} files left out"
-        enqueue_scan(dataset)
+        follow_with_scan(run, dataset)
 
 
 def run_thumbnails(job_id: str) -> None:

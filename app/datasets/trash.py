@@ -1,8 +1,8 @@
 """A trash folder inside the dataset: deleting an image moves it there, and it can be put back.
 
 Each deletion is one folder `<root>/.tessera-trash/<stamp>-<n>/` holding the image (and its caption
-when no other image shares it) under their dataset-relative paths, plus `entry.json` saying what
-goes back where. The folder is hidden, so scans skip it, and it stays on the dataset's own disk, so
+files, `a.txt` and `a.caption` alike, when no other image shares them) under their dataset-relative
+paths, plus `entry.json` saying what goes back where. The folder is hidden, so scans skip it, and it stays on the dataset's own disk, so
 moving in and out is a rename and never a copy.
 
 The trash is read a page at a time (entry names sort by when they were made, so a page reads only its
@@ -20,9 +20,11 @@ import stat as stat_module
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
+from app.datasets.captions import CAPTION_EXTS
 from app.datasets.paths import PathRefused, resolve_within
+from app.datasets.scan import IMAGE_EXTS
 
 TRASH = ".tessera-trash"
 ENTRY_NAME = re.compile(r"(\d{8}-\d{6})-(\d{1,9})")
@@ -37,6 +39,50 @@ class TrashEntry:
     caption: str | None  # its caption's relative path, if that went to the trash too
     deleted_at: str  # ISO 8601, UTC
     content_hash: str | None = None  # the image's index hash when trashed: its grid thumbnail's key
+    more_captions: tuple[str, ...] = ()  # other caption files of the image that went too (a.caption beside a.txt)
+
+    @property
+    def captions(self) -> tuple[str, ...]:
+        """Every caption file in the entry, the one Tessera used first."""
+        return ((self.caption,) if self.caption else ()) + self.more_captions
+
+    def as_json(self) -> dict:
+        return {"name": self.name, "image": self.image, "caption": self.caption, "deleted_at": self.deleted_at,
+                "content_hash": self.content_hash, "more_captions": list(self.more_captions)}
+
+
+@dataclass(frozen=True)
+class OwnCaptions:
+    captions: tuple[str, ...]  # dataset-relative caption files beside the image that fit its name
+    shared_with: tuple[str, ...]  # other images in that folder with the same name stem (they pair with them too)
+
+
+def own_captions(root: Path, image_relpath: str) -> OwnCaptions:
+    """The caption files on disk that belong to an image: every `<stem><ext>` for the caption
+    extensions (`CAPTION_EXTS`), letter case ignored as pairing ignores it (`a.txt`, `a.caption`,
+    `A.TXT`), and the other images that would pair with the same files (`a.jpg` beside `a.png`).
+
+    Read from the folder itself, not the index, so files the last scan did not see count too.
+    Raises PathRefused for a path outside the dataset; a missing folder gives no captions.
+    """
+    image = resolve_within([Path(root)], image_relpath)
+    folder = PurePosixPath(image_relpath).parent
+    stem = os.path.splitext(image.name)[0].casefold()
+    wanted = {(stem + ext).casefold() for ext in CAPTION_EXTS}
+    captions, others = [], []
+    try:
+        with os.scandir(image.parent) as found:
+            for item in found:
+                if item.name == image.name or not item.is_file(follow_symlinks=False):
+                    continue
+                name, ext = os.path.splitext(item.name)
+                if item.name.casefold() in wanted:
+                    captions.append((folder / item.name).as_posix())
+                elif ext.lower() in IMAGE_EXTS and name.casefold() == stem:
+                    others.append((folder / item.name).as_posix())
+    except FileNotFoundError:
+        pass
+    return OwnCaptions(tuple(sorted(captions)), tuple(sorted(others)))
 
 
 def _move(source: Path, target: Path) -> None:
@@ -47,17 +93,18 @@ def _move(source: Path, target: Path) -> None:
 
 
 def move_to_trash(root: Path, image_relpath: str, caption_relpath: str | None, *,
-                  content_hash: str | None = None) -> TrashEntry:
-    """Move an image (and `caption_relpath`, if given) into a new trash entry.
+                  content_hash: str | None = None, more_captions: tuple[str, ...] = ()) -> TrashEntry:
+    """Move an image (and `caption_relpath` and `more_captions`, if given) into a new trash entry.
 
-    Pass no caption when other images share it; `content_hash` (the index's) lets the trash page
-    show the image's thumbnail. Raises PathRefused for a path outside the
-    dataset, FileNotFoundError if the image is gone, OSError for other file errors; on an error
-    nothing stays half-moved.
+    Pass no caption when other images share it (`own_captions` says); `content_hash` (the index's)
+    lets the trash page show the image's thumbnail. Caption files already gone are left out of the
+    entry. Raises PathRefused for a path outside the dataset, FileNotFoundError if the image is
+    gone, OSError for other file errors; on an error nothing stays half-moved.
     """
     root = Path(root)
     image = resolve_within([root], image_relpath)
     caption = resolve_within([root], caption_relpath) if caption_relpath else None
+    extra = [(relpath, resolve_within([root], relpath)) for relpath in more_captions if relpath != caption_relpath]
     if not image.is_file():
         raise FileNotFoundError(f"{image_relpath} is not there any more")
     stamp = datetime.now(timezone.utc)
@@ -72,15 +119,21 @@ def move_to_trash(root: Path, image_relpath: str, caption_relpath: str | None, *
         except FileExistsError:
             n += 1
     entry = TrashEntry(folder.name, image_relpath, caption_relpath if caption and caption.is_file() else None,
-                       stamp.isoformat(timespec="seconds"), content_hash)
-    (folder / "entry.json").write_text(json.dumps(entry.__dict__), encoding="utf-8")
-    _move(image, folder / "files" / image_relpath)
-    if entry.caption:
-        try:
-            _move(caption, folder / "files" / entry.caption)
-        except OSError:
-            _move(folder / "files" / image_relpath, image)  # put the image back: all or nothing
-            raise
+                       stamp.isoformat(timespec="seconds"), content_hash,
+                       tuple(relpath for relpath, path in extra if path.is_file()))
+    (folder / "entry.json").write_text(json.dumps(entry.as_json()), encoding="utf-8")
+    moves = [(image, folder / "files" / image_relpath)]
+    moves += [(resolve_within([root], relpath), folder / "files" / relpath) for relpath in entry.captions]
+    done = []
+    try:
+        for source, target in moves:
+            _move(source, target)
+            done.append((source, target))
+    except OSError:
+        for source, target in reversed(done):  # put back what moved: all or nothing
+            os.rename(target, source)
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
     return entry
 
 
@@ -120,7 +173,11 @@ def read_entry(root: Path, name: str) -> TrashEntry:
         data = json.loads((base / name / "entry.json").read_text(encoding="utf-8"))
         digest = data.get("content_hash")
         digest = digest if isinstance(digest, str) and _HASH.fullmatch(digest) else None
-        return TrashEntry(name, str(data["image"]), data.get("caption"), str(data.get("deleted_at", "")), digest)
+        more = data.get("more_captions") or []
+        if not isinstance(more, list) or not all(isinstance(m, str) for m in more):
+            raise TypeError("more_captions is no list of paths")
+        return TrashEntry(name, str(data["image"]), data.get("caption"), str(data.get("deleted_at", "")), digest,
+                          tuple(more))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise KeyError(name) from exc
 
@@ -259,9 +316,7 @@ def restore(root: Path, name: str) -> TrashEntry:
     root = Path(root)
     entry = read_entry(root, name)
     folder = root / TRASH / name
-    moves = [(folder / "files" / entry.image, resolve_within([root], entry.image))]
-    if entry.caption:
-        moves.append((folder / "files" / entry.caption, resolve_within([root], entry.caption)))
+    moves = [(folder / "files" / relpath, resolve_within([root], relpath)) for relpath in (entry.image, *entry.captions)]
     for source, target in moves:
         if not Path(os.path.realpath(source)).is_relative_to(os.path.realpath(folder)):
             raise PathRefused(f"Trash entry {name} points outside itself")

@@ -197,7 +197,8 @@ def submit():
         job = enqueue_job(run_generation, user_id=current_user.id, kind="generate.image",
                           title=prompt_title(public.get("prompt", ""), ref),
                           params={"model": ref, "input": public, "files": choice.refs, "secrets": secrets_key,
-                                  "secret_names": sorted(secrets), "loras": loras})
+                                  "secret_names": sorted(secrets), "loras": loras},
+                          interactive=True)  # one prediction whose progress the page shows
     except (QueueUnavailable, RedisError) as exc:
         context["note"] = str(exc) if isinstance(exc, QueueUnavailable) else (
             "The job queue is not reachable (Redis), so nothing was queued. Start Tessera with `tessera up`, "

@@ -72,19 +72,25 @@ def elapsed_seconds(job, now: datetime) -> float:
     """Seconds the job has spent in its current phase of life: waiting in the queue since it was
     queued, running since it started, or (ended) how long it ran."""
     if job.status == "queued":
-        return _seconds(job.created_at, now)
+        return _seconds(_queued_at(job), now)
     if job.status == "running":
         return _seconds(job.started_at or job.created_at, now)
     return run_seconds(job, now) or 0.0
 
 
 def wait_seconds(job, now: datetime) -> float | None:
-    """Seconds between queueing and starting (still growing while queued); None if it never started."""
+    """Seconds between its last queueing (created or retried) and starting (still growing while
+    queued); None if it never started."""
     if job.started_at is not None:
-        return _seconds(job.created_at, job.started_at)
+        return _seconds(_queued_at(job), job.started_at)
     if job.status == "queued":
-        return _seconds(job.created_at, now)
+        return _seconds(_queued_at(job), now)
     return None
+
+
+def _queued_at(job) -> datetime | None:
+    # Rows from before Job.queued_at were queued once, when created.
+    return getattr(job, "queued_at", None) or job.created_at
 
 
 def run_seconds(job, now: datetime) -> float | None:

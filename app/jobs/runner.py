@@ -34,7 +34,8 @@ How to add a job (the contract every job keeps)
    (also ``errors``, ``uncertain``, each with ``*_total``) — datasets.bulk/undo; ``captioned`` (ids) and
    ``failures`` ({name: reason}) — datasets.caption; ``lora_id``, ``training_id``, ``upload_url``,
    ``create_sent`` — loras.train; ``lora_id``, ``generations``, ``scales``, ``by_scale`` — loras.samples.
-6. A job that waits on slow work elsewhere ends each run with ``run.defer(seconds)`` instead of
+6. ``interactive=True``: the interactive queue, for short bounded work a page waits on (app.jobs.queues).
+7. A job that waits on slow work elsewhere ends each run with ``run.defer(seconds)`` instead of
    sleeping: it runs again later (same function, same job id) without holding a worker meanwhile,
    and must carry on from what it stored (loras.train polls its stored training id).
 """
@@ -55,6 +56,7 @@ from rq.job import Job as RQJob
 
 from app.atomic import storage_error_message
 from app.extensions import db
+from app.jobs.queues import INTERACTIVE, LONG, queue_named
 from app.models import Job, utcnow
 from app.redis_server import queue_unavailable_message
 from app.replicate.client import shorten_urls
@@ -105,20 +107,18 @@ def task_path(task: Callable[[str], None]) -> str:
 
 
 def enqueue_job(task: Callable[[str], None], *, user_id: int, kind: str, title: str, params: dict | None = None,
-                timeout: int = 3600) -> Job:
+                timeout: int = 3600, interactive: bool = False) -> Job:
     """Record a job for `user_id` and queue ``task(job_id)`` on the app's RQ queue.
 
     `task` is the job function itself (a module-level ``run_*``; see the module docstring for the
     contract); `kind` is ``"<area>.<verb>"``; `title` is what the job list shows (cut to 200
-    characters); `params` is the JSON the function reads from ``job.params``; `timeout` is RQ's
-    limit in seconds, after which the job fails. The row is committed before the job is queued, so
-    a worker always finds it. Returns the Job row (status ``queued``).
-
-    Raises `QueueUnavailable` when Redis cannot be reached: the row is then marked failed with a
-    message saying so, and nothing was queued.
+    characters); `params` is the JSON the function reads from ``job.params``; `timeout` is RQ's limit
+    in seconds; `interactive` puts it on the interactive queue (contract point 6; retries keep it).
+    The row is committed before the job is queued, so a worker always finds it. Returns the Job row
+    (status ``queued``). Raises `QueueUnavailable` when Redis cannot be reached: the row then says so.
     """
     job = Job(id=uuid.uuid4().hex, user_id=user_id, kind=kind, title=title[:200], task=task_path(task),
-              params=params or {}, result={})
+              params=params or {}, result={}, queue=INTERACTIVE if interactive else LONG, queued_at=utcnow())
     db.session.add(job)
     # The row must exist before a worker can pick the job up.
     db.session.commit()
@@ -127,10 +127,11 @@ def enqueue_job(task: Callable[[str], None], *, user_id: int, kind: str, title: 
 
 
 def retry_job(job: Job, timeout: int = 3600) -> None:
-    """Re-run an ended job under the same id; its stored prediction id is kept on purpose."""
+    """Re-run an ended job under the same id, on its queue; its stored prediction id is kept on purpose."""
     job.status, job.progress, job.error, job.message = Job.QUEUED, 0, None, "Queued again"
     job.cancel_requested = False
     job.started_at = job.finished_at = job.heartbeat_at = None
+    job.queued_at = utcnow()  # its wait in the queue starts again
     db.session.commit()
     try:
         RQJob.fetch(job.id, connection=current_app.redis).delete()
@@ -143,7 +144,7 @@ def retry_job(job: Job, timeout: int = 3600) -> None:
 
 def _push(job: Job, timeout: int) -> None:
     try:
-        current_app.task_queue.enqueue(
+        queue_named(current_app, job.queue).enqueue(
             job.task, job.id, job_id=job.id, job_timeout=timeout, result_ttl=86400, failure_ttl=7 * 86400,
             on_failure=Callback(mark_failed_from_rq), on_stopped=Callback(mark_stopped_from_rq),
         )
@@ -202,11 +203,12 @@ def _push_continuation(job: Job, delay: float) -> None:
     options = dict(job_id=f"{job.id}-{uuid.uuid4().hex[:8]}", job_timeout=3600, result_ttl=3600,
                    failure_ttl=7 * 86400, meta={"tessera_continues": job.attempts, "tessera_due": _due_text(job)},
                    on_failure=Callback(mark_failed_from_rq), on_stopped=Callback(mark_stopped_from_rq))
+    queue = queue_named(current_app, job.queue)
     try:
         if delay <= 0:
-            current_app.task_queue.enqueue(continue_job, job.task, job.id, **options)
+            queue.enqueue(continue_job, job.task, job.id, **options)
         else:
-            current_app.task_queue.enqueue_in(timedelta(seconds=delay), continue_job, job.task, job.id, **options)
+            queue.enqueue_in(timedelta(seconds=delay), continue_job, job.task, job.id, **options)
     except RedisError:
         # Nothing will run it: the heartbeat goes stale and the job shows "worker stopped", and Retry
         # carries on from what it stored.
@@ -250,7 +252,7 @@ def is_stale(job, stale_after: timedelta | None = None) -> bool:
     if job.status in Job.ENDED:
         return False
     stale_after = stale_after or timedelta(seconds=current_app.config.get("JOB_STALE_SECONDS", 90))
-    return utcnow() - (job.heartbeat_at or job.started_at or job.created_at) > stale_after
+    return utcnow() - (job.heartbeat_at or job.started_at or job.queued_at or job.created_at) > stale_after
 
 
 def reconcile(job: Job) -> None:
@@ -271,9 +273,7 @@ def reconcile(job: Job) -> None:
 
 def reconcile_running(user_id: int | None = None) -> None:
     query = db.select(Job).where(Job.status.in_([Job.QUEUED, Job.RUNNING]))
-    if user_id is not None:
-        query = query.where(Job.user_id == user_id)
-    for job in db.session.scalars(query):
+    for job in db.session.scalars(query if user_id is None else query.where(Job.user_id == user_id)):
         reconcile(job)
 
 

@@ -811,27 +811,34 @@ class ReplicateClient:
     def _download(self, url: str) -> httpx.Response:
         self._check_download_url(url)
         response = self._with_retries(lambda: self._download_once(url), repeatable=True)
-        status = response.status_code
         if response.is_success:
             return response
+        raise self._download_error(url, response)
+
+    def _download_error(self, url: str, response: httpx.Response) -> ReplicateError:
+        """What the user reads when a download of `url` ended with `response` (not 2xx, after the
+        retries `_with_retries` makes): one table for `download` and `download_to_file`."""
+        status = response.status_code
         if 300 <= status < 400:
-            raise OutputError(f"The output at {url} redirects elsewhere ({status}); Tessera does not follow "
-                              "redirects for downloads.", status=status)
+            return OutputError(f"The file at {url} redirects elsewhere ({status}); Tessera does not follow "
+                               "redirects for downloads.", status=status)
         if status in (404, 410):
-            raise OutputError(f"The output at {url} is gone ({status}). Replicate deletes outputs about an hour "
-                              "after a prediction finishes.", status=status)
+            # Source: Replicate deletes a prediction's output files about an hour after it ends
+            # (shared/reference/replicate-models-and-trainings.md).
+            return OutputError(f"The file at {url} is gone ({status}). Replicate deletes output files about "
+                               "an hour after the prediction ends.", status=status)
         if status == 429:
-            raise ThrottledError(f"The file host is throttling downloads of {url}; try again shortly.",
-                                 status=status, retry_after=_retry_hint(response))
+            return ThrottledError(f"The file host is throttling downloads of {url}; try again shortly.",
+                                  status=status, retry_after=_retry_hint(response))
         if status >= 500:
-            raise TransientError(f"The file host failed ({status}) while sending {url}, even after "
-                                 f"{self.max_retries + 1} tries; try again shortly.", status=status)
-        raise OutputError(f"Downloading {url} failed ({status}).", status=status)
+            return TransientError(f"The file host failed ({status}) while sending {url}, even after "
+                                  f"{self.max_retries + 1} tries; try again shortly.", status=status)
+        return OutputError(f"Downloading {url} failed ({status}).", status=status)
 
     def download_to_file(self, url: str, dest: str | os.PathLike, *, max_bytes: int) -> int:
         """Stream an output file to ``dest`` (written whole or not at all: a temporary name, then renamed),
         at most ``max_bytes`` of it; returns its size. For outputs too big to hold in memory, such as
-        LoRA weights. Errors as for download()."""
+        LoRA weights. Errors as for download() (the same `_download_error` table)."""
         self._check_download_url(url)
         dest = os.fspath(dest)
         tmp = f"{dest}.{os.getpid()}.part"
@@ -855,15 +862,8 @@ class ReplicateClient:
 
         try:
             response = self._with_retries(once, repeatable=True)
-            status = response.status_code
             if not response.is_success:
-                if status in (404, 410):
-                    raise OutputError(f"The file at {url} is gone ({status}). Replicate deletes outputs some time "
-                                      "after they are made.", status=status)
-                if status == 429:
-                    raise ThrottledError(f"The file host is throttling downloads of {url}; try again shortly.",
-                                         status=status, retry_after=_retry_hint(response))
-                raise OutputError(f"Downloading {url} failed ({status}).", status=status)
+                raise self._download_error(url, response)
             os.replace(tmp, dest)
             return int(response.headers["x-size"])
         finally:

@@ -114,11 +114,41 @@ mask.onEdit = (step) => {
   enqueue(() => pushStep(step));
 };
 
+// A push that does not reach the server (no connection, or a 5xx answer) is sent again after the
+// delays of data-push-retry-ms (app/canvas/params.py: about a minute in all), still in its place on
+// the queue: no later step or undo goes first. Its key lets the server tell a push it already took
+// (only the answer was lost) from a new step.
+const retryDelays = () => (root.dataset.pushRetryMs || "").split(" ").filter(Boolean).map(Number);
+// Set when a step never reached the server: the mask kept there lacks it until the whole mask is saved.
+let keptMaskBehind = false;
+
 async function pushStep(step) {
-  const { ok, data } = await api.post("/history/mask", formData({
-    version: steps.version, label: step.label, x: step.x, y: step.y, w: step.width, h: step.height,
-    alpha: await deflate(step.before, step.after),
-  }));
+  const alpha = await deflate(step.before, step.after);
+  const key = stepKey();
+  const delays = retryDelays();
+  let answer, tries = 0;
+  for (;;) {
+    answer = await api.post("/history/mask", formData({
+      version: steps.version, label: step.label, x: step.x, y: step.y, w: step.width, h: step.height, key, alpha,
+    }));
+    tries += 1;
+    if (!notDelivered(answer)) break;
+    if (tries > delays.length) {
+      keptMaskBehind = true;
+      say(`Your ${step.label} could not be saved after ${tries} tries (${answer.data.error}) It stays on this ` +
+          "page, and the whole mask is saved once the server answers again.", true);
+      return;
+    }
+    const delay = delays[tries - 1];
+    say(`Your ${step.label} did not reach the server; trying again in ${Math.ceil(delay / 1000)} s…`, true);
+    await new Promise((done) => setTimeout(done, delay));
+  }
+  const { ok, data } = answer;
+  if (ok && keptMaskBehind) {
+    keptMaskBehind = false;
+    enqueue(saveMask); // after this step: the kept mask catches up with what the page shows
+  }
+  if (ok && !data.stale_history && tries > 1) say(`Your ${step.label} reached the server (after ${tries} tries).`);
   if (data.stale_history) {
     await reloadFromServer(data);
     // Another tab changed the history: this edit goes on top of what is there now, not lost.
@@ -135,6 +165,16 @@ async function pushStep(step) {
   stepCache.set(data.step, step);
   if (stepCache.size > STEP_CACHE_LIMIT) stepCache.delete(stepCache.keys().next().value);
   applyHistory(data.history);
+}
+
+// Worth sending again: the request never got an answer, or the server (or a proxy) failed.
+function notDelivered({ status }) {
+  return status === 0 || status >= 500;
+}
+
+// A random name for a mask step (crypto.randomUUID needs https; this works over plain http too).
+function stepKey() {
+  return Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 // before ‖ after, zlib-compressed by the browser off the main thread (CompressionStream).
@@ -210,13 +250,14 @@ async function saveMask() {
   if (!mask.frame) return;
   const blob = await mask.toBlob();
   const { x, y, width, height } = mask.frame;
-  const { ok, data } = await api.post("/mask", formData({
+  const { ok, status, data } = await api.post("/mask", formData({
     mask: new File([blob], "mask.png", { type: "image/png" }), x, y, w: width, h: height, history: steps.version,
   }));
   if (data.stale_history) {
     await reloadFromServer(data);
     say(data.error, true);
   } else if (!ok) {
+    if (notDelivered({ status })) keptMaskBehind = true; // tried again after the next step that gets through
     say(`The mask could not be kept: ${data.error}`, true);
   } else {
     applyHistory(data.history);

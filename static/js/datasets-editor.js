@@ -66,6 +66,23 @@ function review(thenNext) {
   saveThen(() => form.requestSubmit());
 }
 
+function moveToTrash() {
+  const form = document.getElementById("trash-form");
+  if (form) form.requestSubmit();
+}
+
+// Typed text is saved first (button or key), so the caption that goes to the trash, and comes
+// back from it, is the latest.
+const trashForm = document.getElementById("trash-form");
+if (trashForm) {
+  trashForm.addEventListener("submit", (event) => {
+    const textarea = caption();
+    if (!textarea || textarea.value === savedText || !window.htmx) return;
+    event.preventDefault();
+    saveThen(() => trashForm.submit());
+  });
+}
+
 document.addEventListener("keydown", (event) => {
   const inField = event.target.closest && event.target.closest("input, textarea, select, [contenteditable]");
   if (event.altKey && !event.ctrlKey && !event.metaKey) {
@@ -76,6 +93,7 @@ document.addEventListener("keydown", (event) => {
       KeyT: focusTagInput,
       KeyR: () => review(false),
       Enter: () => review(true),
+      Delete: moveToTrash,
     };
     const action = actions[event.code];
     if (action) {
@@ -96,6 +114,7 @@ document.addEventListener("keydown", (event) => {
       ArrowLeft: () => go("#prev-image"),
       "/": focusTagInput,
       t: focusTagInput,
+      Delete: moveToTrash,
     };
     const action = actions[event.key];
     if (action) {

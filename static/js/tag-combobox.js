@@ -34,9 +34,18 @@ class TagCombobox {
     this.timer = null;
     this.request = null;
     this.lastQuery = null;
+    // Keys pressed before the suggestions arrived: a fast "1gi ↓ Enter" means the first suggestion,
+    // not the typed "1gi" (the list opens, highlighted, and the Enter waits for it).
+    this.pending = false;
+    this.wantFirst = false;
+    this.enterQueued = false;
 
     input.setAttribute("autocomplete", "off");
-    input.addEventListener("input", () => this.schedule());
+    input.addEventListener("input", () => {
+      this.wantFirst = false;
+      this.enterQueued = false;
+      this.schedule();
+    });
     input.addEventListener("focus", () => { if (this.input.value.trim()) this.schedule(); });
     input.addEventListener("blur", () => this.close());
     // Escape closes the list (and stops there, so the page's own Esc handling does not also run).
@@ -45,6 +54,13 @@ class TagCombobox {
         event.preventDefault();
         event.stopPropagation();
         this.close();
+      } else if (event.key === "ArrowDown" && !this.open && lastPart(this.input.value).last) {
+        event.preventDefault();
+        this.wantFirst = true;
+        if (!this.pending) this.schedule();
+      } else if (event.key === "Enter" && this.wantFirst) {
+        event.preventDefault();  // the suggestion asked for with ↓ is on its way: take it then
+        this.enterQueued = true;
       }
     });
     // Keep focus in the input when an option is clicked.
@@ -54,7 +70,16 @@ class TagCombobox {
 
   schedule() {
     clearTimeout(this.timer);
+    this.pending = true;
     this.timer = setTimeout(() => this.fetch(), DELAY_MS);
+  }
+
+  // The typed text goes in as it is (what Enter does when there is nothing to choose).
+  settleWithoutSuggestion() {
+    const enter = this.enterQueued;
+    this.wantFirst = false;
+    this.enterQueued = false;
+    if (enter && this.submit && this.input.form) this.input.form.requestSubmit();
   }
 
   async fetch() {
@@ -63,7 +88,10 @@ class TagCombobox {
       this.close();
       return;
     }
-    if (last === this.lastQuery && this.open) return;
+    if (last === this.lastQuery && this.open) {
+      this.pending = false;
+      return;
+    }
     if (this.request) this.request.abort();
     const request = new AbortController();
     this.request = request;
@@ -72,12 +100,18 @@ class TagCombobox {
     let data;
     try {
       const response = await fetch(url, { signal: request.signal, headers: { Accept: "application/json" }, credentials: "same-origin" });
-      if (!response.ok) return;
+      if (!response.ok) throw new Error(`HTTP ${response.status}`);
       data = await response.json();
     } catch {
-      return;  // aborted by a newer keystroke, or offline: keep what is shown
+      // Aborted by a newer keystroke (which fetches again), or offline: keep what is shown.
+      if (request === this.request) {
+        this.pending = false;
+        this.settleWithoutSuggestion();
+      }
+      return;
     }
     if (request !== this.request || document.activeElement !== this.input) return;
+    this.pending = false;
     this.lastQuery = last;
     this.render(data.suggestions || []);
   }
@@ -117,8 +151,18 @@ class TagCombobox {
       if (!this.open) this.nav.start();
       else this.nav.resetSelection();
       this.open = true;
+      if (this.wantFirst) {
+        this.wantFirst = false;
+        this.nav.navigate(1);
+        if (this.enterQueued) {
+          this.enterQueued = false;
+          this.pendingKey = "Enter";
+          this.take(this.list.querySelector("[aria-selected=true]") || this.list.firstElementChild);
+        }
+      }
     } else {
       this.close();
+      this.settleWithoutSuggestion();
     }
     if (this.status) {
       this.status.textContent = suggestions.length ? `${suggestions.length} suggestion${suggestions.length === 1 ? "" : "s"}; use the arrow keys` : "";
@@ -127,6 +171,7 @@ class TagCombobox {
 
   close() {
     clearTimeout(this.timer);
+    this.pending = false;
     if (this.request) this.request.abort();
     this.request = null;
     this.lastQuery = null;
