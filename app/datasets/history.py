@@ -240,8 +240,7 @@ def edit_captions(dataset: Dataset, image_ids: Sequence[int] | None, edit: Calla
     def record_written() -> None:
         nonlocal writing
         if writing is not None:
-            planned, future = writing
-            writing = None
+            (planned, future), writing = writing, None
             outcome.add(record_plan(dataset, planned, future.result(), user_id=user_id, description=description,
                                     kind=kind, batch=outcome.batch))
 
@@ -319,9 +318,8 @@ def record_plan(dataset: Dataset, planned: _Planned, result: BatchOutcome, *, us
                 kind: str, undo_of: str | None = None, batch: CaptionBatch | None = None) -> EditOutcome:
     """Record what `write_captions(planned.writes)` did (`result`) as one batch (or in `batch`):
     history rows, caption rows and tag rows; commits. Returns the chunk's outcome."""
-    outcome = planned.outcome
+    outcome, kept = planned.outcome, planned.kept
     outcome.batch = batch
-    kept = planned.kept
     outcome.conflicts = [kept[i][0].relpath for i in sorted(result.conflicts)]
     outcome.errors += [result.errors[i] for i in sorted(result.errors)]
     done = [(*kept[i], written) for i, written in sorted(result.written.items())]
