@@ -106,6 +106,11 @@ document.addEventListener("keydown", (event) => {
   if (event.key === "PageDown" || event.key === "PageUp") {
     event.preventDefault();
     go(event.key === "PageDown" ? "#next-image" : "#prev-image");
+  } else if (event.key === "Delete" && !inField) {
+    // Not on a focused control either: Delete on a tag chip's button must not trash the image.
+    if (event.target.closest && event.target.closest("button, a, summary, [role=option]")) return;
+    event.preventDefault();
+    moveToTrash();
   } else if (event.key === "Escape" && inField) {
     event.target.blur();
   } else if (!inField) {
@@ -114,7 +119,6 @@ document.addEventListener("keydown", (event) => {
       ArrowLeft: () => go("#prev-image"),
       "/": focusTagInput,
       t: focusTagInput,
-      Delete: moveToTrash,
     };
     const action = actions[event.key];
     if (action) {

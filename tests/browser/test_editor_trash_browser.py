@@ -51,8 +51,12 @@ def test_move_to_trash_from_the_editor_and_restore(logged_in, live_server, live_
     assert not (folder / "a 1.txt").exists()
     other.close()
 
-    # The Delete key (outside text fields) moves the next one; Restore brings it back.
-    page.locator("h2#chips-heading").click()
+    # Delete on a focused chip button is not "trash the image": nothing moves.
+    page.get_by_role("button", name="Remove tag1").focus()
+    page.keyboard.press("Delete")
+    page.locator("h2#chips-heading").click()  # the page itself has focus now
+    assert (folder / "b 2.png").exists()
+    # The Delete key (outside text fields and buttons) moves the next one; Restore brings it back.
     page.keyboard.press("Delete")
     expect(page.locator("#trashed-notice")).to_contain_text("Moved b 2.png")
     expect(page.locator("#caption-text")).to_have_value("tok, tag2")
