@@ -100,3 +100,27 @@ def test_tessera_user_create_reads_the_password_from_stdin(app_env, tmp_path, mo
         assert log_in(app.test_client(), username="grace", password="a long passphrase").status_code == 302
         db.session.remove()
         db.engine.dispose()
+
+
+def test_a_form_sent_after_the_session_ended_leads_back_to_its_page_after_the_login(app, user):
+    """Logged out in another tab, then "New canvas" in this one: after the login the user sees the page
+    the form was on, not a 405 from the form's POST-only address."""
+    client = app.test_client()
+    response = client.post("/canvas/", data={"name": "c"}, headers={"Referer": "http://localhost/canvas/?x=1"})
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/login?next=%2Fcanvas%2F%3Fx%3D1"
+    after = log_in(client, next="/canvas/?x=1")
+    assert after.headers["Location"] == "/canvas/?x=1" and client.get(after.headers["Location"]).status_code == 200
+
+
+@pytest.mark.parametrize("referrer", [None, "https://evil.example/x"])
+def test_a_form_sent_after_the_session_ended_without_its_page_leads_home(app, user, referrer):
+    headers = {"Referer": referrer} if referrer else {}
+    response = app.test_client().post("/generate", data={"prompt": "a fox"}, headers=headers)
+    assert response.status_code == 302 and response.headers["Location"] == "/login"
+    assert log_in(app.test_client()).headers["Location"] == "/"
+
+
+def test_a_page_asked_for_after_the_session_ended_is_shown_after_the_login(app, user):
+    response = app.test_client().get("/gallery?page=2")
+    assert response.headers["Location"] == "/login?next=%2Fgallery%3Fpage%3D2"

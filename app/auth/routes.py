@@ -118,7 +118,19 @@ def unauthorized():
     # Opening Tessera (or before any account exists) needs no "please log in": the page says what to do.
     if request.path != "/" and db.session.scalar(db.select(User.id).limit(1)) is not None:
         flash(login_manager.login_message)
-    return redirect(login_url("auth.login", next_url=request.url))
+    return redirect(login_url("auth.login", next_url=_page_to_return_to()))
+
+
+def _page_to_return_to() -> str | None:
+    """Where the login should lead back to: the address asked for, when it is a page (GET); for a form
+    sent after the session ended (say, logged out in another tab) the page the form was on, since the
+    form's own address answers only POST (405 after the login). None when unknown: the home page."""
+    if request.method in ("GET", "HEAD"):
+        return request.url
+    referrer = urlsplit(request.referrer or "")
+    if not referrer.path or referrer.netloc != request.host:
+        return None
+    return referrer.path + (f"?{referrer.query}" if referrer.query else "")
 
 
 @bp.route("/setup", methods=["POST"])
