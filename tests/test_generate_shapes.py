@@ -62,6 +62,19 @@ def test_every_shape_renders_its_control(shapes):
     assert 'type="password"' in page and 'autocomplete="new-password"' in page
 
 
+def test_a_list_of_numbers_hints_at_its_own_kind_of_number(shapes):
+    page = shapes.get(f"/?model={MODEL}").get_data(as_text=True)
+    hints = {}
+    for index, (shape_id, _prop, _schemas, kind, _bounds, _cases) in enumerate(SHAPES):
+        if kind == "list" and shape_id.startswith("array of"):
+            start = page.index(f'id="in-s{index}"')
+            hints[shape_id] = page[page.rindex("<", 0, start):page.index(">", start) + 1]
+    assert 'placeholder="e.g. 1, 2, 3"' in hints["array of integers with maxItems"]
+    assert 'placeholder="e.g. 0.8, 1.0"' in hints["array of numbers, each range-checked"]
+    # A decimal keypad has no comma to separate the values with.
+    assert not any("inputmode" in control for control in hints.values())
+
+
 def test_every_shape_sends_its_json_type_to_the_model(shapes, run_jobs, fake_replicate):
     form, expected = {"model": MODEL, "prompt": "p"}, {}
     for index, (_id, _prop, _schemas, kind, _bounds, cases) in enumerate(SHAPES):

@@ -2,7 +2,7 @@
 (The trash itself: `routes_trash`; crops to a bucket: `routes_crop`.)"""
 from __future__ import annotations
 
-from flask import flash, redirect, render_template, request, url_for
+from flask import flash, redirect, request, url_for
 
 from app.auth.access import child_or_404, owned_or_404
 from app.datasets import bp, index
