@@ -92,6 +92,19 @@ def _move(source: Path, target: Path) -> None:
     os.rename(source, target)
 
 
+def _move_all(moves: list[tuple[Path, Path]]) -> None:
+    """Move each (source, target), all or nothing: on an OSError what moved is put back, and it is raised."""
+    done = []
+    try:
+        for source, target in moves:
+            _move(source, target)
+            done.append((source, target))
+    except OSError:
+        for source, target in reversed(done):
+            os.rename(target, source)
+        raise
+
+
 def move_to_trash(root: Path, image_relpath: str, caption_relpath: str | None, *,
                   content_hash: str | None = None, more_captions: tuple[str, ...] = ()) -> TrashEntry:
     """Move an image (and `caption_relpath` and `more_captions`, if given) into a new trash entry.
@@ -124,14 +137,9 @@ def move_to_trash(root: Path, image_relpath: str, caption_relpath: str | None, *
     (folder / "entry.json").write_text(json.dumps(entry.as_json()), encoding="utf-8")
     moves = [(image, folder / "files" / image_relpath)]
     moves += [(resolve_within([root], relpath), folder / "files" / relpath) for relpath in entry.captions]
-    done = []
     try:
-        for source, target in moves:
-            _move(source, target)
-            done.append((source, target))
+        _move_all(moves)
     except OSError:
-        for source, target in reversed(done):  # put back what moved: all or nothing
-            os.rename(target, source)
         shutil.rmtree(folder, ignore_errors=True)
         raise
     return entry
@@ -325,14 +333,6 @@ def restore(root: Path, name: str) -> TrashEntry:
     for _, target in moves:
         if target.exists():
             raise FileExistsError(f"{target.relative_to(root).as_posix()} exists already; rename it first")
-    done = []
-    try:
-        for source, target in moves:
-            _move(source, target)
-            done.append((source, target))
-    except OSError:
-        for source, target in done:
-            os.rename(target, source)
-        raise
+    _move_all(moves)
     shutil.rmtree(folder)
     return entry
